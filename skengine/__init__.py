@@ -1,0 +1,48 @@
+"""skengine: a from-scratch deep-learning engine on NumPy/CuPy for Selective Kernel Networks."""
+import numpy as np
+
+from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
+from .backend import cuda_available, get_array_module, to_device
+from .gradcheck import GradcheckError, gradcheck
+from .ops import cat, stack, split
+from .random import manual_seed
+from .serialization import load, save
+
+__version__ = "0.1.0"
+
+float32, float64, int64 = np.float32, np.float64, np.int64
+
+
+def tensor(data, requires_grad=False, dtype=None, device="cpu"):
+    """A new Tensor holding a copy of ``data``."""
+    data = data.data if isinstance(data, Tensor) else data
+    xp = get_array_module(data)
+    data = data.copy() if isinstance(data, xp.ndarray) else data  # Python values are converted anyway
+    return Tensor(to_device(Tensor(data, dtype=dtype).data, device), requires_grad=requires_grad)
+
+
+def _shape(size):
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def zeros(*size, dtype=np.float32, device="cpu", requires_grad=False):
+    return Tensor(to_device(np.zeros(_shape(size), dtype), device), requires_grad=requires_grad)
+
+
+def ones(*size, dtype=np.float32, device="cpu", requires_grad=False):
+    return Tensor(to_device(np.ones(_shape(size), dtype), device), requires_grad=requires_grad)
+
+
+def randn(*size, dtype=np.float32, device="cpu", requires_grad=False):
+    from .random import generator
+    data = generator().standard_normal(_shape(size)).astype(dtype)
+    return Tensor(to_device(data, device), requires_grad=requires_grad)
+
+
+def arange(*args, dtype=None, device="cpu"):
+    return Tensor(to_device(np.arange(*args, dtype=dtype), device))
+
+
+__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "enable_grad",
+           "is_grad_enabled", "gradcheck", "GradcheckError", "save", "load", "manual_seed", "cat", "stack",
+           "split", "cuda_available", "get_array_module", "float32", "float64", "int64"]

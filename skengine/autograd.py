@@ -1,0 +1,316 @@
+"""The autograd core: Tensor, Function and the backward pass.
+
+A Tensor wraps a raw array (NumPy or CuPy).  Calling a Function on tensors
+runs its ``forward`` on the raw arrays and, when gradients are wanted, links
+the outputs to the Function (their ``creator``) and the Function to its
+inputs.  ``Tensor.backward`` walks that graph iteratively, latest generation
+first, calling each Function's ``backward`` on raw arrays and accumulating
+into the leaves' ``.grad``.  The graph is released as it is consumed.
+"""
+import contextlib
+import heapq
+import itertools
+import weakref
+
+import numpy as np
+
+from .backend import check_device, device_of, get_array_module, to_device, to_numpy
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block no graph is recorded (inference, optimizer updates)."""
+    global _grad_enabled
+    old, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = old
+
+
+@contextlib.contextmanager
+def enable_grad():
+    global _grad_enabled
+    old, _grad_enabled = _grad_enabled, True
+    try:
+        yield
+    finally:
+        _grad_enabled = old
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def _as_array(data, dtype=None):
+    """Raw array from a Tensor, array or Python value; Python floats become float32."""
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = get_array_module(data)
+    if isinstance(data, xp.ndarray):
+        return data if dtype is None else data.astype(dtype, copy=False)
+    arr = np.asarray(data, dtype=dtype)
+    if dtype is None and arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it."""
+    __array_priority__ = 1000  # numpy scalars/arrays defer to our operators
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = _as_array(data, dtype)
+        self.requires_grad = bool(requires_grad)
+        if self.requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
+        self.grad = None
+        self.creator = None
+        self.generation = 0
+
+    # -- plain properties ------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    device = property(lambda self: device_of(self.data))
+    is_leaf = property(lambda self: self.creator is None)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(to_numpy(self.data), prefix="tensor(", precision=4, threshold=20)
+        extra = "" if self.device == "cpu" else ", device='cuda'"
+        extra += "" if self.dtype == np.float32 else f", dtype={self.dtype}"
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}{extra})"
+
+    # -- conversion --------------------------------------------------------
+    def numpy(self):
+        """The data as a NumPy array (copied to the host if on the GPU)."""
+        return to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        return Tensor(self.data)
+
+    def to(self, device=None, dtype=None):
+        data = self.data if device is None else to_device(self.data, check_device(device))
+        data = data if dtype is None else data.astype(dtype, copy=False)
+        if data is self.data:
+            return self
+        out = Tensor(data, requires_grad=self.requires_grad)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = flag
+        return self
+
+    # -- autograd ----------------------------------------------------------
+    def set_creator(self, fn):
+        self.creator = fn
+        self.generation = fn.generation + 1
+
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        Iterative and generation ordered, so a graph of any depth works.
+        Unless ``retain_graph``, each Function's saved arrays are dropped
+        once it has been used, so memory does not grow across steps.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad "
+                               "(no input has requires_grad=True, or it was computed under no_grad())")
+        xp = get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without grad needs a scalar output, got shape {self.shape}")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = _as_array(grad, self.dtype)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"grad shape {grad.shape} does not match tensor shape {self.shape}")
+        if self.creator is None:
+            self._accumulate(grad)
+            return
+        grads = {id(self): (self, grad)}
+        order = itertools.count()  # tie-breaker so the heap never compares Functions
+        heap, queued = [], set()
+
+        def push(fn):
+            if id(fn) not in queued:
+                queued.add(id(fn))
+                heapq.heappush(heap, (-fn.generation, next(order), fn))
+
+        push(self.creator)
+        while heap:
+            fn = heapq.heappop(heap)[2]
+            if fn.inputs is None:
+                raise RuntimeError("the graph was already freed by an earlier backward(); "
+                                   "pass retain_graph=True to backward through it twice")
+            gys = []
+            for ref, (shape, dtype) in zip(fn.outputs, fn.output_meta):
+                out = ref()
+                g = grads.pop(id(out), (None, None))[1] if out is not None else None
+                gys.append(g if g is not None else xp.zeros(shape, dtype))
+            gxs = fn.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for x, gx in zip(fn.inputs, gxs):
+                if gx is None or not x.requires_grad:
+                    continue
+                if gx.shape != x.data.shape:
+                    gx = sum_to(gx, x.data.shape)
+                if x.creator is None:
+                    x._accumulate(gx)
+                else:
+                    prev = grads.get(id(x))
+                    grads[id(x)] = (x, gx if prev is None else prev[1] + gx)
+                    push(x.creator)
+            if not retain_graph:
+                fn.release()
+
+    def _accumulate(self, g):
+        if g.dtype != self.data.dtype:
+            g = g.astype(self.data.dtype)
+        if self.grad is None:
+            self.grad = Tensor(g.copy() if g is self.data else g)
+        else:
+            self.grad = Tensor(self.grad.data + g)
+
+    # -- operators (implemented in ops.py) ----------------------------------
+    def __add__(self, o): return ops.add(self, o)
+    def __radd__(self, o): return ops.add(self, o)
+    def __sub__(self, o): return ops.sub(self, o)
+    def __rsub__(self, o): return ops.sub(o, self)
+    def __mul__(self, o): return ops.mul(self, o)
+    def __rmul__(self, o): return ops.mul(self, o)
+    def __truediv__(self, o): return ops.div(self, o)
+    def __rtruediv__(self, o): return ops.div(o, self)
+    def __pow__(self, p): return ops.pow(self, p)
+    def __neg__(self): return ops.neg(self)
+    def __matmul__(self, o): return ops.matmul(self, o)
+    def __rmatmul__(self, o): return ops.matmul(o, self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    # comparisons carry no gradient: they return boolean tensors
+    def __eq__(self, o): return Tensor(self.data == _raw(o))
+    def __ne__(self, o): return Tensor(self.data != _raw(o))
+    def __lt__(self, o): return Tensor(self.data < _raw(o))
+    def __le__(self, o): return Tensor(self.data <= _raw(o))
+    def __gt__(self, o): return Tensor(self.data > _raw(o))
+    def __ge__(self, o): return Tensor(self.data >= _raw(o))
+    __hash__ = object.__hash__
+
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def sqrt(self): return ops.sqrt(self)
+    def abs(self): return ops.abs(self)
+    def relu(self): return ops.relu(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def tanh(self): return ops.tanh(self)
+    def sum(self, dim=None, keepdim=False): return ops.sum(self, dim, keepdim)
+    def mean(self, dim=None, keepdim=False): return ops.mean(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return ops.amax(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """Like torch: the maximum value, or (values, indices) along ``dim``."""
+        return ops.amax(self) if dim is None else ops.max_with_indices(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        xp = get_array_module(self.data)
+        if dim is None:
+            return Tensor(xp.argmax(self.data))
+        return Tensor(xp.argmax(self.data, axis=dim, keepdims=keepdim))
+
+    def reshape(self, *shape): return ops.reshape(self, _shape_arg(shape))
+    view = reshape
+    def flatten(self, start_dim=0, end_dim=-1): return ops.flatten(self, start_dim, end_dim)
+    def transpose(self, dim0, dim1): return ops.transpose(self, dim0, dim1)
+    def permute(self, *dims): return ops.permute(self, _shape_arg(dims))
+    def unsqueeze(self, dim): return ops.unsqueeze(self, dim)
+    def squeeze(self, dim=None): return ops.squeeze(self, dim)
+    def split(self, split_size, dim=0): return ops.split(self, split_size, dim)
+    T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))))
+
+
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _shape_arg(args):
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient back down to ``shape``."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape) if lead else g
+
+
+class Function:
+    """One differentiable operation: ``forward`` and ``backward`` on raw arrays.
+
+    Subclasses keep what backward needs on ``self``; backward receives one
+    upstream gradient per output and returns one gradient (or None) per input.
+    """
+    inputs = None
+    generation = 0
+
+    def __call__(self, *inputs):
+        inputs = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        ys = self.forward(*(x.data for x in inputs))
+        single = not isinstance(ys, tuple)
+        outputs = [Tensor(y) for y in ((ys,) if single else ys)]
+        if _grad_enabled and any(x.requires_grad for x in inputs):
+            self.generation = max(x.generation for x in inputs)
+            for o in outputs:
+                o.requires_grad = o.data.dtype.kind == "f"
+                o.set_creator(self)
+            self.inputs = inputs
+            self.outputs = [weakref.ref(o) for o in outputs]
+            self.output_meta = [(o.data.shape, o.data.dtype) for o in outputs]
+        return outputs[0] if single else tuple(outputs)
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, *gys):
+        raise NotImplementedError
+
+    def release(self):
+        """Drop the inputs and everything saved for backward."""
+        self.__dict__.clear()
+
+
+from . import ops  # noqa: E402  (ops builds on Function and Tensor above)

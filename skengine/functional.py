@@ -1,0 +1,403 @@
+"""Neural-network functions with PyTorch's names and semantics (``import skengine.functional as F``).
+
+The heavy ones (convolution, batch norm, pooling, softmax family, losses)
+are single Functions with a hand-written backward; the light ones compose
+the tensor ops.
+"""
+import numpy as np
+
+from . import ops, random
+from .autograd import Function, Tensor
+from .backend import get_array_module
+from .im2col import col2im, conv_output_size, im2col
+
+relu, sigmoid, tanh = ops.relu, ops.sigmoid, ops.tanh
+
+
+def _pair(v, name):
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return tuple(int(i) for i in t)
+
+
+def _tensor(x, name):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a skengine.Tensor, got {type(x).__name__}")
+    return x
+
+
+# -- convolution ----------------------------------------------------------------
+class Conv2d(Function):
+    """Grouped, strided, dilated 2-D convolution as im2col + one batched matmul."""
+
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    def forward(self, x, w, b=None):
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        G = self.groups
+        col = im2col(x, (kh, kw), self.stride, self.padding, self.dilation)
+        OH, OW = col.shape[-2:]
+        col = col.reshape(N, G, Cg * kh * kw, OH * OW)
+        y = (w.reshape(G, O // G, Cg * kh * kw) @ col).reshape(N, O, OH, OW)
+        if b is not None:
+            y += b.reshape(1, O, 1, 1)
+        self.col, self.w, self.x_hw, self.has_bias = col, w, (H, W), b is not None
+        return y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        O, Cg, kh, kw = self.w.shape
+        G = self.groups
+        N, _, OH, OW = gy.shape
+        gy = gy.reshape(N, G, O // G, OH * OW)
+        gw = (gy @ xp.swapaxes(self.col, -1, -2)).sum(axis=0).reshape(self.w.shape)
+        self.col = None  # the biggest buffer goes as soon as dW no longer needs it
+        gcol = xp.swapaxes(self.w.reshape(G, O // G, Cg * kh * kw), -1, -2) @ gy
+        gcol = gcol.reshape(N, G * Cg, kh, kw, OH, OW)
+        gx = col2im(gcol, self.x_hw, self.stride, self.padding, self.dilation)
+        gb = gy.sum(axis=(0, 3)).reshape(O) if self.has_bias else None
+        return gx, gw, gb
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw)."""
+    x, w = _tensor(input, "input"), _tensor(weight, "weight")
+    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got shape {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1, padding {padding} >= 0")
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    if C % groups or O % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide both input channels ({C}) and "
+                         f"output channels ({O}); input {x.shape}, weight {w.shape}")
+    if Cg * groups != C:
+        raise ValueError(f"conv2d: input has {C} channels but weight {w.shape} with groups={groups} "
+                         f"expects {Cg * groups}; input shape {x.shape}")
+    if bias is not None and tuple(bias.shape) != (O,):
+        raise ValueError(f"conv2d: bias must have shape ({O},), got {tuple(bias.shape)}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")
+    OH = conv_output_size(H, kh, stride[0], padding[0], dilation[0])
+    OW = conv_output_size(W, kw, stride[1], padding[1], dilation[1])
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input "
+                         f"{H + 2 * padding[0]}x{W + 2 * padding[1]}; input shape {x.shape}")
+    fn = Conv2d(stride, padding, dilation, int(groups))
+    return fn(x, w) if bias is None else fn(x, w, bias)
+
+
+# -- normalisation --------------------------------------------------------------
+class BatchNorm(Function):
+    """Normalise over every axis but the channel axis 1; y = xhat * weight + bias."""
+
+    def __init__(self, mean, var, eps, training):
+        self.mean, self.var, self.eps, self.training = mean, var, eps, training
+
+    def forward(self, x, weight, bias):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        self.axes = (0,) + tuple(range(2, x.ndim))
+        self.inv_std = 1.0 / get_array_module(x).sqrt(self.var.reshape(shape) + self.eps)
+        self.xhat = (x - self.mean.reshape(shape)) * self.inv_std
+        self.weight = weight.reshape(shape)
+        return self.xhat * self.weight + bias.reshape(shape)
+
+    def backward(self, gy):
+        gbias = gy.sum(axis=self.axes)
+        gweight = (gy * self.xhat).sum(axis=self.axes)
+        gxhat = gy * self.weight
+        if not self.training:  # statistics are constants
+            return gxhat * self.inv_std, gweight, gbias
+        n = gy.size // gy.shape[1]
+        gx = (gxhat - (gbias.reshape(self.weight.shape) * self.weight
+                       + self.xhat * (gweight.reshape(self.weight.shape) * self.weight)) / n) * self.inv_std
+        return gx, gweight, gbias
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch norm over (N, C) or (N, C, ...) input, like torch.nn.functional.batch_norm.
+
+    Training uses the batch statistics and updates ``running_mean`` /
+    ``running_var`` in place (unbiased variance in the running update);
+    evaluation uses the running statistics.
+    """
+    x = _tensor(input, "input")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
+    C = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {tuple(t.shape)}")
+    xp = get_array_module(x.data)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if training:
+        n = x.data.size // C
+        if n < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got input {x.shape}")
+        mean = x.data.mean(axis=axes)
+        var = ((x.data - mean.reshape((1, C) + (1,) * (x.ndim - 2))) ** 2).mean(axis=axes)
+        if running_mean is not None:
+            running_mean.data *= 1 - momentum
+            running_mean.data += momentum * mean
+        if running_var is not None:
+            running_var.data *= 1 - momentum
+            running_var.data += momentum * var * (n / (n - 1))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+        mean, var = running_mean.data, running_var.data
+    weight = weight if weight is not None else Tensor(xp.ones(C, x.dtype))
+    bias = bias if bias is not None else Tensor(xp.zeros(C, x.dtype))
+    return BatchNorm(mean, var, eps, training)(x, weight, bias)
+
+
+# -- pooling --------------------------------------------------------------------
+def _pool_args(x, kernel_size, stride, padding, name):
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    p = _pair(padding, "padding")
+    if x.ndim != 4:
+        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{name}: padding {p} must be at most half the kernel size {k}")
+    H, W = x.shape[2:]
+    if conv_output_size(H, k[0], s[0], p[0], 1) < 1 or conv_output_size(W, k[1], s[1], p[1], 1) < 1:
+        raise ValueError(f"{name}: kernel {k} is larger than the padded input; input shape {x.shape}")
+    return k, s, p
+
+
+class MaxPool2d(Function):
+    def __init__(self, kernel, stride, padding):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        (ph, pw), (N, C, H, W) = self.padding, x.shape
+        if ph or pw:  # pad with -inf so padding never wins the max
+            padded = xp.full((N, C, H + 2 * ph, W + 2 * pw), -xp.inf, dtype=x.dtype)
+            padded[:, :, ph:ph + H, pw:pw + W] = x
+            x = padded
+        col = im2col(x, self.kernel, self.stride)
+        N, C, kh, kw, OH, OW = col.shape
+        col = col.reshape(N, C, kh * kw, OH, OW)
+        self.arg = col.argmax(axis=2)  # first maximum wins, like PyTorch
+        self.padded_hw = x.shape[2:]
+        self.xp_shape = (N, C, kh, kw, OH, OW)
+        return xp.take_along_axis(col, self.arg[:, :, None], axis=2)[:, :, 0]
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, kh, kw, OH, OW = self.xp_shape
+        taps = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
+        gcol = (taps == self.arg[:, :, None]) * gy[:, :, None]
+        gx = col2im(gcol.reshape(self.xp_shape), self.padded_hw, self.stride)
+        (ph, pw), (H, W) = self.padding, self.padded_hw
+        return gx[:, :, ph:H - ph, pw:W - pw]
+
+
+class AvgPool2d(Function):
+    def __init__(self, kernel, stride, padding, count_include_pad):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        col = im2col(x, self.kernel, self.stride, self.padding)
+        if self.count_include_pad:
+            self.count = self.kernel[0] * self.kernel[1]
+        else:  # how many real (unpadded) inputs each window covers
+            ones = xp.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+            self.count = im2col(ones, self.kernel, self.stride, self.padding).sum(axis=(2, 3))
+        self.col_shape, self.hw = col.shape, x.shape[2:]
+        return col.sum(axis=(2, 3)) / self.count
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        g = (gy / self.count)[:, :, None, None]
+        gcol = xp.broadcast_to(g, self.col_shape)
+        return col2im(gcol, self.hw, self.stride, self.padding)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0):
+    x = _tensor(input, "input")
+    return MaxPool2d(*_pool_args(x, kernel_size, stride, padding, "max_pool2d"))(x)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+    x = _tensor(input, "input")
+    return AvgPool2d(*_pool_args(x, kernel_size, stride, padding, "avg_pool2d"), count_include_pad)(x)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over PyTorch's adaptive windows; output_size 1 is global average pooling."""
+    x = _tensor(input, "input")
+    if x.ndim != 4:
+        raise ValueError(f"adaptive_avg_pool2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    oh, ow = _pair(output_size, "output_size")
+    H, W = x.shape[2:]
+    if (oh, ow) == (1, 1):
+        return x.mean(dim=(2, 3), keepdim=True)
+    if H % oh == 0 and W % ow == 0:
+        return avg_pool2d(x, (H // oh, W // ow))
+    rows = []
+    for i in range(oh):
+        h0, h1 = (i * H) // oh, -(-((i + 1) * H) // oh)
+        cells = [x[:, :, h0:h1, (j * W) // ow:-(-((j + 1) * W) // ow)].mean(dim=(2, 3)) for j in range(ow)]
+        rows.append(ops.stack(cells, dim=-1))
+    return ops.stack(rows, dim=-2)
+
+
+# -- linear -------------------------------------------------------------------
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias, with weight shaped (out_features, in_features)."""
+    x, w = _tensor(input, "input"), _tensor(weight, "weight")
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
+                         f"(expected input (..., {w.shape[1] if w.ndim == 2 else '?'}))")
+    y = ops.matmul(x, ops.transpose(w, 0, 1))
+    return y if bias is None else y + bias
+
+
+# -- softmax family and losses ------------------------------------------------
+class Softmax(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        self.y = e / e.sum(axis=self.dim, keepdims=True)
+        return self.y
+
+    def backward(self, gy):
+        return self.y * (gy - (gy * self.y).sum(axis=self.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        self.y = _log_softmax(x, self.dim)
+        return self.y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        return gy - xp.exp(self.y) * gy.sum(axis=self.dim, keepdims=True)
+
+
+def _log_softmax(x, dim):
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def _dim(x, dim, name):
+    if not -x.ndim <= dim < x.ndim:
+        raise IndexError(f"{name}: dim {dim} is out of range for input of shape {x.shape}")
+    return dim % x.ndim
+
+
+def softmax(input, dim):
+    x = _tensor(input, "input")
+    return Softmax(_dim(x, dim, "softmax"))(x)
+
+
+def log_softmax(input, dim):
+    x = _tensor(input, "input")
+    return LogSoftmax(_dim(x, dim, "log_softmax"))(x)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-sample) -sum(q * log_softmax(x)), q the smoothed one-hot target."""
+
+    def __init__(self, target, label_smoothing, reduction):
+        self.target, self.eps, self.reduction = target, label_smoothing, reduction
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        N, C = x.shape
+        logp = _log_softmax(x, 1)
+        picked = xp.take_along_axis(logp, self.target[:, None], axis=1)[:, 0]
+        loss = -(1 - self.eps) * picked - (self.eps / C) * logp.sum(axis=1)
+        self.p = xp.exp(logp)
+        if self.reduction == "none":
+            return loss
+        return loss.sum() / (N if self.reduction == "mean" else 1)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C = self.p.shape
+        g = self.p - self.eps / C
+        g[xp.arange(N), self.target] -= 1 - self.eps
+        if self.reduction == "none":
+            return g * gy[:, None]
+        return g * (gy / (N if self.reduction == "mean" else 1))
+
+
+def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of logits (N, C) against integer class targets (N,)."""
+    x = _tensor(input, "input")
+    t = target.data if isinstance(target, Tensor) else target
+    xp = get_array_module(x.data)
+    t = xp.asarray(t)
+    if x.ndim != 2:
+        raise ValueError(f"cross_entropy: input must be logits of shape (N, C), got {x.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"cross_entropy: target must have shape ({x.shape[0]},) for input {x.shape}, got {t.shape}")
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= x.shape[1]):
+        raise ValueError(f"cross_entropy: target values must lie in [0, {x.shape[1]}), "
+                         f"got min {int(t.min())} and max {int(t.max())}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    loss = CrossEntropy(t.astype(xp.int64, copy=False), float(label_smoothing), reduction)(x)
+    if reduction != "none" and not bool(xp.isfinite(loss.data)):
+        raise ValueError(f"cross_entropy: the loss is {float(loss.data)}: the logits contain NaN or inf")
+    return loss
+
+
+def nll_loss(input, target, reduction="mean"):
+    """Negative log-likelihood of log-probabilities (N, C) at integer targets (N,)."""
+    x = _tensor(input, "input")
+    t = target.data if isinstance(target, Tensor) else target
+    picked = ops.take_along_dim(x, get_array_module(x.data).asarray(t)[:, None], 1)[:, 0]
+    return -(picked.mean() if reduction == "mean" else picked.sum() if reduction == "sum" else picked)
+
+
+# -- dropout ------------------------------------------------------------------
+class Dropout(Function):
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.mask = (random.uniform(xp, x.shape, x.dtype) >= self.p) * x.dtype.type(1 / (1 - self.p))
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
+    x = _tensor(input, "input")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return Dropout(p)(x)

@@ -1,0 +1,441 @@
+"""Tensor operators, each a Function with its local backward beside its forward.
+
+Gradients of broadcast inputs are summed back to shape by the engine
+(``autograd.sum_to``), so the binary ops here ignore broadcasting.
+"""
+import builtins
+import numbers
+
+from .autograd import Function, Tensor
+from .backend import get_array_module, scatter_add
+
+
+def _pair(a, b):
+    """Two tensors; a Python/NumPy scalar takes the other side's dtype and device."""
+    if not isinstance(a, Tensor):
+        a = Tensor(get_array_module(b.data).asarray(a, dtype=b.dtype))
+    if not isinstance(b, Tensor):
+        b = Tensor(get_array_module(a.data).asarray(b, dtype=a.dtype))
+    return a, b
+
+
+# -- arithmetic ---------------------------------------------------------------
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return gy, -gy
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):
+        return gy * self.b, gy * self.a
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        gb = None if not self.inputs[1].requires_grad else -gy * self.a / (self.b * self.b)
+        return gy / self.b, gb
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        self.x = x
+        return x ** self.p
+
+    def backward(self, gy):
+        return gy * self.p * self.x ** (self.p - 1)
+
+
+class MatMul(Function):
+    """a @ b with NumPy's batching rules (1-D operands promoted and squeezed)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        a = self.a[None, :] if self.a.ndim == 1 else self.a
+        b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.a.ndim == 1:
+            gy = xp.expand_dims(gy, -2)
+        if self.b.ndim == 1:
+            gy = xp.expand_dims(gy, -1)
+        ga = gy @ xp.swapaxes(b, -1, -2)
+        gb = xp.swapaxes(a, -1, -2) @ gy
+        if self.a.ndim == 1:
+            ga = ga.sum(axis=tuple(range(ga.ndim - 2))).reshape(self.a.shape) if ga.ndim > 2 else ga.reshape(self.a.shape)
+        if self.b.ndim == 1:
+            gb = gb.sum(axis=tuple(range(gb.ndim - 2))).reshape(self.b.shape) if gb.ndim > 2 else gb.reshape(self.b.shape)
+        return ga, gb
+
+
+def add(a, b): return Add()(*_pair(a, b))
+def sub(a, b): return Sub()(*_pair(a, b))
+def mul(a, b): return Mul()(*_pair(a, b))
+def div(a, b): return Div()(*_pair(a, b))
+def neg(x): return Neg()(x)
+def matmul(a, b): return MatMul()(a, b)
+
+
+def pow(x, p):
+    if not isinstance(p, numbers.Real):
+        raise TypeError(f"pow: exponent must be a Python number, got {type(p).__name__}")
+    return Pow(p)(x)
+
+
+# -- elementwise functions --------------------------------------------------------
+class Exp(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.x
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).sqrt(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy / (2 * self.y)
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.x = x
+        return abs(x)
+
+    def backward(self, gy):
+        return gy * get_array_module(gy).sign(self.x)
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.y = 0.5 * xp.tanh(0.5 * x) + 0.5  # stable for large |x|
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+def exp(x): return Exp()(x)
+def log(x): return Log()(x)
+def sqrt(x): return Sqrt()(x)
+def abs(x): return Abs()(x)
+def relu(x): return ReLU()(x)
+def sigmoid(x): return Sigmoid()(x)
+def tanh(x): return Tanh()(x)
+
+
+# -- reductions ---------------------------------------------------------------------
+def _axes(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    for d in dims:
+        if not -ndim <= d < max(ndim, 1):
+            raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(d % max(ndim, 1) for d in dims))
+
+
+def _keep(gy, axes, keepdim):
+    """Re-insert reduced axes so gy broadcasts against the input."""
+    if keepdim or not axes:
+        return gy
+    return get_array_module(gy).expand_dims(gy, axes)
+
+
+class Sum(Function):
+    def __init__(self, axes, keepdim):
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.sum(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        return get_array_module(gy).broadcast_to(_keep(gy, self.axes, self.keepdim), self.shape)
+
+
+class AMax(Function):
+    """Maximum over axes; the gradient is split evenly among tied maxima."""
+
+    def __init__(self, axes, keepdim):
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x):
+        self.x = x
+        self.y = x.max(axis=self.axes, keepdims=True)
+        return self.y if self.keepdim else self.y.reshape([n for i, n in enumerate(x.shape) if i not in self.axes])
+
+    def backward(self, gy):
+        mask = self.x == self.y
+        return mask * (_keep(gy, self.axes, self.keepdim) / mask.sum(axis=self.axes, keepdims=True))
+
+
+def sum(x, dim=None, keepdim=False):
+    return Sum(_axes(dim, x.ndim), keepdim)(x)
+
+
+def mean(x, dim=None, keepdim=False):
+    axes = _axes(dim, x.ndim)
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return Sum(axes, keepdim)(x) * (1.0 / n)
+
+
+def amax(x, dim=None, keepdim=False):
+    return AMax(_axes(dim, x.ndim), keepdim)(x)
+
+
+def max_with_indices(x, dim, keepdim=False):
+    """(values, indices) along one dim, like torch.max(x, dim)."""
+    xp = get_array_module(x.data)
+    idx = xp.argmax(x.data, axis=dim, keepdims=True)
+    values = take_along_dim(x, Tensor(idx), dim)
+    if not keepdim:
+        values, idx = values.squeeze(dim), idx.squeeze(axis=dim)
+    return values, Tensor(idx)
+
+
+# -- shape --------------------------------------------------------------------------
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+class Permute(Function):
+    def __init__(self, dims):
+        self.dims = dims
+
+    def forward(self, x):
+        return x.transpose(self.dims)
+
+    def backward(self, gy):
+        inv = [0] * len(self.dims)
+        for i, d in enumerate(self.dims):
+            inv[d] = i
+        return gy.transpose(inv)
+
+
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        gx = get_array_module(gy).zeros(self.shape, self.dtype)
+        scatter_add(gx, self.index, gy)
+        return gx
+
+
+class Concat(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[self.dim] for x in xs]
+        return get_array_module(*xs).concatenate(xs, axis=self.dim)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        bounds = [int(b) for b in xp.cumsum(xp.asarray(self.sizes[:-1])).tolist()] if len(self.sizes) > 1 else []
+        return tuple(xp.split(gy, bounds, axis=self.dim))
+
+
+class Stack(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, *xs):
+        return get_array_module(*xs).stack(xs, axis=self.dim)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        return tuple(xp.squeeze(g, axis=self.dim) for g in xp.split(gy, gy.shape[self.dim], axis=self.dim))
+
+
+class Split(Function):
+    def __init__(self, bounds, dim):
+        self.bounds, self.dim = bounds, dim
+
+    def forward(self, x):
+        self.x_shape, self.dtype = x.shape, x.dtype
+        return tuple(get_array_module(x).split(x, self.bounds, axis=self.dim))
+
+    def backward(self, *gys):
+        return get_array_module(*gys).concatenate(gys, axis=self.dim)
+
+
+class TakeAlongDim(Function):
+    def __init__(self, indices, dim):
+        self.indices, self.dim = indices, dim
+
+    def forward(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+        return get_array_module(x).take_along_axis(x, self.indices, axis=self.dim)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.shape, self.dtype)
+        grid = list(xp.indices(self.indices.shape, sparse=True))
+        grid[self.dim] = self.indices
+        scatter_add(gx, tuple(grid), gy)
+        return gx
+
+
+def reshape(x, shape):
+    return Reshape(tuple(shape))(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    nd = max(x.ndim, 1)
+    s, e = start_dim % nd, end_dim % nd
+    shape = x.shape[:s] + (-1,) + x.shape[e + 1:]
+    return Reshape(shape)(x)
+
+
+def permute(x, dims):
+    if sorted(d % x.ndim for d in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {tuple(dims)} is not a permutation of {x.ndim} dimensions")
+    return Permute(tuple(d % x.ndim for d in dims))(x)
+
+
+def transpose(x, dim0, dim1):
+    dims = list(range(x.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute(tuple(dims))(x)
+
+
+def unsqueeze(x, dim):
+    dim = dim % (x.ndim + 1)
+    return Reshape(x.shape[:dim] + (1,) + x.shape[dim:])(x)
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        shape = tuple(n for n in x.shape if n != 1)
+    else:
+        dim = dim % x.ndim
+        shape = x.shape if x.shape[dim] != 1 else x.shape[:dim] + x.shape[dim + 1:]
+    return Reshape(shape)(x)
+
+
+def getitem(x, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem(index)(x)
+
+
+def take_along_dim(x, indices, dim):
+    return TakeAlongDim(indices.data if isinstance(indices, Tensor) else indices, dim)(x)
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    ref = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.ndim != len(ref) or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref)) if k != dim % len(ref)):
+            raise ValueError(f"cat: tensor {i} has shape {t.shape}, incompatible with {ref} outside dim {dim}")
+    return Concat(dim)(*tensors)
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
+    return Stack(dim)(*tensors)
+
+
+def split(x, split_size, dim=0):
+    """Like torch.split: chunks of ``split_size`` along ``dim``, or a list of sizes."""
+    n = x.shape[dim]
+    if isinstance(split_size, int):
+        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+    else:
+        sizes = list(split_size)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of shape {x.shape})")
+    bounds, acc = [], 0
+    for s in sizes[:-1]:
+        acc += s
+        bounds.append(acc)
+    out = Split(bounds, dim)(x)
+    return out if isinstance(out, tuple) else (out,)
+

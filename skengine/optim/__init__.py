@@ -1,0 +1,17 @@
+"""Optimizers, learning-rate schedules and weight averaging.
+
+    from skengine.optim import AdamW, WarmupCosineLR, param_groups_no_decay
+    opt = AdamW(param_groups_no_decay(model, 0.05), lr=1e-3)
+    sched = WarmupCosineLR(opt, warmup_steps=500, total_steps=20_000)
+
+Update rules and ``state_dict()`` layout follow ``torch.optim``.
+"""
+from .optimizer import Optimizer, param_groups_no_decay
+from .sgd import SGD
+from .adamw import AdamW
+from .lr_scheduler import LRScheduler, WarmupCosineLR, OneCycleLR, StepLR, MultiStepLR
+from .ema import ModelEMA
+from . import lr_scheduler
+
+__all__ = ["Optimizer", "SGD", "AdamW", "param_groups_no_decay", "LRScheduler",
+           "WarmupCosineLR", "OneCycleLR", "StepLR", "MultiStepLR", "ModelEMA", "lr_scheduler"]

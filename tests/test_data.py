@@ -1,0 +1,377 @@
+"""Tests for skengine.data: CIFAR reading, safe download/extract, and the batch iterator."""
+import codecs
+import functools
+import hashlib
+import http.server
+import io
+import os
+import pickle
+import socket
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+
+from skengine.data import (CIFAR_MEAN_STD, DataLoader, class_names, crop_flip, cutout,
+                           download_and_extract, load_cifar)
+from skengine.data.cifar import read_pickle
+from skengine.data.download import safe_extract
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+# ---------------------------------------------------------------- fake datasets
+
+def planes(i):
+    """A 3072-byte CIFAR row for image i: R, G, B planes of 32x32, row-major, values by formula."""
+    k = np.arange(1024)
+    return np.concatenate([(i + k) % 256, (2 * i + 3 * k) % 256, np.full(1024, i % 256)]).astype(np.uint8)
+
+
+def dump(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)  # like make_cifar10.py: bytes pickled via _codecs.encode
+
+
+def write_cifar10(root, per_batch=2):
+    """Official cifar-10-batches-py layout; image i of the train split is planes(i), label i % 10."""
+    d = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(d)
+    for b in range(6):
+        ids = range(b * per_batch, (b + 1) * per_batch)
+        dump(os.path.join(d, f"data_batch_{b + 1}" if b < 5 else "test_batch"), {
+            b"batch_label": b"", b"labels": [i % 10 for i in ids],
+            b"data": np.stack([planes(i) for i in ids]), b"filenames": [b"f%d.png" % i for i in ids]})
+    dump(os.path.join(d, "batches.meta"), {b"label_names": [n.encode() for n in CIFAR10_NAMES],
+                                           b"num_cases_per_batch": per_batch, b"num_vis": 3072})
+    return d
+
+
+def write_cifar100(root):
+    d = os.path.join(root, "cifar-100-python")
+    os.makedirs(d)
+    for split, ids in (("train", range(3)), ("test", range(3, 5))):
+        dump(os.path.join(d, split), {b"data": np.stack([planes(i) for i in ids]),
+                                      b"fine_labels": [50 + i for i in ids], b"coarse_labels": [i for i in ids]})
+    dump(os.path.join(d, "meta"), {b"fine_label_names": [b"f%d" % i for i in range(100)],
+                                   b"coarse_label_names": [b"c%d" % i for i in range(20)]})
+    return d
+
+
+# ---------------------------------------------------------------- cifar.py
+
+def test_load_cifar10_layout_and_dtypes(tmp_path):
+    write_cifar10(tmp_path)
+    x, y = load_cifar(tmp_path, "cifar10", train=True)
+    assert x.dtype == np.uint8 and x.shape == (10, 3, 32, 32)
+    assert y.dtype == np.int64 and y.tolist() == [i % 10 for i in range(10)]
+    for i in (0, 7):  # channel-major planes, row-major pixels: pixel (r, c) of R is byte 32 r + c
+        assert x[i, 0, 0, 1] == (i + 1) % 256 and x[i, 0, 2, 5] == (i + 69) % 256
+        assert x[i, 1, 1, 0] == (2 * i + 96) % 256 and (x[i, 2] == i).all()
+    xt, yt = load_cifar(os.path.join(tmp_path, "cifar-10-batches-py"), train=False)  # root may be the folder
+    assert xt.shape == (2, 3, 32, 32) and yt.tolist() == [0, 1] and xt[1, 2, 31, 31] == 11
+    assert class_names(tmp_path, "cifar10") == CIFAR10_NAMES
+
+
+def test_load_cifar100_uses_fine_labels(tmp_path):
+    write_cifar100(tmp_path)
+    x, y = load_cifar(tmp_path, "cifar100", train=True)
+    assert x.shape == (3, 3, 32, 32) and y.tolist() == [50, 51, 52]
+    assert load_cifar(tmp_path, "cifar100", train=False)[1].tolist() == [53, 54]
+    names = class_names(tmp_path, "cifar100")
+    assert len(names) == 100 and names[7] == "f7"
+
+
+def test_missing_directory_message(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_cifar(tmp_path / "nowhere", "cifar10")
+    msg = str(e.value)
+    assert "cifar-10-batches-py" in msg and "--download" in msg and "make_cifar10.py" in msg
+    with pytest.raises(ValueError):
+        load_cifar(tmp_path, "mnist")
+
+
+def test_old_numpy_module_name_is_accepted(tmp_path):
+    """Official (Python 2 era) files name numpy.core.multiarray._reconstruct."""
+    data = pickle.dumps({b"data": np.arange(6, dtype=np.uint8)}, protocol=2)
+    assert b"numpy._core.multiarray\n_reconstruct" in data
+    path = tmp_path / "old"
+    path.write_bytes(data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    assert read_pickle(path)[b"data"].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+class SystemCall:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class Rot13:
+    def __reduce__(self):
+        return codecs.encode, ("abc", "rot13")
+
+
+def test_restricted_unpickler_rejects_os_system(tmp_path):
+    marker = tmp_path / "pwned"
+    d = write_cifar10(tmp_path)
+    dump(os.path.join(d, "data_batch_3"), {b"data": SystemCall(marker), b"labels": []})
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global (posix|os|nt)\.system"):
+        load_cifar(tmp_path, "cifar10")
+    assert not marker.exists()
+    assert not pickle.loads(pickle.dumps(SystemCall(marker))) and marker.exists()  # the payload is real
+
+
+def test_restricted_unpickler_allows_only_latin1_codec(tmp_path):
+    path = tmp_path / "rot13"
+    dump(path, Rot13())
+    with pytest.raises(pickle.UnpicklingError, match="rot13"):
+        read_pickle(path)
+
+
+# ---------------------------------------------------------------- download.py
+
+def make_archive(tmp_path):
+    """A tiny CIFAR-10 archive in the official layout; returns (path, md5)."""
+    src = tmp_path / "src"
+    write_cifar10(src)
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return path, hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serve tmp_path on a loopback port from a thread; yields the base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def check_roundtrip(root):
+    x, y = load_cifar(root, "cifar10")
+    assert x.shape == (10, 3, 32, 32) and (x[3, 2] == 3).all() and y.tolist() == [i % 10 for i in range(10)]
+
+
+def test_download_file_url_roundtrip_and_skip(tmp_path):
+    archive, md5 = make_archive(tmp_path)
+    root = tmp_path / "cache"
+    assert download_and_extract("cifar10", root, url=archive.as_uri(), md5=md5) == str(root)
+    check_roundtrip(root)
+    assert sorted(os.listdir(root)) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]  # no temp left
+    # already extracted: no download attempted, even from a dead URL
+    assert download_and_extract("cifar10", root, url=(tmp_path / "gone").as_uri(), md5=md5) == str(root)
+
+
+def test_download_http_roundtrip(tmp_path, http_server):
+    _, md5 = make_archive(tmp_path)
+    root = tmp_path / "cache"
+    download_and_extract("cifar10", root, url=f"{http_server}/cifar-10-python.tar.gz", md5=md5)
+    check_roundtrip(root)
+
+
+def test_default_root_from_env(tmp_path, monkeypatch, http_server):
+    _, md5 = make_archive(tmp_path)
+    monkeypatch.setenv("SKENGINE_DATA", str(tmp_path / "env"))
+    assert download_and_extract(url=f"{http_server}/cifar-10-python.tar.gz", md5=md5) == str(tmp_path / "env")
+    check_roundtrip(None)
+
+
+def test_wrong_md5_leaves_nothing(tmp_path, http_server):
+    make_archive(tmp_path)
+    root = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="MD5 mismatch"):
+        download_and_extract("cifar10", root, url=f"{http_server}/cifar-10-python.tar.gz", md5="0" * 32)
+    assert os.listdir(root) == []
+
+
+def test_no_network_message(tmp_path):
+    with socket.socket() as s:  # a loopback port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="could not download") as e:
+        download_and_extract("cifar10", root, url=f"http://127.0.0.1:{port}/x.tar.gz", timeout=5)
+    assert str(root / "cifar-10-python.tar.gz") in str(e.value) and os.listdir(root) == []
+
+
+def tar_with(path, member):
+    with tarfile.open(path, "w") as tar:
+        tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+
+
+def member(name, kind=tarfile.REGTYPE, link=""):
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname, m.size = kind, link, 1 if kind == tarfile.REGTYPE else 0
+    return m
+
+
+@pytest.mark.parametrize("bad", [
+    member("../evil"), member("cifar-10-batches-py/../../evil"), member("/tmp/evil-abs-skengine"),
+    member("cifar-10-batches-py/l", tarfile.SYMTYPE, "../../evil"),
+    member("cifar-10-batches-py/l", tarfile.SYMTYPE, "/etc/passwd"),
+    member("cifar-10-batches-py/h", tarfile.LNKTYPE, "../evil"),
+    member("cifar-10-batches-py/dev", tarfile.CHRTYPE),
+], ids=lambda m: f"{m.name}->{m.linkname}")
+def test_unsafe_members_rejected(tmp_path, bad):
+    archive, root = tmp_path / "bad.tar", tmp_path / "a" / "root"
+    root.mkdir(parents=True)
+    tar_with(archive, bad)
+    with pytest.raises(ValueError, match="unsafe archive member"):
+        safe_extract(archive, root, "cifar-10-batches-py")
+    assert os.listdir(root) == [] and not (tmp_path / "a" / "evil").exists() and not (tmp_path / "evil").exists()
+    assert not os.path.exists("/tmp/evil-abs-skengine")
+
+
+def test_malicious_archive_through_download(tmp_path):
+    archive = tmp_path / "evil.tar"
+    tar_with(archive, member("../evil"))
+    root = tmp_path / "cache"
+    with pytest.raises(ValueError):
+        download_and_extract("cifar10", root, url=archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest())
+    assert not (tmp_path / "evil").exists() and not (root / "cifar-10-batches-py").exists()
+
+
+# ---------------------------------------------------------------- loader.py
+
+def images_by_index(n, h=6, w=5):
+    """uint8 images whose pixels are all distinct within an image (and 1..255, never 0)."""
+    return (1 + (np.arange(n * 3 * h * w) % 251)).astype(np.uint8).reshape(n, 3, h, w)
+
+
+def test_crop_flip_matches_per_sample_crop():
+    x = images_by_index(4)
+    pad = 2
+    oy, ox, flip = np.array([0, 4, 2, 1]), np.array([4, 0, 2, 3]), np.array([False, True, False, True])
+    out = crop_flip(x, oy, ox, flip, pad)
+    for i in range(4):
+        p = np.pad(x[i], ((0, 0), (pad, pad), (pad, pad)))  # zero padding
+        ref = p[:, oy[i]:oy[i] + 6, ox[i]:ox[i] + 5]
+        np.testing.assert_array_equal(out[i], ref[:, :, ::-1] if flip[i] else ref)
+    # sample 0 at (0, 4): two rows of padding on top, two columns on the right
+    assert (out[0, :, :2] == 0).all() and (out[0, :, :, 3:] == 0).all() and (out[0, :, 2:, :3] != 0).all()
+    centre = np.full(4, pad)
+    np.testing.assert_array_equal(crop_flip(x, centre, centre, np.zeros(4, bool), pad), x)
+    flipped = crop_flip(x, centre, centre, np.ones(4, bool), pad)
+    np.testing.assert_array_equal(flipped, x[..., ::-1])
+    np.testing.assert_array_equal(crop_flip(flipped, centre, centre, np.ones(4, bool), pad), x)
+
+
+def test_cutout_square():
+    x = np.ones((2, 1, 5, 5), np.float32)
+    out = cutout(x, np.array([0, 2]), np.array([0, 3]), 2)
+    assert out[0, 0, 0, 0] == 0 and out[0].sum() == 24  # square rows/cols [-1, 1): clipped to one pixel
+    assert (out[1, 0, 1:3, 2:4] == 0).all() and out[1].sum() == 21
+
+
+def test_normalisation_values():
+    x = np.zeros((1, 3, 2, 2), np.uint8)
+    x[0, 0] = 255
+    x[0, 1, 0, 0] = 51
+    mean, std = CIFAR_MEAN_STD["cifar10"]
+    assert mean == (0.4914, 0.4822, 0.4465) and std == (0.2470, 0.2435, 0.2616)
+    out, y = next(iter(DataLoader(x, [7], 1, mean=mean, std=std)))
+    assert out.dtype == np.float32 and y.dtype == np.int64 and y.tolist() == [7]
+    np.testing.assert_allclose(out[0, 0], (1 - 0.4914) / 0.2470, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1, 0, 0], (0.2 - 0.4822) / 0.2435, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1, 1, 1], -0.4822 / 0.2435, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 2], -0.4465 / 0.2616, rtol=1e-6)
+    plain, _ = next(iter(DataLoader(x, [7], 1)))  # no mean/std: just scaled to [0, 1]
+    assert plain[0, 0, 0, 0] == 1 and plain[0, 2].max() == 0
+    np.testing.assert_allclose(plain[0, 1, 0, 0], 0.2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("drop_last,sizes", [(False, [4, 4, 2]), (True, [4, 4])])
+def test_partial_last_batch(drop_last, sizes):
+    loader = DataLoader(images_by_index(10), np.arange(10), 4, drop_last=drop_last)
+    assert len(loader) == len(sizes)
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == sizes
+    assert np.concatenate([y for _, y in batches]).tolist() == list(range(sum(sizes)))  # no shuffle: in order
+
+
+def collect(loader, epochs=1):
+    return [(x.copy(), y.copy()) for _ in range(epochs) for x, y in loader]
+
+
+def test_shuffle_is_seeded_and_covers_each_sample_once():
+    x, labels = images_by_index(11), np.arange(11)
+    a = collect(DataLoader(x, labels, 3, shuffle=True, augment=True, cutout=2, seed=5), 2)
+    b = collect(DataLoader(x, labels, 3, shuffle=True, augment=True, cutout=2, seed=5), 2)
+    c = collect(DataLoader(x, labels, 3, shuffle=True, augment=True, cutout=2, seed=6), 2)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    epoch0, epoch1 = [np.concatenate([y for _, y in a[e * 4:(e + 1) * 4]]) for e in (0, 1)]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(11))
+    assert epoch0.tolist() != epoch1.tolist() and epoch0.tolist() != list(range(11))
+    assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
+
+
+def test_augmented_samples_are_crops_or_flips_of_their_source():
+    n, pad = 64, 2
+    x = images_by_index(n)
+    loader = DataLoader(x, np.arange(n), 16, shuffle=True, augment=True, pad=pad, seed=1)
+    seen = set()
+    for out, y in loader:
+        raw = np.rint(out * 255).astype(np.uint8)  # mean 0, std 1: undo the /255
+        for img, i in zip(raw, y):
+            p = np.pad(x[i], ((0, 0), (pad, pad), (pad, pad)))
+            hits = [(dy, dx, f) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for f in (0, 1)
+                    if np.array_equal(img, p[:, dy:dy + 6, dx:dx + 5][:, :, ::-1] if f else p[:, dy:dy + 6, dx:dx + 5])]
+            assert len(hits) == 1
+            seen.add(hits[0])
+    assert {f for _, _, f in seen} == {0, 1} and len({(dy, dx) for dy, dx, _ in seen}) > 5
+
+
+def test_state_dict_resumes_bit_for_bit():
+    x, labels = images_by_index(10), np.arange(10)
+    make = functools.partial(DataLoader, x, labels, 4, shuffle=True, augment=True, cutout=2, seed=3)
+    ref = collect(make(), 3)  # 3 epochs of 3 batches
+    loader, got = make(), []
+    it = iter(loader)
+    for _ in range(2):
+        next(it)
+    state = loader.state_dict()  # mid-epoch 0, after 2 batches
+    assert state == {"seed": 3, "epoch": 0, "batch": 2}
+    resumed = make(seed=0)
+    resumed.load_state_dict(state)
+    got = collect(resumed, 3)  # rest of epoch 0, then epochs 1 and 2
+    assert len(got) == 7 and resumed.state_dict() == {"seed": 3, "epoch": 2, "batch": 3}
+    for (xa, ya), (xb, yb) in zip(ref[2:], got):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_rejects_bad_input():
+    with pytest.raises(ValueError):
+        DataLoader(np.zeros((2, 3, 4, 4), np.float32), [0, 1], 1)
+    with pytest.raises(ValueError):
+        DataLoader(np.zeros((2, 3, 4, 4), np.uint8), [0], 1)
+
+
+def test_cupy_matches_numpy():
+    cp = pytest.importorskip("cupy")
+    try:
+        cp.cuda.runtime.getDeviceCount()
+    except Exception:
+        pytest.skip("no CUDA device")
+    x, labels = images_by_index(9), np.arange(9)
+    kw = dict(batch_size=4, shuffle=True, augment=True, cutout=2, seed=2, mean=(0.5,) * 3, std=(0.25,) * 3)
+    for (xa, ya), (xb, yb) in zip(collect(DataLoader(x, labels, **kw)), collect(DataLoader(x, labels, xp=cp, **kw))):
+        assert isinstance(xb, cp.ndarray) and xb.dtype == cp.float32 and yb.dtype == cp.int64
+        np.testing.assert_allclose(xa, cp.asnumpy(xb), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(ya, cp.asnumpy(yb))
