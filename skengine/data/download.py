@@ -48,7 +48,7 @@ def check_member(member):
     """
     for path in [member.name] + ([member.linkname] if member.issym() or member.islnk() else []):
         p = PurePosixPath(path)
-        if p.is_absolute() or ".." in p.parts or "\\" in path:
+        if p.is_absolute() or ".." in p.parts:
             raise ValueError(f"unsafe archive member {member.name!r} (path {path!r})")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         raise ValueError(f"unsafe archive member {member.name!r}: special file")
