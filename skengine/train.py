@@ -1,0 +1,327 @@
+"""Train an SK model on CIFAR-10/100: ``python -m skengine.train`` (or ``skengine-train``).
+
+With no arguments: the default small SK model on CIFAR-10 (downloaded into
+the cache if absent), on CUDA if available, else the CPU.  Every epoch ends
+with a test pass, a row in ``metrics.csv`` and an atomic ``checkpoint.npz``
+(model, optimizer, schedule, data order and RNG state, so ``--resume``
+continues bit for bit); Ctrl-C finishes the current step, checkpoints and
+exits; a NaN/inf loss stops the run and leaves the last good checkpoint.
+"""
+import argparse
+import csv
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import random as sk_random
+from .autograd import Tensor
+from .backend import cuda_available
+from .data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
+from .evaluate import confusion_table, evaluate
+from .models import create
+from .optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
+from .serialization import load, save
+
+DEFAULTS = dict(model="sknet_cifar_small", dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
+                momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
+                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
+                data_dir=None, download=True, out="runs/latest", resume=None)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="skengine-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", help="any name from skengine.models.list_models()")
+    p.add_argument("--dataset", choices=["cifar10", "cifar100"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--wd", type=float, help="weight decay (not applied to BN parameters and biases)")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step"])
+    p.add_argument("--warmup-epochs", type=float, help="linear warm-up of the cosine schedule")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--cutout", type=int, help="cutout square size (0: off)")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights used for testing (0: off)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="flip test-time augmentation")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--limit-train", type=int, help="train on the first N images only")
+    p.add_argument("--limit-test", type=int, help="test on the first N images only")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: $SKENGINE_DATA "
+                                      "or ~/.cache/skengine)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction,
+                   help="download the official archive if the data is absent")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--resume", help="checkpoint.npz (or its folder) to continue from")
+    p.set_defaults(**DEFAULTS)
+    return p
+
+
+class Progress:
+    """A one-line progress bar: step, loss, accuracy, images/s and ETA."""
+
+    def __init__(self, total, title, stream=sys.stderr):
+        self.total, self.title, self.stream = total, title, stream
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.last_print = 0.0
+
+    def update(self, step, images, **stats):
+        now = time.perf_counter()
+        if step < self.total and now - self.last_print < (0.2 if self.tty else 30.0):
+            return
+        self.last_print = now
+        elapsed = now - self.start
+        rate = images / max(elapsed, 1e-9)
+        eta = elapsed / max(step, 1) * (self.total - step)
+        filled = int(20 * step / max(self.total, 1))
+        text = " ".join(f"{k} {v:.4g}" for k, v in stats.items())
+        line = (f"{self.title} [{'#' * filled}{'.' * (20 - filled)}] {step}/{self.total} {text} "
+                f"{rate:.0f} img/s ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and step >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class StopRequested:
+    """Turn the first Ctrl-C into a flag checked between steps (the second one kills)."""
+
+    def __init__(self):
+        self.flag = False
+
+    def __enter__(self):
+        self.old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.old)
+
+
+def resolve_device(name):
+    if name == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if name == "cuda" and not cuda_available():
+        from .backend import cupy
+        cupy()  # raises the clear "how to install" error
+    return name
+
+
+def load_data(cfg):
+    root = cfg["data_dir"]
+    try:
+        train = load_cifar(root, cfg["dataset"], train=True)
+    except FileNotFoundError:
+        if not cfg["download"]:
+            raise
+        root = download_and_extract(cfg["dataset"], root)
+        train = load_cifar(root, cfg["dataset"], train=True)
+    test = load_cifar(root, cfg["dataset"], train=False)
+    if cfg["limit_train"]:
+        train = tuple(a[:cfg["limit_train"]] for a in train)
+    if cfg["limit_test"]:
+        test = tuple(a[:cfg["limit_test"]] for a in test)
+    return train, test, class_names(root, cfg["dataset"])
+
+
+def build_schedule(cfg, opt, steps_per_epoch):
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["schedule"] == "onecycle":
+        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.25)
+    if cfg["schedule"] == "cosine":
+        return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
+    return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
+
+
+def write_curves(history, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("curves.png skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    b.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
+    b.plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
+    b.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, partial):
+    return {"config": cfg, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": sk_random.get_state(),
+            "ema": ema.state_dict() if ema else {}, "epoch": epoch, "history": history, "best_acc": best_acc,
+            "partial": partial}
+
+
+def _find_checkpoint(path):
+    return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
+
+
+def _int_keys(state):
+    return {int(k): v for k, v in state.items()}
+
+
+def train(cfg):
+    """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
+    cfg = {**DEFAULTS, **cfg}
+    resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
+    if resume is not None:  # the run's own settings win, except where to write and how long to go
+        cfg = {**resume["config"], "out": cfg["out"], "epochs": cfg["epochs"], "resume": cfg["resume"],
+               "device": cfg["device"], "data_dir": cfg["data_dir"]}
+    device = resolve_device(cfg["device"])
+    out = cfg["out"]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({**cfg, "resolved_device": device}, f, indent=2)
+
+    sk_random.manual_seed(cfg["seed"])
+    (x_train, y_train), (x_test, y_test), names = load_data(cfg)
+    xp = np
+    if device == "cuda":
+        from .backend import cupy
+        xp = cupy()
+    mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
+    loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
+                        mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
+    test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
+
+    model = create(cfg["model"], num_classes=len(names)).to(device)
+    groups = param_groups_no_decay(model, cfg["wd"])
+    if cfg["optimizer"] == "sgd":
+        opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
+    else:
+        opt = AdamW(groups, lr=cfg["lr"])
+    sched = build_schedule(cfg, opt, len(loader))
+    ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}",
+          file=sys.stderr)
+
+    start_epoch, history, best_acc, partial = 1, [], -1.0, None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict({"state": _int_keys(resume["optimizer"]["state"]),
+                             "param_groups": resume["optimizer"]["param_groups"]})
+        sched.load_state_dict(resume["scheduler"])
+        loader.load_state_dict(resume["loader"])
+        sk_random.set_state(resume["rng"])
+        if ema:
+            ema.load_state_dict(resume["ema"])
+        history, best_acc, partial = resume["history"], resume["best_acc"], resume["partial"] or None
+        start_epoch = resume["epoch"] + (0 if partial else 1)
+        print(f"resumed from {cfg['resume']} at epoch {start_epoch}", file=sys.stderr)
+
+    ckpt_path = os.path.join(out, "checkpoint.npz")
+    metrics_path = os.path.join(out, "metrics.csv")
+    result = history[-1] if history else {}
+    with StopRequested() as stop:
+        for epoch in range(start_epoch, cfg["epochs"] + 1):
+            model.train()
+            sums = partial or {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+            partial = None
+            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}"), 0
+            t0 = time.perf_counter() - sums["time"]
+            for x, y in loader:
+                logits = model(Tensor(x))
+                try:
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
+                except ValueError as e:
+                    raise SystemExit(f"training stopped: {e} at epoch {epoch}, step {loader.batch}; "
+                                     f"the last good checkpoint is {ckpt_path}") from None
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                if ema:
+                    ema.update(model)
+                sums["loss"] += loss.item() * len(y)
+                sums["correct"] += int((logits.data.argmax(axis=1) == y).sum())
+                sums["seen"] += len(y)
+                seen_now += len(y)
+                bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"], acc=sums["correct"] / sums["seen"],
+                           lr=sched.get_last_lr()[0])
+                if stop.flag:
+                    break
+            sums["time"] = time.perf_counter() - t0
+            if stop.flag and loader.batch < len(loader):
+                save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, sums), ckpt_path)
+                print(f"interrupted at epoch {epoch}, step {loader.batch}: checkpoint written to {ckpt_path}; "
+                      f"continue with --resume {out}", file=sys.stderr)
+                return result
+            test = _test(model, ema, test_loader, cfg["tta"])
+            result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
+                      "train_acc": sums["correct"] / sums["seen"], "test_loss": test["loss"],
+                      "test_acc": test["acc"], "epoch_time": sums["time"],
+                      "images_per_s": sums["seen"] / max(sums["time"], 1e-9),
+                      "lr": sched.get_last_lr()[0]}
+            history.append(result)
+            print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
+                  f"test loss {test['loss']:.4f} acc {100 * test['acc']:.2f}% | {sums['time']:.1f} s, "
+                  f"{result['images_per_s']:.0f} img/s", file=sys.stderr)
+            _write_metrics(metrics_path, history)
+            if test["acc"] > best_acc:
+                best_acc = test["acc"]
+                save({"config": cfg, "model": model.state_dict(), "epoch": epoch, "test_acc": test["acc"]},
+                     os.path.join(out, "best.npz"))
+            save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, {}), ckpt_path)
+            write_curves(history, os.path.join(out, "curves.png"))
+            if stop.flag:
+                print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
+                return result
+    final = _test(model, ema, test_loader, cfg["tta"])
+    table = confusion_table(final["confusion"], names)
+    with open(os.path.join(out, "confusion.txt"), "w") as f:
+        f.write(table + "\n")
+    print(table, file=sys.stderr)
+    return result
+
+
+def _test(model, ema, loader, tta):
+    if ema is None:
+        return evaluate(model, loader, tta=tta)
+    with ema.swap(model):
+        return evaluate(model, loader, tta=tta)
+
+
+def _write_metrics(path, history):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    result = train(vars(args))
+    if result:
+        print(f"final test accuracy: {100 * result['test_acc']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

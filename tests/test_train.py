@@ -1,0 +1,119 @@
+"""The training command on a few hundred CIFAR-format images written here: it learns, resumes bit for bit,
+survives Ctrl-C, stops on NaN with the last checkpoint intact, and the evaluator reads what it wrote."""
+import os
+import pickle
+import signal
+
+import numpy as np
+import pytest
+
+import skengine
+from skengine import evaluate, train
+from skengine.optim import SGD
+
+NAMES = [f"class{i}" for i in range(10)]
+
+
+def write_cifar(root, n_train=320, n_test=100, seed=0):
+    """Learnable fake CIFAR-10: each class is a different colour plus noise."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    colours = rng.integers(30, 225, size=(10, 3))
+
+    def batch(n):
+        labels = rng.integers(0, 10, n)
+        x = colours[labels][:, :, None, None] + rng.normal(0, 25, (n, 3, 32, 32))
+        return {b"data": np.clip(x, 0, 255).astype(np.uint8).reshape(n, -1), b"labels": labels.tolist()}
+
+    per = n_train // 5
+    for b in range(5):
+        with open(folder / f"data_batch_{b + 1}", "wb") as f:
+            pickle.dump(batch(per), f, protocol=2)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(batch(n_test), f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in NAMES]}, f, protocol=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(write_cifar(tmp_path_factory.mktemp("cifar")))
+
+
+def cfg(data_dir, out, **kw):
+    base = dict(model="sknet_cifar_tiny", data_dir=data_dir, out=str(out), epochs=2, batch_size=64, lr=0.05,
+                device="cpu", download=False, tta=False, label_smoothing=0.0)
+    return {**base, **kw}
+
+
+def weights(out):
+    return {k: v.numpy() for k, v in skengine.load(os.path.join(out, "checkpoint.npz"))["model"].items()}
+
+
+def test_loss_falls_and_outputs_are_written(data_dir, tmp_path):
+    train.train(cfg(data_dir, tmp_path, epochs=3, lr=0.1))
+    rows = open(tmp_path / "metrics.csv").read().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,train_loss")
+    history = skengine.load(tmp_path / "checkpoint.npz")["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    assert history[-1]["test_acc"] > 0.3  # 10 classes: chance is 0.1
+    for name in ("checkpoint.npz", "best.npz", "config.json", "confusion.txt", "curves.png"):
+        assert (tmp_path / name).exists(), name
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def test_resume_continues_bit_for_bit(data_dir, tmp_path):
+    straight, first = tmp_path / "straight", tmp_path / "split"
+    train.train(cfg(data_dir, straight))
+    train.train(cfg(data_dir, first, epochs=1))
+    train.train(cfg(data_dir, first, epochs=2, resume=str(first)))
+    a, b = weights(straight), weights(first)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_ctrl_c_checkpoints_mid_epoch_and_resumes_exactly(data_dir, tmp_path, monkeypatch):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    train.train(cfg(data_dir, straight))
+    real_step, calls = SGD.step, []
+
+    def step_then_interrupt(self, *a):
+        real_step(self, *a)
+        calls.append(1)
+        if len(calls) == 3:  # in the middle of epoch 1 (5 steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SGD, "step", step_then_interrupt)
+    train.train(cfg(data_dir, cut))
+    monkeypatch.setattr(SGD, "step", real_step)
+    ckpt = skengine.load(cut / "checkpoint.npz")
+    assert ckpt["epoch"] == 1 and ckpt["loader"]["batch"] == 3
+    train.train(cfg(data_dir, cut, resume=str(cut)))
+    a, b = weights(straight), weights(cut)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, tmp_path):
+    train.train(cfg(data_dir, tmp_path, epochs=1))
+    before = open(tmp_path / "checkpoint.npz", "rb").read()
+    with pytest.raises(SystemExit, match=r"nan.*epoch 2, step \d+.*checkpoint"):
+        train.train(cfg(data_dir, tmp_path, epochs=2, lr=1e30, resume=str(tmp_path)))
+    assert open(tmp_path / "checkpoint.npz", "rb").read() == before
+
+
+def test_evaluate_reads_the_checkpoint(data_dir, tmp_path, capsys):
+    last = train.train(cfg(data_dir, tmp_path, epochs=1))
+    result = evaluate.main(["--checkpoint", str(tmp_path / "checkpoint.npz"), "--data-dir", data_dir,
+                            "--device", "cpu"])
+    assert result["acc"] == pytest.approx(last["test_acc"])
+    assert result["confusion"].sum() == 100
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_missing_data_without_download_says_where_to_put_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        train.train(cfg(str(tmp_path / "nothing"), tmp_path / "out", epochs=1))
