@@ -3,10 +3,11 @@ import numpy as np
 
 from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_available, get_array_module, to_device
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, gradcheck_module
 from .ops import cat, stack, split
 from .random import manual_seed
 from .serialization import load, save
+from .summary import summary
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,5 @@ def arange(*args, dtype=None, device="cpu"):
 
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "enable_grad",
-           "is_grad_enabled", "gradcheck", "GradcheckError", "save", "load", "manual_seed", "cat", "stack",
-           "split", "cuda_available", "get_array_module", "float32", "float64", "int64"]
+           "is_grad_enabled", "gradcheck", "gradcheck_module", "GradcheckError", "save", "load", "manual_seed", "cat", "stack",
+           "split", "cuda_available", "get_array_module", "summary", "float32", "float64", "int64"]

@@ -51,6 +51,8 @@ def _as_array(data, dtype=None):
     xp = get_array_module(data)
     if isinstance(data, xp.ndarray):
         return data if dtype is None else data.astype(dtype, copy=False)
+    if isinstance(data, np.generic):  # a NumPy scalar (what a full reduction returns) keeps its dtype
+        return np.asarray(data, dtype=dtype)
     arr = np.asarray(data, dtype=dtype)
     if dtype is None and arr.dtype == np.float64:
         arr = arr.astype(np.float32)
@@ -97,6 +99,9 @@ class Tensor:
     def numpy(self):
         """The data as a NumPy array (copied to the host if on the GPU)."""
         return to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(tensor), like torch
+        return np.asarray(self.numpy(), dtype=dtype)
 
     def item(self):
         if self.data.size != 1:

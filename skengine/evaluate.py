@@ -64,7 +64,7 @@ def main(argv=None):
     cfg = ckpt["config"]
     device = resolve_device(args.device)
     names = class_names(args.data_dir, cfg["dataset"])
-    model = create(cfg["model"], num_classes=len(names))
+    model = create(cfg["model"], num_classes=len(names), **cfg.get("model_kwargs", {}))
     model.load_state_dict(ckpt["model"])
     model.to(device)
     x, y = load_cifar(args.data_dir, cfg["dataset"], train=False)

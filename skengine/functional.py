@@ -9,13 +9,17 @@ import numpy as np
 from . import ops, random
 from .autograd import Function, Tensor
 from .backend import get_array_module
-from .im2col import col2im, conv_output_size, im2col
+from .im2col import (col2im, col2im_flat, conv_output_size, flat_geometry, im2col, im2col_flat,
+                     pad_phases, unpad_phases)
 
 relu, sigmoid, tanh = ops.relu, ops.sigmoid, ops.tanh
 
 
 def _pair(v, name):
-    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    try:
+        t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    except TypeError:  # not iterable (a float, None, ...)
+        t = ()
     if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     return tuple(int(i) for i in t)
@@ -29,37 +33,149 @@ def _tensor(x, name):
 
 # -- convolution ----------------------------------------------------------------
 class Conv2d(Function):
-    """Grouped, strided, dilated 2-D convolution as im2col + one batched matmul."""
+    """Grouped, strided, dilated 2-D convolution: flat im2col + one matmul per group, chunk by chunk.
+
+    The batch goes through in chunks of a few images, small enough that a
+    chunk's column buffer (C*kh*kw*OH*Wq values per image) stays in cache
+    (``chunk_bytes``); on the GPU the whole batch is one chunk.  Nothing
+    bigger than the input is kept for backward: the columns are rebuilt.
+
+    Backward of a stride-1 convolution is itself a stride-1 convolution: dX is
+    gy, padded by d*(k-1) - p, correlated with the flipped, transposed
+    weights; and the columns of that padded gy also give dW, as x @ cols^T.
+    So backward builds one column buffer, like forward.  Other strides take
+    the columns of x for dW and scatter the column gradient back (col2im).
+    A 1x1 convolution without padding needs no columns at all.
+    """
+    chunk_bytes = 2 << 20  # the CPU column buffer per chunk; see benchmarks/RESULTS.md
 
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def forward(self, x, w, b=None):
-        N, C, H, W = x.shape
-        O, Cg, kh, kw = w.shape
-        G = self.groups
-        col = im2col(x, (kh, kw), self.stride, self.padding, self.dilation)
-        OH, OW = col.shape[-2:]
-        col = col.reshape(N, G, Cg * kh * kw, OH * OW)
-        y = (w.reshape(G, O // G, Cg * kh * kw) @ col).reshape(N, O, OH, OW)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        if self._is_1x1():
+            y = self._forward_1x1()
+        else:
+            y = self._flat_conv(x, w, self.stride, self.padding)[0]
         if b is not None:
-            y += b.reshape(1, O, 1, 1)
-        self.col, self.w, self.x_hw, self.has_bias = col, w, (H, W), b is not None
+            y += b.reshape(1, -1, 1, 1)
         return y
 
     def backward(self, gy):
+        (kh, kw), (ph, pw), (dh, dw) = self.w.shape[2:], self.padding, self.dilation
+        if self._is_1x1():
+            gx, gw = self._backward_1x1(gy)
+        elif self.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+            gx, gw = self._backward_transposed(gy)
+        else:
+            gx, gw = self._backward_col2im(gy)
+        gb = gy.sum(axis=(0, 2, 3)) if self.has_bias else None
+        return gx, gw.reshape(self.w.shape), gb
+
+    # -- 1x1, no padding: the (strided) input is the column matrix ------------
+    def _is_1x1(self):
+        return self.w.shape[2:] == (1, 1) and self.padding == (0, 0)
+
+    def _strided_input(self):
+        (sh, sw), x = self.stride, self.x
+        xs = x if (sh, sw) == (1, 1) else x[:, :, ::sh, ::sw]
+        N, C, OH, OW = xs.shape
+        return xs.reshape(N, self.groups, C // self.groups, OH * OW), (OH, OW)
+
+    def _forward_1x1(self):
+        xs, (OH, OW) = self._strided_input()
+        G, Cg = self.groups, xs.shape[2]
+        return (self.w.reshape(G, -1, Cg) @ xs).reshape(xs.shape[0], -1, OH, OW)
+
+    def _backward_1x1(self, gy):
         xp = get_array_module(gy)
-        O, Cg, kh, kw = self.w.shape
-        G = self.groups
-        N, _, OH, OW = gy.shape
-        gy = gy.reshape(N, G, O // G, OH * OW)
-        gw = (gy @ xp.swapaxes(self.col, -1, -2)).sum(axis=0).reshape(self.w.shape)
-        self.col = None  # the biggest buffer goes as soon as dW no longer needs it
-        gcol = xp.swapaxes(self.w.reshape(G, O // G, Cg * kh * kw), -1, -2) @ gy
-        gcol = gcol.reshape(N, G * Cg, kh, kw, OH, OW)
-        gx = col2im(gcol, self.x_hw, self.stride, self.padding, self.dilation)
-        gb = gy.sum(axis=(0, 3)).reshape(O) if self.has_bias else None
-        return gx, gw, gb
+        xs, (OH, OW) = self._strided_input()
+        (N, C), G = self.x.shape[:2], self.groups
+        gy = gy.reshape(N, G, -1, OH * OW)
+        gw = (gy @ xs.swapaxes(2, 3)).sum(axis=0)
+        gxs = (self.w.reshape(G, -1, C // G).swapaxes(1, 2) @ gy).reshape(N, C, OH, OW)
+        if self.stride == (1, 1):
+            return gxs, gw
+        gx = xp.zeros_like(self.x)
+        gx[:, :, ::self.stride[0], ::self.stride[1]] = gxs
+        return gx, gw
+
+    # -- the flat-column convolution, chunk by chunk --------------------------
+    def _chunks(self, x, per_image_bytes):
+        N = x.shape[0]
+        nb = N if get_array_module(x) is not np else int(min(N, max(1, self.chunk_bytes // per_image_bytes)))
+        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+
+    def _flat_conv(self, x, w, stride, padding, other=None):
+        """y = conv(x, w), and, given ``other`` shaped like y, also other @ cols^T per group.
+
+        Returns (y, that product (G, O/G, C/G*kh*kw) or None).  Work buffers
+        are zeroed once per chunk size: pad_phases and im2col_flat never write
+        the padding border or the columns' tail, so those stay zero, and the
+        garbage columns of ``other``'s wide copy stay zero too.
+        """
+        xp = get_array_module(x)
+        (N, C), (O, _, kh, kw), G = x.shape[:2], w.shape, self.groups
+        g = flat_geometry(x.shape[2:], (kh, kw), stride, padding, self.dilation)
+        (OH, OW), (Hq, Wq), T = g.out_size, g.phase_size, kh * kw
+        M = OH * Wq  # a column row: the output grid including its garbage columns
+        wg = w.reshape(G, O // G, -1)
+        y = xp.empty((N, O, OH, OW), x.dtype)
+        prod = None if other is None else xp.zeros((G, other.shape[1] // G, wg.shape[2]), x.dtype)
+        bufs = {}
+        for n0, n1 in self._chunks(x, C * T * M * x.itemsize):
+            m = n1 - n0
+            if m not in bufs:
+                bufs = {m: (xp.zeros((m, C, stride[0] * stride[1], Hq * Wq), x.dtype),
+                            xp.zeros((C, T, m, M), x.dtype), xp.empty((G, O // G, m * M), x.dtype),
+                            None if other is None else xp.zeros((other.shape[1], m, OH, Wq), x.dtype))}
+            xph, col, yw, ow = bufs[m]
+            cols = im2col_flat(pad_phases(x[n0:n1], g, xph), g, col).reshape(G, -1, m * M)
+            xp.matmul(wg, cols, out=yw)
+            y[n0:n1] = yw.reshape(O, m, OH, Wq)[..., :OW].swapaxes(0, 1)
+            if other is not None:
+                ow[..., :OW] = other[n0:n1].swapaxes(0, 1)
+                prod += ow.reshape(G, -1, m * M) @ cols.swapaxes(1, 2)
+        return y, prod
+
+    def _backward_transposed(self, gy):
+        """Stride 1: dX = conv(gy, flipped w^T, padding d*(k-1) - p); dW from the same columns."""
+        (O, Cg, kh, kw), G, C = self.w.shape, self.groups, self.x.shape[1]
+        T, Og = kh * kw, O // G
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
+        wt = self.w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
+        gx, gwt = self._flat_conv(gy, wt, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), other=self.x)
+        # gwt[g, c, o*T + tap] = dW[g*Og + o, c, T-1-tap]
+        return gx, gwt.reshape(G, Cg, Og, T)[..., ::-1].swapaxes(1, 2)
+
+    def _backward_col2im(self, gy):
+        """Any stride: dW from the columns of x, dX by scattering the column gradient back."""
+        x, w, G = self.x, self.w, self.groups
+        xp = get_array_module(gy)
+        (N, C), O, T = x.shape[:2], w.shape[0], w.shape[2] * w.shape[3]
+        g = flat_geometry(x.shape[2:], w.shape[2:], self.stride, self.padding, self.dilation)
+        (OH, OW), (Hq, Wq) = g.out_size, g.phase_size
+        M, S = OH * Wq, self.stride[0] * self.stride[1]
+        wg = w.reshape(G, O // G, -1)
+        gx = xp.empty_like(x)
+        gw = xp.zeros(wg.shape, wg.dtype)
+        bufs = {}
+        for n0, n1 in self._chunks(x, C * T * M * x.itemsize):
+            m = n1 - n0
+            if m not in bufs:
+                bufs = {m: (xp.zeros((m, C, S, Hq * Wq), x.dtype), xp.zeros((C, T, m, M), x.dtype),
+                            xp.zeros((O, m, OH, Wq), x.dtype), xp.zeros((m, C, S, Hq * Wq), x.dtype))}
+            xph, col, gyw, gxph = bufs[m]
+            cols = im2col_flat(pad_phases(x[n0:n1], g, xph), g, col).reshape(G, -1, m * M)
+            gyw[..., :OW] = gy[n0:n1].swapaxes(0, 1)  # garbage columns stay zero
+            gyg = gyw.reshape(G, O // G, m * M)
+            gw += gyg @ cols.swapaxes(1, 2)
+            # the column gradient overwrites the columns; its tail is zero like theirs
+            xp.matmul(wg.swapaxes(1, 2), gyg, out=cols)
+            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1])
+        return gx, gw
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -263,6 +379,8 @@ def linear(input, weight, bias=None):
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
                          f"(expected input (..., {w.shape[1] if w.ndim == 2 else '?'}))")
+    if bias is not None and tuple(bias.shape) != (w.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({w.shape[0]},) for weight {w.shape}, got {tuple(bias.shape)}")
     y = ops.matmul(x, ops.transpose(w, 0, 1))
     return y if bias is None else y + bias
 
@@ -344,25 +462,36 @@ class CrossEntropy(Function):
         return g * (gy / (N if self.reduction == "mean" else 1))
 
 
-def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
-    """Cross-entropy of logits (N, C) against integer class targets (N,)."""
-    x = _tensor(input, "input")
+def _class_targets(x, target, name):
+    """Validated integer class indices (N,) for (N, C) scores, as an array beside x."""
     t = target.data if isinstance(target, Tensor) else target
     xp = get_array_module(x.data)
     t = xp.asarray(t)
     if x.ndim != 2:
-        raise ValueError(f"cross_entropy: input must be logits of shape (N, C), got {x.shape}")
+        raise ValueError(f"{name}: input must be of shape (N, C), got {x.shape}")
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {t.dtype}")
+        raise TypeError(f"{name}: target must hold integer class indices, got dtype {t.dtype}")
     if t.shape != (x.shape[0],):
-        raise ValueError(f"cross_entropy: target must have shape ({x.shape[0]},) for input {x.shape}, got {t.shape}")
+        raise ValueError(f"{name}: target must have shape ({x.shape[0]},) for input {x.shape}, got {t.shape}")
     if t.size and (int(t.min()) < 0 or int(t.max()) >= x.shape[1]):
-        raise ValueError(f"cross_entropy: target values must lie in [0, {x.shape[1]}), "
+        raise ValueError(f"{name}: target values must lie in [0, {x.shape[1]}), "
                          f"got min {int(t.min())} and max {int(t.max())}")
+    return t
+
+
+def _check_reduction(reduction, name):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy of logits (N, C) against integer class targets (N,)."""
+    x = _tensor(input, "input")
+    xp = get_array_module(x.data)
+    t = _class_targets(x, target, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_reduction(reduction, "cross_entropy")
     loss = CrossEntropy(t.astype(xp.int64, copy=False), float(label_smoothing), reduction)(x)
     if reduction != "none" and not bool(xp.isfinite(loss.data)):
         raise ValueError(f"cross_entropy: the loss is {float(loss.data)}: the logits contain NaN or inf")
@@ -372,8 +501,9 @@ def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
 def nll_loss(input, target, reduction="mean"):
     """Negative log-likelihood of log-probabilities (N, C) at integer targets (N,)."""
     x = _tensor(input, "input")
-    t = target.data if isinstance(target, Tensor) else target
-    picked = ops.take_along_dim(x, get_array_module(x.data).asarray(t)[:, None], 1)[:, 0]
+    t = _class_targets(x, target, "nll_loss")
+    _check_reduction(reduction, "nll_loss")
+    picked = ops.take_along_dim(x, t[:, None], 1)[:, 0]
     return -(picked.mean() if reduction == "mean" else picked.sum() if reduction == "sum" else picked)
 
 

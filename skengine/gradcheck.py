@@ -71,3 +71,29 @@ def _outputs(y):
     if not all(isinstance(o, Tensor) for o in outs):
         raise TypeError("gradcheck: fn must return a Tensor or a tuple of Tensors")
     return outs
+
+
+def gradcheck_module(module, *inputs, **tolerances):
+    """gradcheck of ``module(*inputs)`` w.r.t. the inputs that require grad AND every parameter.
+
+    The module is run in float64 (``module.double()``, left so afterwards);
+    during the check its parameters are swapped for the checked copies.
+    """
+    module.double()
+    slots = []
+    for prefix, m in module.named_modules():
+        slots += [(m, name) for name, p in m._parameters.items() if p is not None]
+    originals = [m._parameters[name] for m, name in slots]
+
+    def run(*tensors):
+        xs, ps = tensors[:len(inputs)], tensors[len(inputs):]
+        for (m, name), p in zip(slots, ps):
+            m._parameters[name] = p
+        return module(*xs)
+
+    params = [Tensor(p.data.copy(), requires_grad=True) for p in originals]
+    try:
+        return gradcheck(run, tuple(inputs) + tuple(params), **tolerances)
+    finally:
+        for (m, name), p in zip(slots, originals):
+            m._parameters[name] = p

@@ -6,6 +6,8 @@ Gradients of broadcast inputs are summed back to shape by the engine
 import builtins
 import numbers
 
+import numpy as np
+
 from .autograd import Function, Tensor
 from .backend import get_array_module, scatter_add
 
@@ -86,10 +88,10 @@ class MatMul(Function):
         xp = get_array_module(gy)
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.b.ndim == 1:  # first, so that a 0-d gy (1-D @ 1-D) becomes (1, 1)
+            gy = xp.expand_dims(gy, -1)
         if self.a.ndim == 1:
             gy = xp.expand_dims(gy, -2)
-        if self.b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
         ga = gy @ xp.swapaxes(b, -1, -2)
         gb = xp.swapaxes(a, -1, -2) @ gy
         if self.a.ndim == 1:
@@ -104,7 +106,20 @@ def sub(a, b): return Sub()(*_pair(a, b))
 def mul(a, b): return Mul()(*_pair(a, b))
 def div(a, b): return Div()(*_pair(a, b))
 def neg(x): return Neg()(x)
-def matmul(a, b): return MatMul()(a, b)
+def matmul(a, b):
+    a, b = (t if isinstance(t, Tensor) else Tensor(t) for t in (a, b))
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: the last dimension of the first "
+                         f"({k_a}) must equal the {'only' if b.ndim == 1 else 'second-to-last'} dimension of the "
+                         f"second ({k_b})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of shapes {a.shape} and {b.shape} do not broadcast") from None
+    return MatMul()(a, b)
 
 
 def pow(x, p):
@@ -144,7 +159,7 @@ class Sqrt(Function):
 class Abs(Function):
     def forward(self, x):
         self.x = x
-        return abs(x)
+        return get_array_module(x).abs(x)  # not abs(): this module's abs() shadows the builtin
 
     def backward(self, gy):
         return gy * get_array_module(gy).sign(self.x)
@@ -196,6 +211,17 @@ def _axes(dim, ndim):
         if not -ndim <= d < max(ndim, 1):
             raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions")
     return tuple(sorted(d % max(ndim, 1) for d in dims))
+
+
+def _dim(dim, ndim, name, extra=0):
+    """Validate one dim index for a tensor of ``ndim`` dims (``extra``=1 where a new axis is inserted)."""
+    n = ndim + extra
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}: dim must be an int, got {type(dim).__name__}")
+    if not -max(n, 1) <= dim < max(n, 1):
+        raise IndexError(f"{name}: dim {dim} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected a value in [{-max(n, 1)}, {max(n, 1) - 1}])")
+    return int(dim) % max(n, 1)
 
 
 def _keep(gy, axes, keepdim):
@@ -251,6 +277,7 @@ def amax(x, dim=None, keepdim=False):
 
 def max_with_indices(x, dim, keepdim=False):
     """(values, indices) along one dim, like torch.max(x, dim)."""
+    dim = _dim(dim, x.ndim, "max")
     xp = get_array_module(x.data)
     idx = xp.argmax(x.data, axis=dim, keepdims=True)
     values = take_along_dim(x, Tensor(idx), dim)
@@ -360,26 +387,31 @@ def reshape(x, shape):
 
 
 def flatten(x, start_dim=0, end_dim=-1):
-    nd = max(x.ndim, 1)
-    s, e = start_dim % nd, end_dim % nd
+    s, e = _dim(start_dim, x.ndim, "flatten"), _dim(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
     shape = x.shape[:s] + (-1,) + x.shape[e + 1:]
     return Reshape(shape)(x)
 
 
 def permute(x, dims):
-    if sorted(d % x.ndim for d in dims) != list(range(x.ndim)):
+    if len(dims) != x.ndim:
+        raise ValueError(f"permute: dims {tuple(dims)} has {len(dims)} entries for a tensor with {x.ndim} dimensions")
+    dims = [_dim(d, x.ndim, "permute") for d in dims]
+    if sorted(dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {tuple(dims)} is not a permutation of {x.ndim} dimensions")
     return Permute(tuple(d % x.ndim for d in dims))(x)
 
 
 def transpose(x, dim0, dim1):
+    dim0, dim1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
     dims = list(range(x.ndim))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute(tuple(dims))(x)
 
 
 def unsqueeze(x, dim):
-    dim = dim % (x.ndim + 1)
+    dim = _dim(dim, x.ndim, "unsqueeze", extra=1)
     return Reshape(x.shape[:dim] + (1,) + x.shape[dim:])(x)
 
 
@@ -387,8 +419,8 @@ def squeeze(x, dim=None):
     if dim is None:
         shape = tuple(n for n in x.shape if n != 1)
     else:
-        dim = dim % x.ndim
-        shape = x.shape if x.shape[dim] != 1 else x.shape[:dim] + x.shape[dim + 1:]
+        dim = _dim(dim, x.ndim, "squeeze")
+        shape = x.shape if x.ndim == 0 or x.shape[dim] != 1 else x.shape[:dim] + x.shape[dim + 1:]
     return Reshape(shape)(x)
 
 
@@ -401,6 +433,7 @@ def getitem(x, index):
 
 
 def take_along_dim(x, indices, dim):
+    dim = _dim(dim, x.ndim, "take_along_dim")
     return TakeAlongDim(indices.data if isinstance(indices, Tensor) else indices, dim)(x)
 
 
@@ -409,8 +442,9 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     ref = tensors[0].shape
+    dim = _dim(dim, len(ref), "cat")
     for i, t in enumerate(tensors):
-        if t.ndim != len(ref) or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref)) if k != dim % len(ref)):
+        if t.ndim != len(ref) or any(a != b for k, (a, b) in enumerate(zip(t.shape, ref)) if k != dim):
             raise ValueError(f"cat: tensor {i} has shape {t.shape}, incompatible with {ref} outside dim {dim}")
     return Concat(dim)(*tensors)
 
@@ -420,13 +454,17 @@ def stack(tensors, dim=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
+    dim = _dim(dim, len(next(iter(shapes))), "stack", extra=1)
     return Stack(dim)(*tensors)
 
 
 def split(x, split_size, dim=0):
     """Like torch.split: chunks of ``split_size`` along ``dim``, or a list of sizes."""
+    dim = _dim(dim, x.ndim, "split")
     n = x.shape[dim]
     if isinstance(split_size, int):
+        if split_size < 1:
+            raise ValueError(f"split: split_size must be a positive int, got {split_size}")
         sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
     else:
         sizes = list(split_size)

@@ -28,6 +28,8 @@ def _flatten(obj, prefix, arrays, plain):
             _flatten(v, f"{prefix}/{k}" if prefix else k, arrays, plain)
     elif isinstance(obj, Tensor) or isinstance(obj, get_array_module(obj).ndarray) or isinstance(obj, np.generic):
         arrays[prefix] = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
+        if arrays[prefix].dtype.hasobject:  # np.savez would pickle it, and load() refuses pickles
+            raise TypeError(f"save: array at {prefix!r} has dtype object, which cannot be saved without pickle")
     else:
         try:
             json.dumps(obj)

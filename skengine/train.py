@@ -27,7 +27,7 @@ from .models import create
 from .optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from .serialization import load, save
 
-DEFAULTS = dict(model="sknet_cifar_small", dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
+DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
                 momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
                 cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
                 data_dir=None, download=True, out="runs/latest", resume=None)
@@ -37,6 +37,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="skengine-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", help="any name from skengine.models.list_models()")
+    p.add_argument("--model-kwargs", type=json.loads, metavar="JSON",
+                   help='constructor options, e.g. \'{"attention": "se"}\' or \'{"sk_kwargs": {"attention": "sigmoid"}}\'')
     p.add_argument("--dataset", choices=["cifar10", "cifar100"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -189,9 +191,9 @@ def train(cfg):
     """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
     cfg = {**DEFAULTS, **cfg}
     resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
-    if resume is not None:  # the run's own settings win, except where to write and how long to go
-        cfg = {**resume["config"], "out": cfg["out"], "epochs": cfg["epochs"], "resume": cfg["resume"],
-               "device": cfg["device"], "data_dir": cfg["data_dir"]}
+    if resume is not None:  # continue the same run: its own settings, except where data and outputs live
+        cfg = {**resume["config"], "out": cfg["out"], "resume": cfg["resume"], "device": cfg["device"],
+               "data_dir": cfg["data_dir"]}
     device = resolve_device(cfg["device"])
     out = cfg["out"]
     os.makedirs(out, exist_ok=True)
@@ -209,7 +211,7 @@ def train(cfg):
                         mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
 
-    model = create(cfg["model"], num_classes=len(names)).to(device)
+    model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
     groups = param_groups_no_decay(model, cfg["wd"])
     if cfg["optimizer"] == "sgd":
         opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)

@@ -21,6 +21,14 @@ class Parameter(Tensor):
 _IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class _HookHandle:
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
 class Module:
     """Base class: parameters, buffers and submodules register by attribute assignment."""
 
@@ -71,7 +79,19 @@ class Module:
         self._modules[name] = module
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self.__dict__.get("_forward_hooks", {}).values()):
+            result = hook(self, args, out)
+            out = out if result is None else result
+        return out
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every forward (a non-None return replaces
+        the output), like PyTorch; returns a handle whose ``remove()`` unregisters it."""
+        hooks = self.__dict__.setdefault("_forward_hooks", OrderedDict())
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")

@@ -1,0 +1,430 @@
+"""The autograd core: accumulation, broadcasting, deep graphs, graph release, no_grad, detach, memory."""
+import gc
+import math
+import sys
+import weakref
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import skengine as sk
+from skengine.autograd import sum_to
+from strategies import arrays, broadcast_pairs, nonzero_arrays, seeds
+
+
+def leaf(a, requires_grad=True):
+    return sk.Tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
+
+
+# -- accumulation -----------------------------------------------------------------------
+def test_grad_accumulates_across_two_backward_calls():
+    x0 = np.array([0.5, -1.5, 2.0])
+    x = leaf(x0)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x0)
+    (x * 3.0).sum().backward()  # a second, separate graph
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x0 + 3)
+
+
+def test_grad_accumulates_into_existing_grad_not_aliasing_it():
+    x = leaf([1.0, 2.0])
+    (x * 2.0).sum().backward()
+    first = x.grad
+    first_values = first.numpy().copy()
+    (x * 5.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [7.0, 7.0])
+    np.testing.assert_allclose(first.numpy(), first_values)  # the earlier grad object was not mutated
+
+
+def test_zeroing_grad_restarts_accumulation():
+    x = leaf([1.0, 2.0])
+    (x * 2.0).sum().backward()
+    x.grad = None
+    (x * 5.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0])
+
+
+def test_grad_keeps_leaf_dtype_float32():
+    x = sk.Tensor(np.ones(3, np.float32), requires_grad=True)
+    (x * 2.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_backward_with_explicit_upstream_grad():
+    x0 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    x = leaf(x0)
+    y = x * x
+    g = np.array([[1.0, -1.0], [0.5, 2.0]])
+    y.backward(g)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x0 * g)
+
+
+def test_backward_on_leaf_accumulates_upstream_grad():
+    x = leaf([1.0, 2.0])
+    x.backward(np.array([3.0, 4.0]))
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+def test_backward_of_non_scalar_without_grad_raises():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2.0).backward()
+
+
+def test_backward_with_wrong_grad_shape_raises():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"grad shape \(3,\).*\(2,\)"):
+        (x * 2.0).backward(np.ones(3))
+
+
+def test_backward_without_requires_grad_raises():
+    x = leaf([1.0, 2.0], requires_grad=False)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (x * 2.0).sum().backward()
+
+
+def test_integer_tensor_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point"):
+        sk.Tensor(np.arange(3), requires_grad=True)
+
+
+def test_constant_operand_gets_no_grad():
+    x = leaf([1.0, 2.0])
+    c = leaf([3.0, 4.0], requires_grad=False)
+    (x * c).sum().backward()
+    assert c.grad is None
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+# -- broadcasting ------------------------------------------------------------------------
+def _binary(name):
+    return {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
+            "mul": lambda a, b: a * b, "div": lambda a, b: a / b}[name]
+
+
+def _ref_grads(name, a, b):
+    """Hand-derived gradients of sum(op(a, b)), summed back to each input's shape with numpy."""
+    A, B = np.broadcast_arrays(a, b)
+    ga, gb = {"add": (np.ones_like(A), np.ones_like(B)),
+              "sub": (np.ones_like(A), -np.ones_like(B)),
+              "mul": (B, A),
+              "div": (1 / B, -A / B ** 2)}[name]
+    return _naive_sum_to(ga, a.shape), _naive_sum_to(gb, b.shape)
+
+
+def _naive_sum_to(g, shape):
+    """Sum g down to shape, one element at a time (independent of autograd.sum_to)."""
+    out = np.zeros(shape)
+    lead = g.ndim - len(shape)
+    for idx in np.ndindex(*g.shape):
+        tgt = tuple(0 if n == 1 else i for i, n in zip(idx[lead:], shape))
+        out[tgt] += g[idx]
+    return out
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+@given(data=st.data(), shapes=broadcast_pairs(max_dims=3, max_side=3))
+def test_broadcast_binary_grads(name, data, shapes):
+    sa, sb = shapes
+    a0 = data.draw(arrays(sa))
+    b0 = data.draw(nonzero_arrays(sb) if name == "div" else arrays(sb))
+    a, b = leaf(a0), leaf(b0)
+    out = _binary(name)(a, b)
+    np.testing.assert_allclose(out.numpy(), _binary(name)(a0, b0))
+    out.sum().backward()
+    ra, rb = _ref_grads(name, a0, b0)
+    assert a.grad.shape == sa and b.grad.shape == sb
+    np.testing.assert_allclose(a.grad.numpy(), ra, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), rb, rtol=1e-10, atol=1e-12)
+    sk.gradcheck(_binary(name), (leaf(a0), leaf(b0)))
+
+
+@given(shapes=broadcast_pairs(max_dims=4, max_side=3), seed=seeds())
+def test_sum_to_matches_naive_reduction(shapes, seed):
+    sa, sb = shapes
+    full = np.broadcast_shapes(sa, sb)
+    g = np.random.default_rng(seed).standard_normal(full)
+    for shape in (sa, sb):
+        np.testing.assert_allclose(sum_to(g, shape), _naive_sum_to(g, shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("op, dx", [
+    (lambda x: 2.0 - x, lambda x: -np.ones_like(x)),
+    (lambda x: 3.0 / x, lambda x: -3.0 / x ** 2),
+    (lambda x: 2.0 * x + 1.0, lambda x: 2 * np.ones_like(x)),
+    (lambda x: x - np.float64(1.0), lambda x: np.ones_like(x)),
+    (lambda x: np.float64(2.0) * x, lambda x: 2 * np.ones_like(x)),
+])
+def test_python_and_numpy_scalar_operands(op, dx):
+    x0 = np.array([0.5, -1.5, 2.0])
+    x = leaf(x0)
+    y = op(x)
+    assert isinstance(y, sk.Tensor) and y.dtype == np.float64
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), dx(x0))
+
+
+# -- deep graphs -------------------------------------------------------------------------
+def test_thousand_layer_chain_backward():
+    x = leaf(np.array([1.0, -2.0]))
+    y = x
+    for _ in range(1000):
+        y = y * 1.0001 + 0.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 1000] * 2, rtol=1e-12)
+    np.testing.assert_allclose(y.numpy(), np.array([1.0, -2.0]) * 1.0001 ** 1000, rtol=1e-12)
+
+
+def test_deep_tanh_chain_beyond_recursion_limit():
+    depth = max(3000, sys.getrecursionlimit() + 500)  # a recursive backward would overflow the stack
+    x0 = 0.3
+    x = leaf([x0])
+    y = x
+    for _ in range(depth):
+        y = y.tanh()
+    y.sum().backward()
+    v, d = x0, 1.0  # the chain rule, by hand
+    for _ in range(depth):
+        v = math.tanh(v)
+        d *= 1 - v * v
+    np.testing.assert_allclose(y.numpy(), [v], rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), [d], rtol=1e-9)
+
+
+# -- diamonds and reuse --------------------------------------------------------------------
+def test_diamond_same_input_twice():
+    x0 = np.array([0.5, -1.0, 2.0])
+    x = leaf(x0)
+    (x * x + x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x0 + 3)
+
+
+def test_diamond_through_shared_intermediate():
+    x0 = np.array([0.2, -0.7])
+    x = leaf(x0)
+    a = x.exp()
+    (a + a * a).sum().backward()  # d/dx (e^x + e^2x)
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(x0) + 2 * np.exp(2 * x0), rtol=1e-12)
+
+
+def test_diamond_with_unequal_branch_depths():
+    # a = tanh(x); b = a*2; c = (b*a) ; d = c + a;  d = 2a^2 + a
+    x0 = np.array([0.3, -1.2, 0.8])
+    x = leaf(x0)
+    a = x.tanh()
+    b = a * 2.0
+    for _ in range(5):  # lengthen one branch
+        b = b * 1.0
+    d = b * a + a
+    d.sum().backward()
+    t = np.tanh(x0)
+    np.testing.assert_allclose(x.grad.numpy(), (4 * t + 1) * (1 - t ** 2), rtol=1e-12)
+
+
+def test_same_tensor_as_both_operands():
+    x0 = np.array([1.5, -2.0])
+    x = leaf(x0)
+    (x * x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3 * x0 ** 2)
+    x.grad = None
+    (x / x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0], atol=1e-15)
+    x.grad = None
+    (x - x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0])
+
+
+def test_multi_output_function_with_unused_outputs():
+    x0 = np.arange(6.0)
+    x = leaf(x0)
+    a, b, c = sk.split(x, 2)
+    (b * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0, 0, 3, 3, 0, 0])
+
+
+@given(a0=arrays((3,)), b0=arrays((3,)))
+def test_random_composite_graph_gradcheck(a0, b0):
+    def f(a, b):
+        u = a * b + a.tanh()
+        v = u * u - b.sigmoid() * a
+        return (v + u).sum() * 0.5
+    sk.gradcheck(f, (leaf(a0), leaf(b0)))
+
+
+# -- graph release and retain_graph ------------------------------------------------------------
+def test_second_backward_without_retain_graph_raises():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward_and_doubles_grad():
+    x0 = np.array([1.0, -2.0])
+    x = leaf(x0)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x0)
+    y.backward(retain_graph=True)
+    np.testing.assert_allclose(x.grad.numpy(), 4 * x0)
+    y.backward()  # the last use frees it
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x0)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def _graph_functions(t):
+    seen, stack, fns = set(), [t.creator], []
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        fns.append(fn)
+        stack.extend(x.creator for x in fn.inputs)
+    return fns
+
+
+def test_every_function_released_after_backward():
+    x = leaf(np.array([0.5, 1.5, 2.5]))
+    w = leaf(np.array([1.0, -1.0, 2.0]))
+    y = ((x * w).exp() / (x + 1.0)).log().tanh().sum()
+    fns = _graph_functions(y)
+    assert len(fns) >= 6 and all(fn.inputs is not None for fn in fns)
+    y.backward()
+    assert all(fn.inputs is None for fn in fns)
+    assert all(not vars(fn) for fn in fns)  # nothing saved for backward survives
+    assert y.creator.inputs is None
+
+
+def test_saved_arrays_are_freed_after_backward():
+    x = leaf(np.linspace(0.5, 2.0, 1000))
+    h = x * 2.0
+    y = h ** 3  # Pow saves h's array
+    fn = y.creator
+    saved = weakref.ref(fn.x)
+    h_ref = weakref.ref(h)
+    del h
+    gc.collect()
+    assert saved() is not None and h_ref() is not None  # held by the graph until backward
+    y.sum().backward()
+    gc.collect()
+    assert saved() is None
+    assert h_ref() is None
+
+
+def test_retain_graph_keeps_saved_arrays():
+    x = leaf(np.linspace(0.5, 2.0, 10))
+    y = (x * 2.0) ** 3
+    saved = weakref.ref(y.creator.x)
+    y.sum().backward(retain_graph=True)
+    gc.collect()
+    assert saved() is not None
+
+
+def test_intermediates_do_not_accumulate_over_training_steps():
+    w = leaf(np.ones(4))
+    refs = []
+    for step in range(5):
+        h = (w * float(step + 1)).tanh()
+        refs.append(weakref.ref(h))
+        (h * h).sum().backward()
+        del h
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+# -- no_grad, detach, item ------------------------------------------------------------------------
+def test_no_grad_records_nothing():
+    x = leaf([1.0, 2.0])
+    with sk.no_grad():
+        assert not sk.is_grad_enabled()
+        y = x * 2.0 + 1.0
+        z = y.exp().sum()
+    assert sk.is_grad_enabled()
+    for t in (y, z):
+        assert not t.requires_grad and t.creator is None
+    np.testing.assert_allclose(y.numpy(), [3.0, 5.0])
+    with pytest.raises(RuntimeError):
+        z.backward()
+
+
+def test_no_grad_restores_state_after_exception():
+    with pytest.raises(ZeroDivisionError):
+        with sk.no_grad():
+            1 / 0
+    assert sk.is_grad_enabled()
+
+
+def test_enable_grad_inside_no_grad():
+    x = leaf([1.0, 2.0])
+    with sk.no_grad():
+        with sk.enable_grad():
+            y = x * 2.0
+        z = x * 2.0
+    assert y.requires_grad and y.creator is not None
+    assert not z.requires_grad
+
+
+def test_detach_stops_gradient_and_shares_values():
+    x0 = np.array([1.0, -3.0])
+    x = leaf(x0)
+    d = x.detach()
+    assert not d.requires_grad and d.creator is None and d.is_leaf
+    np.testing.assert_array_equal(d.numpy(), x0)
+    (d * x).sum().backward()  # d is a constant: the grad is d, not 2x
+    np.testing.assert_allclose(x.grad.numpy(), x0)
+
+
+def test_detach_of_intermediate_cuts_the_graph():
+    x0 = np.array([0.5, 2.0])
+    x = leaf(x0)
+    h = x * x
+    (h.detach() * x + h).sum().backward()  # d/dx (c*x + x^2) with c = x^2 held constant
+    np.testing.assert_allclose(x.grad.numpy(), x0 ** 2 + 2 * x0)
+
+
+def test_item():
+    x = leaf([[2.5]])
+    v = (x * 2.0).sum().item()
+    assert isinstance(v, float) and v == 5.0
+    assert isinstance(sk.Tensor(np.array(3, np.int64)).item(), int)
+    with pytest.raises(ValueError, match="one element"):
+        leaf([1.0, 2.0]).item()
+
+
+def test_comparisons_and_argmax_carry_no_grad():
+    x = leaf([1.0, 3.0, 2.0])
+    for t in (x > 1.5, x == 3.0, x.argmax()):
+        assert not t.requires_grad and t.creator is None
+    assert x.argmax().item() == 1
+    np.testing.assert_array_equal((x > 1.5).numpy(), [False, True, True])
+
+
+def test_requires_grad_propagation():
+    a = leaf([1.0], requires_grad=False)
+    b = leaf([1.0], requires_grad=True)
+    assert not (a * 2.0).requires_grad
+    assert (a * b).requires_grad
+    assert b.is_leaf and not (a * b).is_leaf
+
+
+@pytest.mark.parametrize("reduce", [lambda t: t.sum(), lambda t: t.mean(), lambda t: t.amax(),
+                                    lambda t: t[0] + t[1], lambda t: (t * t).sum() * 2.0])
+def test_float64_scalar_results_stay_float64(reduce):
+    # NumPy returns np.float64 scalars from full reductions / 0-d arithmetic; they must not drop to float32
+    x = leaf([0.1, 0.2, 0.3])
+    y = reduce(x)
+    assert y.dtype == np.float64
+    y.backward()
+    assert x.grad.dtype == np.float64
+
+
+def test_numpy_scalar_keeps_dtype_python_float_is_float32():
+    assert sk.Tensor(np.float64(1.5)).dtype == np.float64
+    assert sk.Tensor(np.float32(1.5)).dtype == np.float32
+    assert sk.Tensor(1.5).dtype == np.float32
