@@ -2,40 +2,15 @@
 survives Ctrl-C, stops on NaN with the last checkpoint intact, and the evaluator reads what it wrote."""
 import importlib.util
 import os
-import pickle
 import signal
 
 import numpy as np
 import pytest
+from fakecifar import write_cifar
 
 import skengine
 from skengine import evaluate, train
 from skengine.optim import SGD
-
-NAMES = [f"class{i}" for i in range(10)]
-
-
-def write_cifar(root, n_train=320, n_test=100, seed=0):
-    """Learnable fake CIFAR-10: each class is a different colour plus noise."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    colours = rng.integers(30, 225, size=(10, 3))
-
-    def batch(n):
-        labels = rng.integers(0, 10, n)
-        x = colours[labels][:, :, None, None] + rng.normal(0, 25, (n, 3, 32, 32))
-        return {b"data": np.clip(x, 0, 255).astype(np.uint8).reshape(n, -1), b"labels": labels.tolist()}
-
-    per = n_train // 5
-    for b in range(5):
-        with open(folder / f"data_batch_{b + 1}", "wb") as f:
-            pickle.dump(batch(per), f, protocol=2)
-    with open(folder / "test_batch", "wb") as f:
-        pickle.dump(batch(n_test), f, protocol=2)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [n.encode() for n in NAMES]}, f, protocol=2)
-    return root
 
 
 @pytest.fixture(scope="module")
