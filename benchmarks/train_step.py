@@ -1,0 +1,230 @@
+"""Images/s and peak memory of one full training step (forward, backward, SGD) of the small SK presets,
+skengine vs the same architecture in PyTorch (when torch is installed), measured alternately in one run.
+
+    python benchmarks/train_step.py                          # sknet_cifar_tiny and sknet_cifar_small, batch 128
+    python benchmarks/train_step.py --models sknet_cifar_small --batch 256 --steps 6
+
+The PyTorch twin is built by translating the skengine module tree (same names, same weights) and is
+checked to give the same logits before anything is timed.  Peak memory is measured in a fresh
+subprocess per framework: the growth of the resident set over a few training steps.
+"""
+import argparse
+import json
+from collections import OrderedDict
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import skengine as sk  # noqa: E402
+import skengine.functional as F  # noqa: E402
+from skengine.models import create  # noqa: E402
+from skengine.optim import SGD  # noqa: E402
+
+
+def torch_twin(model):
+    """The same network in PyTorch, module for module, with the same weights."""
+    import torch
+    import torch.nn as tnn
+
+    class SK(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m, self.c, self.split = m.num_paths, m.out_channels, m.split_input
+            self.sigmoid = m.attention == "sigmoid"
+            self.paths = convert(m.paths)
+            self.fc_reduce, self.bn_reduce, self.fc_select = (convert(m.fc_reduce), convert(m.bn_reduce),
+                                                              convert(m.fc_select))
+
+        def forward(self, x):
+            xs = x.split(x.shape[1] // self.m, 1) if self.split else [x] * self.m
+            U = [p(xi) for p, xi in zip(self.paths, xs)]
+            s = sum(U).mean((2, 3))
+            logits = self.fc_select(torch.relu(self.bn_reduce(self.fc_reduce(s)))).reshape(-1, self.m, self.c)
+            a = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, 1)
+            return sum(a[:, i, :, None, None] * U[i] for i in range(self.m))
+
+    class SE(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.fc1, self.fc2 = convert(m.fc1), convert(m.fc2)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))[:, :, None, None]
+
+    class Block(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.names = [n for n in ("conv1", "conv2", "conv3", "se") if getattr(m, n, None) is not None]
+            for n in self.names + (["downsample"] if m.downsample is not None else []):
+                setattr(self, n, convert(getattr(m, n)))
+            self.has_down = m.downsample is not None
+
+        def forward(self, x):
+            out = x
+            for n in self.names:
+                out = getattr(self, n)(out)
+            return torch.relu(out + (self.downsample(x) if self.has_down else x))
+
+    class Net(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.stages = list(m.stage_names)
+            for name, child in m.named_children():
+                setattr(self, name, convert(child))
+
+        def forward(self, x):
+            x = self.stem(x)
+            for n in self.stages:
+                x = getattr(self, n)(x)
+            return self.fc(self.global_pool(x).flatten(1))
+
+    def convert(m):
+        kind = type(m).__name__
+        if kind == "Conv2d":
+            return tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                              m.groups, bias=m.bias is not None)
+        if kind in ("BatchNorm1d", "BatchNorm2d"):
+            return getattr(tnn, kind)(m.num_features, eps=m.eps, momentum=m.momentum)
+        if kind == "Linear":
+            return tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        if kind in ("ReLU", "Identity", "Flatten"):
+            return getattr(tnn, kind)()
+        if kind == "AdaptiveAvgPool2d":
+            return tnn.AdaptiveAvgPool2d(m.output_size)
+        if kind == "Sequential":
+            return tnn.Sequential(OrderedDict((n, convert(c)) for n, c in m.named_children()))
+        if kind == "ModuleList":
+            return tnn.ModuleList([convert(c) for c in m])
+        if kind == "SKConv":
+            return SK(m)
+        if kind == "SEBlock":
+            return SE(m)
+        if kind in ("BasicBlock", "Bottleneck"):
+            return Block(m)
+        if kind == "CifarSKNet":
+            return Net(m)
+        raise TypeError(f"no PyTorch twin for {kind}")
+
+    twin = convert(model)
+    state = {k: torch.from_numpy(np.array(v.numpy())) for k, v in model.state_dict().items()}
+    twin.load_state_dict(state, strict=True)
+    return twin
+
+
+def sk_step(model, opt, x, y):
+    loss = F.cross_entropy(model(sk.Tensor(x)), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def torch_step(model, opt, x, y):
+    import torch
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def setup(name, batch, framework):
+    sk.manual_seed(0)
+    model = create(name, num_classes=10)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    if framework == "skengine":
+        return (lambda: sk_step(model, opt, x, y)), (opt := SGD(model.parameters(), lr=0.05, momentum=0.9))
+    import torch
+    twin = torch_twin(model)
+    topt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    return (lambda: torch_step(twin, topt, tx, ty)), topt
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def memory_probe(name, batch, framework):
+    """Run in a subprocess: resident-set growth (MiB) over 3 training steps."""
+    step, _ = setup(name, batch, framework)
+    before = rss_mb()
+    for _ in range(3):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_growth_mb": peak - before}))
+
+
+def check_twin(name):
+    import torch
+    model = create(name, num_classes=10).eval()
+    twin = torch_twin(model).eval()
+    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with sk.no_grad(), torch.no_grad():
+        a, b = model(sk.Tensor(x)).numpy(), twin(torch.from_numpy(x)).numpy()
+    err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+    assert err < 1e-4, f"{name}: the PyTorch twin disagrees (relative error {err:.2e})"
+    return err
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["sknet_cifar_tiny", "sknet_cifar_small"])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per framework (alternating)")
+    p.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "BATCH", "FRAMEWORK"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_probe:
+        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.memory_probe[2])
+    try:
+        import torch
+        threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))
+        torch.set_num_threads(threads)
+        frameworks = ["skengine", "torch"]
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
+    except ImportError:
+        frameworks = ["skengine"]
+        print("torch not installed: skengine only")
+    rows = []
+    for name in args.models:
+        if "torch" in frameworks:
+            print(f"{name}: PyTorch twin matches, relative error {check_twin(name):.1e}")
+        steps = {f: setup(name, args.batch, f)[0] for f in frameworks}
+        for f in frameworks:
+            steps[f]()  # warm-up
+        times = {f: [] for f in frameworks}
+        for _ in range(args.steps):
+            for f in frameworks:
+                t0 = time.perf_counter()
+                steps[f]()
+                times[f].append(time.perf_counter() - t0)
+        mem = {}
+        for f in frameworks:
+            out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(args.batch), f],
+                                 capture_output=True, text=True, check=True).stdout
+            mem[f] = json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
+        row = {"model": name, "batch": args.batch}
+        for f in frameworks:
+            row[f"{f}_img_s"] = args.batch / float(np.median(times[f]))
+            row[f"{f}_mem_mb"] = mem[f]
+        if "torch" in frameworks:
+            row["speed_ratio"] = row["skengine_img_s"] / row["torch_img_s"]
+            row["memory_ratio"] = row["skengine_mem_mb"] / max(row["torch_mem_mb"], 1e-9)
+        rows.append(row)
+        print(json.dumps(row))
+    print("\n| model | batch | skengine img/s | torch img/s | speed ratio | skengine MiB | torch MiB | memory ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['model']} | {r['batch']} | {r['skengine_img_s']:.0f} | {r.get('torch_img_s', float('nan')):.0f} | "
+              f"{r.get('speed_ratio', float('nan')):.2f}x | {r['skengine_mem_mb']:.0f} | "
+              f"{r.get('torch_mem_mb', float('nan')):.0f} | {r.get('memory_ratio', float('nan')):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
