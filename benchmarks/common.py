@@ -59,7 +59,8 @@ def limit_threads(n):
     if n is None:
         yield
     elif threadpoolctl is None:
-        print(f"(threadpoolctl not installed: cannot limit the BLAS to {n} threads)", file=sys.stderr)
+        if n != blas_threads():
+            print(f"(threadpoolctl not installed: cannot limit the BLAS to {n} threads)", file=sys.stderr)
         yield
     else:
         with threadpoolctl.threadpool_limits(n):

@@ -7,6 +7,9 @@ set_num_threads and NumPy's BLAS, through threadpoolctl, are set to N,
 default the BLAS' own count) and are timed alternately, round after round.
 The ratio printed is PyTorch's time / skengine's time per round, median over
 rounds: > 1 means skengine is faster.  Without torch only skengine is timed.
+--reference also times the straightforward NumPy convolution skengine started
+from (whole-batch tap-loop im2col, one batched matmul, col2im; columns kept
+for backward) and prints skengine's speed-up over it.
 """
 import argparse
 import os
@@ -18,7 +21,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
-from common import blas_threads, limit_threads, machine_report, median, paired_ratio, table, time_alternately  # noqa: E402
+from common import (blas_threads, limit_threads, machine_report, median, paired_ratio, table,  # noqa: E402
+                    time_alternately)
+from skengine.im2col import col2im, im2col  # noqa: E402
 
 try:
     import torch
@@ -50,12 +55,34 @@ def sk_shapes(quick=False):
     return shapes
 
 
+def reference_conv(x, w, gy, stride, padding, dilation, groups):
+    """The straightforward version: im2col of the whole batch, (G, O/G, K) @ (N, G, K, L), col2im.
+
+    Returns y, or (y, gx, gw) when gy is given.
+    """
+    N, (O, Cg, kh, kw), G = x.shape[0], w.shape, groups
+    col = im2col(x, (kh, kw), (stride,) * 2, (padding,) * 2, (dilation,) * 2)
+    OH, OW = col.shape[-2:]
+    col = col.reshape(N, G, Cg * kh * kw, OH * OW)
+    wg = w.reshape(G, O // G, Cg * kh * kw)
+    y = (wg @ col).reshape(N, O, OH, OW)
+    if gy is None:
+        return y
+    g = gy.reshape(N, G, O // G, OH * OW)
+    gw = (g @ col.swapaxes(-1, -2)).sum(axis=0).reshape(w.shape)
+    del col
+    gcol = (wg.swapaxes(-1, -2) @ g).reshape(N, G * Cg, kh, kw, OH, OW)
+    gx = col2im(gcol, x.shape[2:], (stride,) * 2, (padding,) * 2, (dilation,) * 2)
+    return y, gx, gw
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a reduced shape set (a few minutes)")
     ap.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: the BLAS')")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--reference", action="store_true", help="also time the straightforward NumPy version")
     args = ap.parse_args()
     threads = args.threads or blas_threads()
     if torch is not None:
@@ -63,10 +90,10 @@ def main():
     extra = [f"torch {torch.__version__}, {threads} threads" if torch is not None else "torch: not installed",
              f"threads used: {threads}; skengine Conv2d.chunk_bytes = {F.Conv2d.chunk_bytes}",
              "command: " + " ".join([os.path.basename(sys.executable)] + sys.argv)]
-    print("\n".join(machine_report(extra)), flush=True)
     rng = np.random.default_rng(0)
     rows = []
     with limit_threads(threads):
+        print("\n".join(machine_report(extra)), flush=True)
         for label, N, C, H, G, d, s in sk_shapes(args.quick):
             x = rng.standard_normal((N, C, H, H)).astype(args.dtype)
             w = (rng.standard_normal((C, C // G, 3, 3)) * 0.1).astype(args.dtype)
@@ -84,6 +111,9 @@ def main():
                 F.conv2d(sx, sw, **kw).backward(gy)
 
             cands = {"sk_f": sk_f, "sk_fb": sk_fb}
+            if args.reference:
+                cands.update(ref_f=lambda: reference_conv(x, w, None, s, d, d, G),
+                             ref_fb=lambda: reference_conv(x, w, gy, s, d, d, G))
             if torch is not None:
                 tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
                 tgy = torch.tensor(gy)
@@ -105,6 +135,9 @@ def main():
             if torch is not None:
                 row[7:7] = [f"{median(t['torch_f']) * 1e3:.1f}", f"{paired_ratio(t['torch_f'], t['sk_f']):.2f}"]
                 row += [f"{median(t['torch_fb']) * 1e3:.1f}", f"{paired_ratio(t['torch_fb'], t['sk_fb']):.2f}"]
+            if args.reference:
+                row += [f"{median(t['ref_f']) * 1e3:.1f}", f"{paired_ratio(t['ref_f'], t['sk_f']):.2f}",
+                        f"{median(t['ref_fb']) * 1e3:.1f}", f"{paired_ratio(t['ref_fb'], t['sk_fb']):.2f}"]
             rows.append(row)
             print(" ".join(map(str, row)), flush=True)
     headers = ["shape", "N x C x H x W", "groups", "dil", "stride", "GFLOP",
@@ -112,6 +145,8 @@ def main():
     if torch is not None:
         headers[7:7] = ["torch fwd ms", "fwd ratio"]
         headers += ["torch fwd+bwd ms", "fwd+bwd ratio"]
+    if args.reference:
+        headers += ["ref fwd ms", "speed-up", "ref fwd+bwd ms", "speed-up"]
     print()
     print(table(rows, headers))
     if torch is not None:

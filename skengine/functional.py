@@ -35,19 +35,22 @@ def _tensor(x, name):
 class Conv2d(Function):
     """Grouped, strided, dilated 2-D convolution: flat im2col + one matmul per group, chunk by chunk.
 
-    The batch goes through in chunks of a few images, small enough that a
-    chunk's column buffer (C*kh*kw*OH*Wq values per image) stays in cache
-    (``chunk_bytes``); on the GPU the whole batch is one chunk.  Nothing
-    bigger than the input is kept for backward: the columns are rebuilt.
+    The batch goes through in blocks of images x groups small enough that a
+    block's column buffer (C/G*kh*kw*OH*P values per image and group) stays
+    in cache (``chunk_bytes``); on the GPU the whole batch is one block.
+    Nothing bigger than the input is kept for backward: the columns are
+    rebuilt.
 
     Backward of a stride-1 convolution is itself a stride-1 convolution: dX is
     gy, padded by d*(k-1) - p, correlated with the flipped, transposed
-    weights; and the columns of that padded gy also give dW, as x @ cols^T.
+    weights; and the columns of that padded gy also give dW, as cols @ x^T.
     So backward builds one column buffer, like forward.  Other strides take
     the columns of x for dW and scatter the column gradient back (col2im).
     A 1x1 convolution without padding needs no columns at all.
     """
     chunk_bytes = 2 << 20  # the CPU column buffer per chunk; see benchmarks/RESULTS.md
+    min_width = 512        # a chunk of fewer groups spans images until its matmul is this wide
+    transpose_from = 16    # from this many outputs per group on, the matmul is formed transposed
 
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -102,41 +105,62 @@ class Conv2d(Function):
         return gx, gw
 
     # -- the flat-column convolution, chunk by chunk --------------------------
-    def _chunks(self, x, per_image_bytes):
-        N = x.shape[0]
-        nb = N if get_array_module(x) is not np else int(min(N, max(1, self.chunk_bytes // per_image_bytes)))
-        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+    def _chunks(self, xp, N, G, unit_bytes, M):
+        """((n0, n1), (g0, g1)) blocks of images x groups whose columns take about chunk_bytes.
+
+        unit_bytes: the columns of one group of one image; M: their row length.
+        Enough images for each matmul to be ``min_width`` wide, then as many
+        groups as fit (a divisor of G), then, with all groups in, more images.
+        """
+        if N == 0 or xp is not np:
+            return [((0, N), (0, G))] if N else []
+        units = max(1, self.chunk_bytes // unit_bytes)  # (image, group) pairs per chunk
+        nb = min(N, units, -(-self.min_width // M))
+        gb = max(d for d in range(1, G + 1) if G % d == 0 and d * nb <= units)
+        if gb == G:
+            nb = max(nb, min(N, units // G))
+        return [((n0, min(N, n0 + nb)), (g0, g0 + gb)) for n0 in range(0, N, nb) for g0 in range(0, G, gb)]
 
     def _flat_conv(self, x, w, stride, padding, other=None):
-        """y = conv(x, w), and, given ``other`` shaped like y, also other @ cols^T per group.
+        """y = conv(x, w), and, given ``other`` shaped like y, also cols @ other^T per group.
 
-        Returns (y, that product (G, O/G, C/G*kh*kw) or None).  Work buffers
-        are zeroed once per chunk size: pad_phases and im2col_flat never write
-        the padding border or the columns' tail, so those stay zero, and the
-        garbage columns of ``other``'s wide copy stay zero too.
+        Returns (y, that product (G, C/G*kh*kw, O/G) or None).  Work buffers
+        are zeroed once per chunk shape: pad_phases and im2col_flat never write
+        the padding or the columns' tail, so those stay zero, and the garbage
+        columns of ``other``'s wide copy stay zero too.
         """
         xp = get_array_module(x)
         (N, C), (O, _, kh, kw), G = x.shape[:2], w.shape, self.groups
+        Cg, Og, Ob = C // G, O // G, (0 if other is None else other.shape[1] // G)
         g = flat_geometry(x.shape[2:], (kh, kw), stride, padding, self.dilation)
-        (OH, OW), (Hq, Wq), T = g.out_size, g.phase_size, kh * kw
-        M = OH * Wq  # a column row: the output grid including its garbage columns
-        wg = w.reshape(G, O // G, -1)
+        (OH, OW), P, T, S = g.out_size, g.pitch, kh * kw, stride[0] * stride[1]
+        M = OH * P  # a column row: the output grid including its garbage columns
+        wg = w.reshape(G, Og, -1)
+        # BLAS runs faster with the short side of the product last: with many
+        # outputs per group, form it transposed, (groups, m*M, O/G)
+        transposed = Og >= self.transpose_from
         y = xp.empty((N, O, OH, OW), x.dtype)
-        prod = None if other is None else xp.zeros((G, other.shape[1] // G, wg.shape[2]), x.dtype)
+        prod = None if other is None else xp.zeros((G, Cg * T, Ob), x.dtype)
         bufs = {}
-        for n0, n1 in self._chunks(x, C * T * M * x.itemsize):
-            m = n1 - n0
-            if m not in bufs:
-                bufs = {m: (xp.zeros((m, C, stride[0] * stride[1], Hq * Wq), x.dtype),
-                            xp.zeros((C, T, m, M), x.dtype), xp.empty((G, O // G, m * M), x.dtype),
-                            None if other is None else xp.zeros((other.shape[1], m, OH, Wq), x.dtype))}
-            xph, col, yw, ow = bufs[m]
-            cols = im2col_flat(pad_phases(x[n0:n1], g, xph), g, col).reshape(G, -1, m * M)
-            xp.matmul(wg, cols, out=yw)
-            y[n0:n1] = yw.reshape(O, m, OH, Wq)[..., :OW].swapaxes(0, 1)
+        for (n0, n1), (g0, g1) in self._chunks(xp, N, G, Cg * T * M * x.itemsize, M):
+            m, gb = n1 - n0, g1 - g0
+            if (m, gb) not in bufs:
+                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, g.phase_len), x.dtype),
+                               xp.zeros((gb * Cg, T, m, M), x.dtype),
+                               xp.empty((gb, m * M, Og) if transposed else (gb, Og, m * M), x.dtype),
+                               None if other is None else xp.zeros((gb * Ob, m, OH, P), x.dtype))
+            xph, col, yw, ow = bufs[m, gb]
+            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+            if transposed:
+                xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
+                yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
+            else:
+                xp.matmul(wg[g0:g1], cols, out=yw)
+                yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
+            y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
             if other is not None:
-                ow[..., :OW] = other[n0:n1].swapaxes(0, 1)
-                prod += ow.reshape(G, -1, m * M) @ cols.swapaxes(1, 2)
+                ow[..., :OW] = other[n0:n1, g0 * Ob:g1 * Ob].swapaxes(0, 1)
+                prod[g0:g1] += cols @ ow.reshape(gb, Ob, m * M).swapaxes(1, 2)
         return y, prod
 
     def _backward_transposed(self, gy):
@@ -147,35 +171,36 @@ class Conv2d(Function):
         # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
         wt = self.w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
         gx, gwt = self._flat_conv(gy, wt, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), other=self.x)
-        # gwt[g, c, o*T + tap] = dW[g*Og + o, c, T-1-tap]
-        return gx, gwt.reshape(G, Cg, Og, T)[..., ::-1].swapaxes(1, 2)
+        # gwt[g, o*T + tap, c] = dW[g*Og + o, c, T-1-tap]
+        return gx, gwt.reshape(G, Og, T, Cg)[:, :, ::-1].swapaxes(2, 3)
 
     def _backward_col2im(self, gy):
         """Any stride: dW from the columns of x, dX by scattering the column gradient back."""
         x, w, G = self.x, self.w, self.groups
         xp = get_array_module(gy)
         (N, C), O, T = x.shape[:2], w.shape[0], w.shape[2] * w.shape[3]
+        Cg, Og = C // G, O // G
         g = flat_geometry(x.shape[2:], w.shape[2:], self.stride, self.padding, self.dilation)
-        (OH, OW), (Hq, Wq) = g.out_size, g.phase_size
-        M, S = OH * Wq, self.stride[0] * self.stride[1]
-        wg = w.reshape(G, O // G, -1)
+        (OH, OW), P = g.out_size, g.pitch
+        M, S, Q = OH * P, self.stride[0] * self.stride[1], g.phase_len
+        wg = w.reshape(G, Og, -1)
         gx = xp.empty_like(x)
-        gw = xp.zeros(wg.shape, wg.dtype)
+        gwt = xp.zeros((G, Cg * T, Og), wg.dtype)
         bufs = {}
-        for n0, n1 in self._chunks(x, C * T * M * x.itemsize):
-            m = n1 - n0
-            if m not in bufs:
-                bufs = {m: (xp.zeros((m, C, S, Hq * Wq), x.dtype), xp.zeros((C, T, m, M), x.dtype),
-                            xp.zeros((O, m, OH, Wq), x.dtype), xp.zeros((m, C, S, Hq * Wq), x.dtype))}
-            xph, col, gyw, gxph = bufs[m]
-            cols = im2col_flat(pad_phases(x[n0:n1], g, xph), g, col).reshape(G, -1, m * M)
-            gyw[..., :OW] = gy[n0:n1].swapaxes(0, 1)  # garbage columns stay zero
-            gyg = gyw.reshape(G, O // G, m * M)
-            gw += gyg @ cols.swapaxes(1, 2)
+        for (n0, n1), (g0, g1) in self._chunks(xp, N, G, Cg * T * M * x.itemsize, M):
+            m, gb = n1 - n0, g1 - g0
+            if (m, gb) not in bufs:
+                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, Q), x.dtype), xp.zeros((gb * Cg, T, m, M), x.dtype),
+                               xp.zeros((gb * Og, m, OH, P), x.dtype), xp.zeros((m, gb * Cg, S, Q), x.dtype))
+            xph, col, gyw, gxph = bufs[m, gb]
+            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+            gyw[..., :OW] = gy[n0:n1, g0 * Og:g1 * Og].swapaxes(0, 1)  # garbage columns stay zero
+            gyg = gyw.reshape(gb, Og, m * M)
+            gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
             # the column gradient overwrites the columns; its tail is zero like theirs
-            xp.matmul(wg.swapaxes(1, 2), gyg, out=cols)
-            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1])
-        return gx, gw
+            xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=cols)
+            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
+        return gx, gwt.swapaxes(1, 2)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

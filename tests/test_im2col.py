@@ -49,10 +49,10 @@ def naive_conv(x, w, stride, padding, dilation, groups):
 def flat_columns(x, g, kernel):
     """The flat columns of x in the reference layout (N, C, kh, kw, OH, OW), garbage dropped."""
     N, C = x.shape[:2]
-    (OH, OW), (Hq, Wq), S = g.out_size, g.phase_size, g.stride[0] * g.stride[1]
-    xph = pad_phases(x, g, np.zeros((N, C, S, Hq * Wq)))
-    col = im2col_flat(xph, g, np.zeros((C, len(g.taps), N, OH * Wq)))
-    col = col.reshape(C, *kernel, N, OH, Wq)[..., :OW]
+    (OH, OW), P, S = g.out_size, g.pitch, g.stride[0] * g.stride[1]
+    xph = pad_phases(x, g, np.zeros((N, C, S, g.phase_len)))
+    col = im2col_flat(xph, g, np.zeros((C, len(g.taps), N, OH * P)))
+    col = col.reshape(C, *kernel, N, OH, P)[..., :OW]
     return col.transpose(3, 0, 1, 2, 4, 5)
 
 
@@ -69,16 +69,16 @@ def test_flat_kernels_are_adjoint(H, W, kernel, stride, padding, dilation):
     rng = np.random.default_rng(1)
     N, C = 2, 3
     g = flat_geometry((H, W), kernel, stride, padding, dilation)
-    (OH, OW), (Hq, Wq), S, T = g.out_size, g.phase_size, stride[0] * stride[1], len(g.taps)
+    (OH, OW), P, S, T = g.out_size, g.pitch, stride[0] * stride[1], len(g.taps)
     x = rng.standard_normal((N, C, H, W))
-    c = np.zeros((C, T, N, OH, Wq))
+    c = np.zeros((C, T, N, OH, P))
     c[..., :OW] = rng.standard_normal((C, T, N, OH, OW))  # garbage columns zero
-    c = c.reshape(C, T, N, OH * Wq)
-    col = im2col_flat(pad_phases(x, g, np.zeros((N, C, S, Hq * Wq))), g, np.zeros_like(c))
-    back = unpad_phases(col2im_flat(c, g, np.full((N, C, S, Hq * Wq), 7.0)), g, np.empty_like(x))
+    c = c.reshape(C, T, N, OH * P)
+    col = im2col_flat(pad_phases(x, g, np.zeros((N, C, S, g.phase_len))), g, np.zeros_like(c))
+    back = unpad_phases(col2im_flat(c, g, np.full((N, C, S, g.phase_len), 7.0)), g, np.full_like(x, 7.0))
     assert np.isclose((col * c).sum(), (x * back).sum(), rtol=1e-12)
     # and the flat col2im equals the reference col2im
-    ref = col2im(c.reshape(C, *kernel, N, OH, Wq)[..., :OW].transpose(3, 0, 1, 2, 4, 5), (H, W),
+    ref = col2im(c.reshape(C, *kernel, N, OH, P)[..., :OW].transpose(3, 0, 1, 2, 4, 5), (H, W),
                  stride, padding, dilation)
     np.testing.assert_allclose(back, ref, rtol=1e-12, atol=1e-12)
 
@@ -94,11 +94,11 @@ def _conv(x, w, groups, stride, padding, dilation, chunk_bytes, grad=True):
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])  # one image per chunk, uneven chunks, one chunk
-@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("groups, out_per_group", [(1, 2), (3, 2), (4, 1), (2, 16)])  # 16: the product transposed
 @pytest.mark.parametrize("H, W, kernel, stride, padding, dilation", GEOMETRIES)
-def test_conv2d_chunks_match_naive(H, W, kernel, stride, padding, dilation, groups, chunk_bytes):
+def test_conv2d_chunks_match_naive(H, W, kernel, stride, padding, dilation, groups, out_per_group, chunk_bytes):
     rng = np.random.default_rng(2)
-    N, C, O = 5, 3 * groups, 2 * groups
+    N, C, O = 5, 3 * groups, out_per_group * groups
     x = rng.standard_normal((N, C, H, W))
     w = rng.standard_normal((O, C // groups, *kernel))
     tx, tw, y = _conv(x, w, groups, stride, padding, dilation, chunk_bytes)
@@ -125,3 +125,18 @@ def test_conv2d_float32_chunked_equals_one_chunk():
         assert y.dtype == tx.grad.dtype == tw.grad.dtype == np.float32
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("N, G, unit_bytes, M", [(5, 4, 100, 7), (5, 4, 1000, 600), (7, 6, 300, 30), (3, 32, 10**9, 9),
+                                                 (64, 32, 76032, 1056), (16, 32, 64512, 56), (9, 1, 50, 1000)])
+@pytest.mark.parametrize("chunk_bytes", [1, 1000, 3000, 1 << 21])
+def test_chunks_tile_images_by_groups(N, G, unit_bytes, M, chunk_bytes):
+    fn = F.Conv2d((1, 1), (0, 0), (1, 1), G)
+    fn.chunk_bytes = chunk_bytes
+    seen = np.zeros((N, G), int)
+    for (n0, n1), (g0, g1) in fn._chunks(np, N, G, unit_bytes, M):
+        assert n1 > n0 and g1 > g0 and G % (g1 - g0) == 0
+        seen[n0:n1, g0:g1] += 1
+        if (n1 - n0) * (g1 - g0) > 1:  # more than one unit only when it fits
+            assert (n1 - n0) * (g1 - g0) * unit_bytes <= chunk_bytes
+    assert (seen == 1).all()
