@@ -294,7 +294,7 @@ def train(cfg):
             if stop.flag:
                 print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
                 return result
-    final = _test(model, ema, test_loader, cfg["tta"])
+    final = test if start_epoch <= cfg["epochs"] else _test(model, ema, test_loader, cfg["tta"])
     table = confusion_table(final["confusion"], names)
     with open(os.path.join(out, "confusion.txt"), "w") as f:
         f.write(table + "\n")
