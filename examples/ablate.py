@@ -19,6 +19,7 @@ import numpy as np
 from skengine import train as trainer
 from skengine.models import create
 from skengine.summary import summary
+from skengine.train import pyplot
 
 VARIANTS = {
     "sk_softmax": {"sk_kwargs": {"attention": "softmax"}},
@@ -71,10 +72,8 @@ def write(rows, args):
     table = "\n".join(lines)
     with open(os.path.join(args.out, "ablation.md"), "w") as f:
         f.write(table + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("ablation.png")
+    if plt is not None:
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.bar([r["variant"] for r in rows], [r["acc_mean"] for r in rows],
                yerr=[r["acc_std"] for r in rows], capsize=4)
@@ -83,8 +82,6 @@ def write(rows, args):
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "ablation.png"), dpi=100)
         plt.close(fig)
-    except ImportError:
-        print("ablation.png skipped: matplotlib is not installed", file=sys.stderr)
     return table
 
 

@@ -14,13 +14,13 @@ import argparse
 import csv
 import json
 import os
-import sys
 
 import numpy as np
 
 import skengine as sk
 from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.models import collect_attention, create
+from skengine.train import pyplot
 
 SCALES = (1.0, 1.5, 2.0)
 
@@ -100,12 +100,8 @@ def write_outputs(result, out):
 
 
 def _plot(result, out):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
+    plt = pyplot("the attention plots")
+    if plt is None:
         return
     layers, M = result["layers"], result["paths"]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(layers)), 4))

@@ -148,13 +148,21 @@ def build_schedule(cfg, opt, steps_per_epoch):
     return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
 
 
-def write_curves(history, path):
+def pyplot(what):
+    """matplotlib.pyplot on the file-only Agg backend, or None (saying that ``what`` is skipped)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("curves.png skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
+        print(f"{what} skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
+        return None
+    return plt
+
+
+def write_curves(history, path):
+    plt = pyplot("curves.png")
+    if plt is None:
         return
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
