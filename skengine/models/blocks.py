@@ -97,6 +97,21 @@ def make_stage(block, inplanes, planes, num_blocks, stride, **block_kwargs):
     return Sequential(*blocks), outplanes
 
 
+def add_stages(model, block, inplanes, channels, layers, strides, attention="sk", sk_kwargs=None,
+               se_reduction=16, cardinality=1, base_width=64):
+    """Attach stages ``layer1``, ``layer2``, ... to ``model`` (names in ``model.stage_names``);
+    return the last stage's output channels."""
+    block_kwargs = dict(attention=attention, sk_kwargs=sk_kwargs, se_reduction=se_reduction)
+    if block is Bottleneck:
+        block_kwargs.update(cardinality=cardinality, base_width=base_width)
+    model.stage_names = []
+    for i, (planes, num_blocks, stride) in enumerate(zip(channels, layers, strides)):
+        stage, inplanes = make_stage(block, inplanes, planes, num_blocks, stride, **block_kwargs)
+        model.add_module(f"layer{i + 1}", stage)
+        model.stage_names.append(f"layer{i + 1}")
+    return inplanes
+
+
 def init_weights(model, zero_init_last=False):
     """Convs: He normal with fan_out (timm and torchvision's ResNet init; BN and Linear keep their
     defaults); with ``zero_init_last`` each block starts as the identity (its last BN weight is 0)."""
@@ -110,4 +125,4 @@ def init_weights(model, zero_init_last=False):
     return model
 
 
-__all__ = ["BasicBlock", "Bottleneck", "make_stage", "init_weights", "ATTENTIONS"]
+__all__ = ["BasicBlock", "Bottleneck", "make_stage", "add_stages", "init_weights", "ATTENTIONS"]

@@ -26,7 +26,7 @@ it is cheap: a channel at 4x4 costs 1/16 of one at 16x16.
 from ..nn.layers import AdaptiveAvgPool2d, Linear
 from ..nn.module import Module
 from ..nn.sk import conv_bn
-from .blocks import BasicBlock, Bottleneck, init_weights, make_stage
+from .blocks import BasicBlock, Bottleneck, add_stages, init_weights
 from .registry import register
 
 
@@ -45,14 +45,8 @@ class CifarSKNet(Module):
                  zero_init_last=False):
         super().__init__()
         self.stem = conv_bn(in_chans, stem_width, 3)
-        block_kwargs = dict(attention=attention, sk_kwargs=sk_kwargs, se_reduction=se_reduction)
-        if block is Bottleneck:
-            block_kwargs.update(cardinality=cardinality, base_width=base_width)
-        inplanes, self.stage_names = stem_width, []
-        for i, (planes, num_blocks, stride) in enumerate(zip(channels, layers, strides)):
-            stage, inplanes = make_stage(block, inplanes, planes, num_blocks, stride, **block_kwargs)
-            self.add_module(f"layer{i + 1}", stage)
-            self.stage_names.append(f"layer{i + 1}")
+        inplanes = add_stages(self, block, stem_width, channels, layers, strides, attention, sk_kwargs,
+                              se_reduction, cardinality, base_width)
         self.num_features = inplanes
         self.global_pool = AdaptiveAvgPool2d(1)
         self.fc = Linear(inplanes, num_classes)

@@ -28,7 +28,7 @@ counted; timm's count, which we reproduce, is the one checkpoints need.
 """
 from ..nn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Module
-from .blocks import BasicBlock, Bottleneck, init_weights, make_stage
+from .blocks import BasicBlock, Bottleneck, add_stages, init_weights
 from .registry import register
 
 
@@ -49,14 +49,8 @@ class ResNet(Module):
         self.bn1 = BatchNorm2d(64)
         self.act1 = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
-        block_kwargs = dict(attention=attention, sk_kwargs=sk_kwargs, se_reduction=se_reduction)
-        if block is Bottleneck:
-            block_kwargs.update(cardinality=cardinality, base_width=base_width)
-        inplanes, self.stage_names = 64, []
-        for i, (planes, num_blocks) in enumerate(zip(channels, layers)):
-            stage, inplanes = make_stage(block, inplanes, planes, num_blocks, 1 if i == 0 else 2, **block_kwargs)
-            self.add_module(f"layer{i + 1}", stage)
-            self.stage_names.append(f"layer{i + 1}")
+        inplanes = add_stages(self, block, 64, channels, layers, (1,) + (2,) * (len(layers) - 1), attention,
+                              sk_kwargs, se_reduction, cardinality, base_width)
         self.num_features = inplanes
         self.global_pool = AdaptiveAvgPool2d(1)
         self.fc = Linear(inplanes, num_classes)
