@@ -12,15 +12,19 @@ from .backend import to_numpy
 def evaluate(model, loader, tta=False):
     """Mean loss, accuracy and the confusion matrix (true x predicted) over ``loader``.
 
-    With ``tta`` the logits of each image and its horizontal mirror are averaged.
+    With ``tta`` the logits of each image and its horizontal mirror are
+    averaged, and the result also holds ``plain_loss`` and ``plain_acc``: the
+    same numbers from the unmirrored images alone, which that pass computes anyway.
     """
     was_training = model.training
     model.eval()
-    loss_sum, confusion = 0.0, None
+    loss_sum, plain_loss_sum, plain_correct, confusion = 0.0, 0.0, 0, None
     with no_grad():
         for x, y in loader:
             logits = model(Tensor(x))
             if tta:
+                plain_loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                plain_correct += int((to_numpy(logits.data.argmax(axis=1)) == to_numpy(y)).sum())
                 logits = (logits + model(Tensor(x[..., ::-1]))) * 0.5
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             pred, true = to_numpy(logits.data.argmax(axis=1)), to_numpy(y)
@@ -29,7 +33,10 @@ def evaluate(model, loader, tta=False):
             np.add.at(confusion, (true, pred), 1)
     model.train(was_training)
     n = int(confusion.sum())
-    return {"loss": loss_sum / n, "acc": float(np.trace(confusion)) / n, "confusion": confusion}
+    result = {"loss": loss_sum / n, "acc": float(np.trace(confusion)) / n, "confusion": confusion}
+    if tta:
+        result.update(plain_loss=plain_loss_sum / n, plain_acc=plain_correct / n)
+    return result
 
 
 def confusion_table(confusion, names):

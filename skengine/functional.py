@@ -9,6 +9,7 @@ import numpy as np
 from . import ops, random
 from .autograd import Function, Tensor
 from .backend import get_array_module
+from .parallel import run_blocks
 from .im2col import (col2im, col2im_flat, conv_output_size, flat_geometry, im2col, im2col_flat,
                      pad_phases, unpad_phases)
 
@@ -51,6 +52,7 @@ class Conv2d(Function):
     chunk_bytes = 2 << 20  # the CPU column buffer per chunk; see benchmarks/RESULTS.md
     min_width = 512        # a chunk of fewer groups spans images until its matmul is this wide
     transpose_from = 16    # from this many outputs per group on, the matmul is formed transposed
+    parallel_below = 8192  # per-group matmuls with fewer weights (O/G * C/G*kh*kw) run one block per core
 
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -105,6 +107,10 @@ class Conv2d(Function):
         return gx, gw
 
     # -- the flat-column convolution, chunk by chunk --------------------------
+    def _small(self, rows, cols):
+        """Whether a (rows x cols) weight matrix per group makes matmuls too small to split over threads."""
+        return rows * cols < self.parallel_below
+
     def _chunks(self, xp, N, G, unit_bytes, M):
         """((n0, n1), (g0, g1)) blocks of images x groups whose columns take about chunk_bytes.
 
@@ -140,28 +146,33 @@ class Conv2d(Function):
         # outputs per group, form it transposed, (groups, m*M, O/G)
         transposed = Og >= self.transpose_from
         y = xp.empty((N, O, OH, OW), x.dtype)
-        prod = None if other is None else xp.zeros((G, Cg * T, Ob), x.dtype)
-        bufs = {}
-        for (n0, n1), (g0, g1) in self._chunks(xp, N, G, Cg * T * M * x.itemsize, M):
-            m, gb = n1 - n0, g1 - g0
-            if (m, gb) not in bufs:
-                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, g.phase_len), x.dtype),
-                               xp.zeros((gb * Cg, T, m, M), x.dtype),
-                               xp.empty((gb, m * M, Og) if transposed else (gb, Og, m * M), x.dtype),
-                               None if other is None else xp.zeros((gb * Ob, m, OH, P), x.dtype))
-            xph, col, yw, ow = bufs[m, gb]
-            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
-            if transposed:
-                xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
-                yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
-            else:
-                xp.matmul(wg[g0:g1], cols, out=yw)
-                yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
-            y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
-            if other is not None:
-                ow[..., :OW] = other[n0:n1, g0 * Ob:g1 * Ob].swapaxes(0, 1)
-                prod[g0:g1] += cols @ ow.reshape(gb, Ob, m * M).swapaxes(1, 2)
-        return y, prod
+
+        def work(blocks):  # one worker's blocks, with its own buffers and its own part of prod
+            prod = None if other is None else xp.zeros((G, Cg * T, Ob), x.dtype)
+            bufs = {}
+            for (n0, n1), (g0, g1) in blocks:
+                m, gb = n1 - n0, g1 - g0
+                if (m, gb) not in bufs:
+                    bufs[m, gb] = (xp.zeros((m, gb * Cg, S, g.phase_len), x.dtype),
+                                   xp.zeros((gb * Cg, T, m, M), x.dtype),
+                                   xp.empty((gb, m * M, Og) if transposed else (gb, Og, m * M), x.dtype),
+                                   None if other is None else xp.zeros((gb * Ob, m, OH, P), x.dtype))
+                xph, col, yw, ow = bufs[m, gb]
+                cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+                if transposed:
+                    xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
+                    yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
+                else:
+                    xp.matmul(wg[g0:g1], cols, out=yw)
+                    yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
+                y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
+                if other is not None:
+                    ow[..., :OW] = other[n0:n1, g0 * Ob:g1 * Ob].swapaxes(0, 1)
+                    prod[g0:g1] += cols @ ow.reshape(gb, Ob, m * M).swapaxes(1, 2)
+            return prod
+
+        prods = run_blocks(work, self._chunks(xp, N, G, Cg * T * M * x.itemsize, M), self._small(Og, Cg * T))
+        return y, (None if other is None else sum(prods[1:], prods[0]))
 
     def _backward_transposed(self, gy):
         """Stride 1: dX = conv(gy, flipped w^T, padding d*(k-1) - p); dW from the same columns."""
@@ -185,23 +196,26 @@ class Conv2d(Function):
         M, S, Q = OH * P, self.stride[0] * self.stride[1], g.phase_len
         wg = w.reshape(G, Og, -1)
         gx = xp.empty_like(x)
-        gwt = xp.zeros((G, Cg * T, Og), wg.dtype)
-        bufs = {}
-        for (n0, n1), (g0, g1) in self._chunks(xp, N, G, Cg * T * M * x.itemsize, M):
-            m, gb = n1 - n0, g1 - g0
-            if (m, gb) not in bufs:
-                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, Q), x.dtype), xp.zeros((gb * Cg, T, m, M), x.dtype),
-                               xp.zeros((gb * Og, m, OH, P), x.dtype), xp.zeros((m, gb * Cg, S, Q), x.dtype))
-            xph, col, gyw, gxph = bufs[m, gb]
-            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
-            gyw[..., :OW] = gy[n0:n1, g0 * Og:g1 * Og].swapaxes(0, 1)  # garbage columns stay zero
-            gyg = gyw.reshape(gb, Og, m * M)
-            gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
-            # the column gradient overwrites the columns; its tail is zero like theirs
-            xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=cols)
-            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
-        return gx, gwt.swapaxes(1, 2)
 
+        def work(blocks):  # one worker's blocks, with its own buffers and its own part of dW
+            gwt, bufs = xp.zeros((G, Cg * T, Og), wg.dtype), {}
+            for (n0, n1), (g0, g1) in blocks:
+                m, gb = n1 - n0, g1 - g0
+                if (m, gb) not in bufs:
+                    bufs[m, gb] = (xp.zeros((m, gb * Cg, S, Q), x.dtype), xp.zeros((gb * Cg, T, m, M), x.dtype),
+                                   xp.zeros((gb * Og, m, OH, P), x.dtype), xp.zeros((m, gb * Cg, S, Q), x.dtype))
+                xph, col, gyw, gxph = bufs[m, gb]
+                cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+                gyw[..., :OW] = gy[n0:n1, g0 * Og:g1 * Og].swapaxes(0, 1)  # garbage columns stay zero
+                gyg = gyw.reshape(gb, Og, m * M)
+                gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
+                # the column gradient overwrites the columns; its tail is zero like theirs
+                xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=cols)
+                unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
+            return gwt
+
+        gwts = run_blocks(work, self._chunks(xp, N, G, Cg * T * M * x.itemsize, M), self._small(Og, Cg * T))
+        return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2)
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw)."""
@@ -238,29 +252,55 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 # -- normalisation --------------------------------------------------------------
 class BatchNorm(Function):
-    """Normalise over every axis but the channel axis 1; y = xhat * weight + bias."""
+    """Normalise over every axis but the channel axis 1: y = (x - mean) / sqrt(var + eps) * weight + bias.
 
-    def __init__(self, mean, var, eps, training):
-        self.mean, self.var, self.eps, self.training = mean, var, eps, training
+    In training the statistics are the batch's (computed here, and folded
+    into ``running_mean``/``running_var`` when given); in evaluation they are
+    the running ones.  Per channel the whole map is y = x * scale + shift, so
+    forward makes one new array and keeps nothing the size of x (the input
+    is kept by the graph anyway); backward is gx = a * gy + b * x + c per
+    channel, from two channel sums.
+    """
+
+    def __init__(self, running_mean, running_var, eps, momentum, training):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.eps, self.momentum, self.training = eps, momentum, training
 
     def forward(self, x, weight, bias):
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.axes = (0,) + tuple(range(2, x.ndim))
-        self.inv_std = 1.0 / get_array_module(x).sqrt(self.var.reshape(shape) + self.eps)
-        self.xhat = (x - self.mean.reshape(shape)) * self.inv_std
-        self.weight = weight.reshape(shape)
-        return self.xhat * self.weight + bias.reshape(shape)
+        xp = get_array_module(x)
+        C = x.shape[1]
+        self.n = x.size // C
+        x3 = x.reshape(x.shape[0], C, -1)
+        if self.training:
+            self.mean = x3.mean(axis=(0, 2))
+            y = x3 - self.mean[:, None]
+            var = xp.einsum("ncl,ncl->c", y, y) / self.n
+            for running, value in ((self.running_mean, self.mean), (self.running_var, var * (self.n / (self.n - 1)))):
+                if running is not None:
+                    running *= 1 - self.momentum
+                    running += self.momentum * value
+        else:
+            self.mean, var = self.running_mean.copy(), self.running_var  # the buffers may change before backward
+            y = x3 - self.mean[:, None]
+        self.inv_std = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype)
+        self.scale = weight * self.inv_std
+        y *= self.scale[:, None]
+        y += bias[:, None]
+        self.x3 = x3
+        return y.reshape(x.shape)
 
     def backward(self, gy):
-        gbias = gy.sum(axis=self.axes)
-        gweight = (gy * self.xhat).sum(axis=self.axes)
-        gxhat = gy * self.weight
-        if not self.training:  # statistics are constants
-            return gxhat * self.inv_std, gweight, gbias
-        n = gy.size // gy.shape[1]
-        gx = (gxhat - (gbias.reshape(self.weight.shape) * self.weight
-                       + self.xhat * (gweight.reshape(self.weight.shape) * self.weight)) / n) * self.inv_std
-        return gx, gweight, gbias
+        gy3 = gy.reshape(self.x3.shape)
+        xp = get_array_module(gy)
+        gbias = gy3.sum(axis=(0, 2))
+        # sum(gy * xhat) = inv_std * (sum(gy * x) - mean * sum(gy))
+        gweight = self.inv_std * (xp.einsum("ncl,ncl->c", gy3, self.x3) - self.mean * gbias)
+        gx = gy3 * self.scale[:, None]
+        if self.training:  # the statistics depend on x too
+            b = -self.scale * self.inv_std * gweight / self.n
+            gx += self.x3 * b[:, None]
+            gx += (-self.scale * gbias / self.n - b * self.mean)[:, None]
+        return gx.reshape(gy.shape), gweight, gbias
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -279,26 +319,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {tuple(t.shape)}")
     xp = get_array_module(x.data)
-    axes = (0,) + tuple(range(2, x.ndim))
-    if training:
-        n = x.data.size // C
-        if n < 2:
-            raise ValueError(f"batch_norm: training needs more than one value per channel, got input {x.shape}")
-        mean = x.data.mean(axis=axes)
-        var = ((x.data - mean.reshape((1, C) + (1,) * (x.ndim - 2))) ** 2).mean(axis=axes)
-        if running_mean is not None:
-            running_mean.data *= 1 - momentum
-            running_mean.data += momentum * mean
-        if running_var is not None:
-            running_var.data *= 1 - momentum
-            running_var.data += momentum * var * (n / (n - 1))
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
-        mean, var = running_mean.data, running_var.data
+    if training and x.data.size // max(C, 1) < 2:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got input {x.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
     weight = weight if weight is not None else Tensor(xp.ones(C, x.dtype))
     bias = bias if bias is not None else Tensor(xp.zeros(C, x.dtype))
-    return BatchNorm(mean, var, eps, training)(x, weight, bias)
+    stats = [None if t is None else t.data for t in (running_mean, running_var)]
+    return BatchNorm(*stats, eps, momentum, training)(x, weight, bias)
 
 
 # -- pooling --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import skengine as sk
 import skengine.functional as F
+from skengine import parallel
 from skengine.im2col import col2im, im2col
 from strategies import (arrays, conv_configs, pool_configs, rng_arrays, seeds, shapes, small_conv_configs,
                         unique_arrays)
@@ -185,6 +186,31 @@ def test_conv2d_batch_chunking_gives_the_same_result(cfg, seed, chunk_bytes):
     np.testing.assert_allclose(whole[0], naive_conv2d(x, w, b, **cfg.kwargs), rtol=1e-10, atol=1e-12)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+@given(cfg=conv_configs(max_batch=5), seed=seeds(), chunk_bytes=st.integers(1, 1 << 14),
+       workers=st.integers(1, 3))
+def test_conv2d_blocks_on_worker_threads_give_the_same_result(cfg, seed, chunk_bytes, workers):
+    """Blocks dealt to worker threads (skengine.parallel) must give what one thread gives, sums of parts included."""
+    x, w, b = _conv_inputs(cfg, seed)
+    old = parallel.get_num_threads()
+    try:
+        with mock.patch.object(F.Conv2d, "chunk_bytes", chunk_bytes):
+            parallel.set_num_threads(1)
+            alone = _conv_value_and_grads(cfg, x, w, b)
+            parallel.set_num_threads(workers)
+            with mock.patch.object(F.Conv2d, "parallel_below", 1 << 40):  # every conv in parallel blocks
+                shared = _conv_value_and_grads(cfg, x, w, b)
+    finally:
+        parallel.set_num_threads(old)
+    for a, c in zip(alone, shared):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        parallel.set_num_threads(bad)
 
 
 @given(cfg=conv_configs(max_groups=4), seed=seeds())

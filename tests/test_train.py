@@ -1,5 +1,6 @@
 """The training command on a few hundred CIFAR-format images written here: it learns, resumes bit for bit,
 survives Ctrl-C, stops on NaN with the last checkpoint intact, and the evaluator reads what it wrote."""
+import csv
 import importlib.util
 import os
 import signal
@@ -10,6 +11,8 @@ from fakecifar import write_cifar
 
 import skengine
 from skengine import evaluate, train
+from skengine.data import CIFAR_MEAN_STD, DataLoader
+from skengine.models import create
 from skengine.optim import SGD
 
 
@@ -94,6 +97,23 @@ def test_evaluate_reads_the_checkpoint(data_dir, tmp_path, capsys):
     assert result["acc"] == pytest.approx(last["test_acc"])
     assert result["confusion"].sum() == 100
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_dir, tmp_path):
+    train.train(cfg(data_dir, tmp_path, epochs=2, tta=True))
+    with open(tmp_path / "metrics.csv") as f:
+        history = list(csv.DictReader(f))
+    assert history[0]["test_acc_tta"] == "" and history[1]["test_acc_tta"] != ""
+    # the plain numbers of the TTA pass are those of a plain pass
+    net = create("sknet_cifar_tiny", num_classes=10)
+    net.load_state_dict(skengine.load(str(tmp_path / "checkpoint.npz"))["model"])
+    (_, _), (x_test, y_test), _ = train.load_data({**train.DEFAULTS, **cfg(data_dir, tmp_path)})
+    mean, std = CIFAR_MEAN_STD["cifar10"]
+    loader = DataLoader(x_test, y_test, 50, mean=mean, std=std)
+    plain, flipped = evaluate.evaluate(net, loader), evaluate.evaluate(net, loader, tta=True)
+    assert flipped["plain_acc"] == plain["acc"] and flipped["plain_loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert float(history[1]["test_acc"]) == pytest.approx(plain["acc"])
+    assert float(history[1]["test_acc_tta"]) == pytest.approx(flipped["acc"])
 
 
 def test_missing_data_without_download_says_where_to_put_it(tmp_path):
