@@ -5,6 +5,7 @@ from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_available, get_array_module, to_device
 from .gradcheck import GradcheckError, gradcheck, gradcheck_module
 from .ops import cat, stack, split
+from .parallel import get_num_threads, set_num_threads
 from .random import manual_seed
 from .serialization import load, save
 from .summary import summary
@@ -46,4 +47,4 @@ def arange(*args, dtype=None, device="cpu"):
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "arange", "no_grad", "enable_grad",
            "is_grad_enabled", "gradcheck", "gradcheck_module", "GradcheckError", "save", "load", "manual_seed", "cat", "stack",
-           "split", "cuda_available", "get_array_module", "summary", "float32", "float64", "int64"]
+           "split", "cuda_available", "get_num_threads", "set_num_threads", "get_array_module", "summary", "float32", "float64", "int64"]

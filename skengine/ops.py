@@ -166,12 +166,14 @@ class Abs(Function):
 
 
 class ReLU(Function):
+    """Keeps its output, not a mask: the next layer keeps that array for its own backward anyway."""
+
     def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
+        self.y = get_array_module(x).maximum(x, 0)
+        return self.y
 
     def backward(self, gy):
-        return gy * self.mask
+        return gy * (self.y > 0)
 
 
 class Sigmoid(Function):

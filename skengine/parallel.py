@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 _blas = None      # OpenBLAS's (get_num_threads, set_num_threads), or () when not found
-_threads = None   # the thread count the user asked for: the BLAS's own, unless set_num_threads changed it
 _pool = None
 
 
@@ -54,21 +53,16 @@ def _openblas():
 
 def get_num_threads():
     """How many threads the BLAS uses, and so how many workers ``run_blocks`` starts (1 if unknown)."""
-    global _threads
-    if _threads is None:
-        blas = _openblas()
-        _threads = max(1, blas[0]()) if blas else 1
-    return _threads
+    blas = _openblas()
+    return max(1, blas[0]()) if blas else 1
 
 
 def set_num_threads(n):
     """Set the BLAS's thread count (and so the number of workers); like ``torch.set_num_threads``."""
-    global _threads
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     if _openblas():
         _openblas()[1](int(n))
-        _threads = int(n)
 
 
 def run_blocks(work, blocks, parallel=True):
@@ -80,7 +74,8 @@ def run_blocks(work, blocks, parallel=True):
     spreads over its threads better), it runs here as ``[work(blocks)]``.
     """
     global _pool
-    n = min(get_num_threads(), len(blocks)) if parallel else 1
+    threads = get_num_threads()
+    n = min(threads, len(blocks)) if parallel else 1
     if n <= 1:
         return [work(blocks)]
     if _pool is None or _pool._max_workers < n:
@@ -91,4 +86,4 @@ def run_blocks(work, blocks, parallel=True):
     try:
         return list(_pool.map(work, [blocks[i::n] for i in range(n)]))
     finally:
-        _openblas()[1](_threads)
+        _openblas()[1](threads)
