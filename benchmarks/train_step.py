@@ -12,7 +12,6 @@ import argparse
 import json
 from collections import OrderedDict
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -157,7 +156,10 @@ def memory_probe(name, batch, framework):
     before = rss_mb()
     for _ in range(3):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a probe
+    # started by a big parent would report the parent's resident set
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"peak_growth_mb": peak - before}))
 
 
