@@ -217,6 +217,7 @@ class Conv2d(Function):
         gwts = run_blocks(work, self._chunks(xp, N, G, Cg * T * M * x.itemsize, M), self._small(Og, Cg * T))
         return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2)
 
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw)."""
     x, w = _tensor(input, "input"), _tensor(weight, "weight")
@@ -258,8 +259,8 @@ class BatchNorm(Function):
     into ``running_mean``/``running_var`` when given); in evaluation they are
     the running ones.  Per channel the whole map is y = x * scale + shift, so
     forward makes one new array and keeps nothing the size of x (the input
-    is kept by the graph anyway); backward is gx = a * gy + b * x + c per
-    channel, from two channel sums.
+    is kept by the graph anyway); backward is gx = a * gy + b * (x - mean) + c
+    per channel, from two channel sums.
     """
 
     def __init__(self, running_mean, running_var, eps, momentum, training):
@@ -269,10 +270,10 @@ class BatchNorm(Function):
     def forward(self, x, weight, bias):
         xp = get_array_module(x)
         C = x.shape[1]
-        self.n = x.size // C
-        x3 = x.reshape(x.shape[0], C, -1)
+        self.n = x.size // max(C, 1)
+        x3 = x.reshape(x.shape[0], C, int(np.prod(x.shape[2:])))
         if self.training:
-            self.mean = x3.mean(axis=(0, 2))
+            self.mean = x3.mean(axis=(0, 2), dtype=np.float64).astype(x.dtype)  # float32 sums drift
             y = x3 - self.mean[:, None]
             var = xp.einsum("ncl,ncl->c", y, y) / self.n
             for running, value in ((self.running_mean, self.mean), (self.running_var, var * (self.n / (self.n - 1)))):
@@ -293,13 +294,13 @@ class BatchNorm(Function):
         gy3 = gy.reshape(self.x3.shape)
         xp = get_array_module(gy)
         gbias = gy3.sum(axis=(0, 2))
-        # sum(gy * xhat) = inv_std * (sum(gy * x) - mean * sum(gy))
-        gweight = self.inv_std * (xp.einsum("ncl,ncl->c", gy3, self.x3) - self.mean * gbias)
+        xc = self.x3 - self.mean[:, None]  # centred first: sum(gy * x) - mean * sum(gy) would cancel
+        gweight = self.inv_std * xp.einsum("ncl,ncl->c", gy3, xc)  # = sum(gy * xhat)
         gx = gy3 * self.scale[:, None]
         if self.training:  # the statistics depend on x too
-            b = -self.scale * self.inv_std * gweight / self.n
-            gx += self.x3 * b[:, None]
-            gx += (-self.scale * gbias / self.n - b * self.mean)[:, None]
+            xc *= (-self.scale * self.inv_std * gweight / self.n)[:, None]
+            gx += xc
+            gx -= (self.scale * gbias / self.n)[:, None]
         return gx.reshape(gy.shape), gweight, gbias
 
 

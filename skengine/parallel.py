@@ -11,17 +11,31 @@ releases the GIL inside both.
 
 The number of workers follows the BLAS: ``OPENBLAS_NUM_THREADS=1`` (or
 ``set_num_threads(1)``) means one worker, and everything runs in the
-calling thread.  With a BLAS other than OpenBLAS there is one worker.
+calling thread.  With a BLAS other than OpenBLAS there is one worker, and
+``set_num_threads`` does nothing.  The BLAS setting is process-wide: a
+matmul that another thread of the program runs while blocks are running
+gets one thread too.
 """
 import ctypes
 import glob
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _blas = None      # OpenBLAS's (get_num_threads, set_num_threads), or () when not found
 _pool = None
+_lock = threading.Lock()  # one run_blocks at a time: the BLAS thread count is process-wide
+
+
+def _forget_pool():
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has the pool object but not its threads
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _openblas():
@@ -37,7 +51,8 @@ def _openblas():
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
-            for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "")):
+            for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
+                                   ("openblas", "")):
                 try:
                     get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
                     put = getattr(lib, f"{prefix}_set_num_threads{suffix}")
@@ -74,16 +89,17 @@ def run_blocks(work, blocks, parallel=True):
     spreads over its threads better), it runs here as ``[work(blocks)]``.
     """
     global _pool
-    threads = get_num_threads()
-    n = min(threads, len(blocks)) if parallel else 1
-    if n <= 1:
+    if not parallel or len(blocks) < 2 or get_num_threads() < 2:
         return [work(blocks)]
-    if _pool is None or _pool._max_workers < n:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(n, thread_name_prefix="skengine")
-    _openblas()[1](1)
-    try:
-        return list(_pool.map(work, [blocks[i::n] for i in range(n)]))
-    finally:
-        _openblas()[1](threads)
+    with _lock:
+        threads = get_num_threads()
+        n = min(threads, len(blocks))
+        if _pool is None or _pool._max_workers < n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(n, thread_name_prefix="skengine")
+        _openblas()[1](1)
+        try:
+            return list(_pool.map(work, [blocks[i::n] for i in range(n)]))
+        finally:
+            _openblas()[1](threads)

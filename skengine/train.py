@@ -324,7 +324,8 @@ def _test(model, ema, loader, tta):
 def _write_metrics(path, history):
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        # every key any epoch has, in first-seen order: a run resumed from an older checkpoint may add one
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in history for k in row)), restval="")
         w.writeheader()
         w.writerows(history)
     os.replace(tmp, path)

@@ -309,6 +309,27 @@ def test_batch_norm_train_output_is_standardised_per_channel(shape, seed, scale,
     np.testing.assert_allclose(y.var(axis=axes), 1.0, rtol=1e-9)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@given(seed=seeds(), offset=st.sampled_from([1e3, -1e4, 3e4]))
+def test_batch_norm_float32_gradients_survive_a_large_channel_mean(training, seed, offset):
+    """float32 input = offset + noise: the gradients must match the same computation in float64.
+
+    Formulas that skip centring (sum(gy * x) - mean * sum(gy)) lose about log10(offset) digits here.
+    """
+    # values a float32 holds exactly, so that both computations start from the same numbers
+    x, gy, w, b = (a.astype(np.float32).astype(np.float64) for a in (
+        rand((64, 3, 4, 4), seed) + offset, rand((64, 3, 4, 4), seed + 1),
+        rand((3,), seed + 2, 0.5, 1.5), rand((3,), seed + 3)))
+    grads = {}
+    for dtype in (np.float32, np.float64):
+        xs, ws, bs = (sk.Tensor(a.astype(dtype), requires_grad=True) for a in (x, w, b))
+        rm, rv = sk.Tensor(np.full(3, offset, dtype)), sk.Tensor(np.ones(3, dtype))
+        F.batch_norm(xs, rm, rv, ws, bs, training=training).backward(gy.astype(dtype))
+        grads[dtype] = [t.grad.numpy().astype(np.float64) for t in (xs, ws, bs)]
+    for g32, g64 in zip(grads[np.float32], grads[np.float64]):
+        np.testing.assert_allclose(g32, g64, rtol=2e-3, atol=2e-3 * np.abs(g64).max())
+
+
 def test_batch_norm_functional_updates_running_stats():
     x = rand((6, 2, 3, 3), 5, -3, 3)
     rm, rv = sk.Tensor(np.zeros(2)), sk.Tensor(np.ones(2))

@@ -119,3 +119,13 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
 def test_missing_data_without_download_says_where_to_put_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         train.train(cfg(str(tmp_path / "nothing"), tmp_path / "out", epochs=1))
+
+
+def test_metrics_csv_takes_every_column_even_one_a_resumed_run_adds(tmp_path):
+    """A checkpoint from before a column existed resumes into a history whose rows differ in keys."""
+    path = str(tmp_path / "metrics.csv")
+    train._write_metrics(path, [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.6, "test_acc_tta": 0.7}])
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"epoch": "1", "test_acc": "0.5", "test_acc_tta": ""},
+                    {"epoch": "2", "test_acc": "0.6", "test_acc_tta": "0.7"}]
