@@ -21,15 +21,17 @@ from . import functional as F
 from . import random as sk_random
 from .autograd import Tensor
 from .backend import cuda_available
+from .distributed import ProcessGroup, average_gradients, float_buffers, vector_size
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
 from .evaluate import confusion_table, evaluate
 from .models import create
+from .parallel import get_num_threads, set_num_threads
 from .optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from .serialization import load, save
 
 DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
                 momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
-                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
+                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto", processes="auto",
                 data_dir=None, download=True, out="runs/latest", resume=None)
 
 
@@ -56,6 +58,8 @@ def build_parser():
     p.add_argument("--limit-train", type=int, help="train on the first N images only")
     p.add_argument("--limit-test", type=int, help="test on the first N images only")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--processes", help="data-parallel processes, each training on its shard of every batch "
+                                       "(auto: on the CPU one per BLAS thread, at most one per 64 images)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: $SKENGINE_DATA "
                                       "or ~/.cache/skengine)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction,
@@ -199,14 +203,15 @@ def train(cfg):
     """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
     cfg = {**DEFAULTS, **cfg}
     resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
-    if resume is not None:  # continue the same run: its own settings, except where data and outputs live
-        cfg = {**resume["config"], "out": cfg["out"], "resume": cfg["resume"], "device": cfg["device"],
-               "data_dir": cfg["data_dir"]}
+    if resume is not None:  # continue the same run: its own settings, except where and how it runs
+        cfg = {**DEFAULTS, **resume["config"], **{k: cfg[k] for k in ("out", "resume", "device", "data_dir",
+                                                                       "processes")}}
     device = resolve_device(cfg["device"])
+    world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
     out = cfg["out"]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({**cfg, "resolved_device": device}, f, indent=2)
+        json.dump({**cfg, "resolved_device": device, "resolved_processes": world}, f, indent=2)
 
     sk_random.manual_seed(cfg["seed"])
     (x_train, y_train), (x_test, y_test), names = load_data(cfg)
@@ -228,10 +233,10 @@ def train(cfg):
     sched = build_schedule(cfg, opt, len(loader))
     ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}",
-          file=sys.stderr)
+    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
+          + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
 
-    start_epoch, history, best_acc, partial = 1, [], -1.0, None
+    run = Run(cfg, model, opt, sched, loader, test_loader, ema)
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict({"state": _int_keys(resume["optimizer"]["state"]),
@@ -241,72 +246,26 @@ def train(cfg):
         sk_random.set_state(resume["rng"])
         if ema:
             ema.load_state_dict(resume["ema"])
-        history, best_acc, partial = resume["history"], resume["best_acc"], resume["partial"] or None
-        start_epoch = resume["epoch"] + (0 if partial else 1)
-        print(f"resumed from {cfg['resume']} at epoch {start_epoch}", file=sys.stderr)
+        run.history, run.best_acc, run.partial = resume["history"], resume["best_acc"], resume["partial"] or None
+        run.start_epoch = resume["epoch"] + (0 if run.partial else 1)
+        print(f"resumed from {cfg['resume']} at epoch {run.start_epoch}", file=sys.stderr)
 
-    ckpt_path = os.path.join(out, "checkpoint.npz")
-    metrics_path = os.path.join(out, "metrics.csv")
-    result = history[-1] if history else {}
-    with StopRequested() as stop:
-        for epoch in range(start_epoch, cfg["epochs"] + 1):
-            model.train()
-            sums = partial or {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
-            partial = None
-            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}"), 0
-            t0 = time.perf_counter() - sums["time"]
-            for x, y in loader:
-                logits = model(Tensor(x))
-                try:
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
-                except ValueError as e:
-                    raise SystemExit(f"training stopped: {e} at epoch {epoch}, step {loader.batch}; "
-                                     f"the last good checkpoint is {ckpt_path}") from None
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                if ema:
-                    ema.update(model)
-                sums["loss"] += loss.item() * len(y)
-                sums["correct"] += int((logits.data.argmax(axis=1) == y).sum())
-                sums["seen"] += len(y)
-                seen_now += len(y)
-                bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"], acc=sums["correct"] / sums["seen"],
-                           lr=sched.get_last_lr()[0])
-                if stop.flag:
-                    break
-            sums["time"] = time.perf_counter() - t0
-            if stop.flag and loader.batch < len(loader):
-                save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, sums), ckpt_path)
-                print(f"interrupted at epoch {epoch}, step {loader.batch}: checkpoint written to {ckpt_path}; "
-                      f"continue with --resume {out}", file=sys.stderr)
-                return result
-            # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
-            tta = cfg["tta"] and epoch == cfg["epochs"]
-            test = _test(model, ema, test_loader, tta)
-            plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
-            result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
-                      "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
-                      "test_acc": plain["acc"], "test_acc_tta": test["acc"] if tta else None,
-                      "epoch_time": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9),
-                      "lr": sched.get_last_lr()[0]}
-            history.append(result)
-            print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
-                  f"test loss {plain['loss']:.4f} acc {100 * plain['acc']:.2f}%"
-                  + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
-                  + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
-            _write_metrics(metrics_path, history)
-            if plain["acc"] > best_acc:
-                best_acc = plain["acc"]
-                save({"config": cfg, "model": model.state_dict(), "epoch": epoch, "test_acc": plain["acc"]},
-                     os.path.join(out, "best.npz"))
-            save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, {}), ckpt_path)
-            write_curves(history, os.path.join(out, "curves.png"))
-            if stop.flag:
-                print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
-                return result
-    final = test if start_epoch <= cfg["epochs"] else _test(model, ema, test_loader, cfg["tta"])
+    if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
+        result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
+    else:
+        group = ProcessGroup(world, vector_size(model, 5 + len(names) ** 2)) if world > 1 else None
+        threads = get_num_threads()
+        try:
+            with StopRequested() as stop:
+                if group:
+                    group.start(run.worker)
+                result, final = run.fit(group, stop)
+        finally:
+            if group:
+                group.close()
+                set_num_threads(threads)
+        if final is None:  # interrupted
+            return result
     table = confusion_table(final["confusion"], names)
     with open(os.path.join(out, "confusion.txt"), "w") as f:
         f.write(table + "\n")
@@ -314,11 +273,138 @@ def train(cfg):
     return result
 
 
-def _test(model, ema, loader, tta):
+def resolve_processes(value, device, batch_size):
+    """The number of data-parallel processes: an int, or "auto": on the CPU one per BLAS thread (one per
+    core unless OPENBLAS_NUM_THREADS or set_num_threads says otherwise), with at least 64 images per
+    process in a batch for BatchNorm's statistics; on CUDA one."""
+    if value == "auto":
+        return 1 if device == "cuda" else max(1, min(get_num_threads(), batch_size // 64))
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"--processes must be a positive int or 'auto', got {value!r}")
+    if n > 1 and device == "cuda":
+        raise ValueError(f"--processes {n}: data-parallel processes are for the CPU; on CUDA use 1")
+    if n > batch_size:
+        raise ValueError(f"--processes {n} cannot share batches of --batch-size {batch_size}")
+    return n
+
+
+class Run:
+    """The state of one training run, and its epochs on each rank of a data-parallel group.
+
+    Every rank runs ``fit`` over its shard of every batch with an identical replica
+    (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
+    """
+
+    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema):
+        self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
+        self.loader, self.test_loader = loader, test_loader
+        self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
+
+    def worker(self, group):
+        try:
+            self.fit(group, stop=None)
+        except SystemExit:  # a collective stop (NaN loss): rank 0 reports it
+            pass
+
+    def fit(self, group, stop):
+        """Train the remaining epochs; return (last epoch's metrics, its test result or None if interrupted)."""
+        cfg, model, opt, sched, ema, loader = self.cfg, self.model, self.opt, self.sched, self.ema, self.loader
+        rank, world = (group.rank, group.world_size) if group else (0, 1)
+        loader.set_shard(rank, world)
+        self.test_loader.set_shard(rank, world)
+        params, buffers = list(model.parameters()), float_buffers(model)
+        out = cfg["out"]
+        ckpt_path = os.path.join(out, "checkpoint.npz")
+        result, stopping = (self.history[-1] if self.history else {}), False
+        for epoch in range(self.start_epoch, cfg["epochs"] + 1):
+            model.train()
+            sums = self.partial or {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+            self.partial = None
+            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}") if rank == 0 else None, 0
+            t0 = time.perf_counter() - sums["time"]
+            for x, y in loader:
+                opt.zero_grad()
+                loss_sum, correct, failure = 0.0, 0, None
+                if len(y):  # a shard of a short last batch may be empty
+                    logits = model(Tensor(x))
+                    try:
+                        loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
+                    except ValueError as e:
+                        failure = e
+                    else:
+                        loss.backward()
+                        loss_sum = loss.item() * len(y)
+                        correct = int((logits.data.argmax(axis=1) == y).sum())
+                n, bad = len(y), failure is not None
+                if group:  # the batch's mean gradient on every rank, and the batch's totals
+                    n, (loss_sum, correct, bad, stopping) = average_gradients(
+                        group, params, buffers, n, (loss_sum, correct, bad, bool(stop and stop.flag)))
+                if bad:
+                    raise SystemExit(f"training stopped: {failure or 'the loss is not finite on another process'} "
+                                     f"at epoch {epoch}, step {loader.batch}; the last good checkpoint is {ckpt_path}")
+                opt.step()
+                sched.step()
+                if ema:
+                    ema.update(model)
+                sums["loss"] += float(loss_sum)
+                sums["correct"] += int(correct)
+                sums["seen"] += int(n)
+                seen_now += int(n)
+                if bar:
+                    bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"],
+                               acc=sums["correct"] / sums["seen"], lr=sched.get_last_lr()[0])
+                if stopping or (group is None and stop.flag):  # with a group, all ranks agree on it above
+                    stopping = True
+                    break
+            sums["time"] = time.perf_counter() - t0
+            if stopping and loader.batch < len(loader):
+                if rank == 0:
+                    save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, self.history, self.best_acc, sums),
+                         ckpt_path)
+                    print(f"interrupted at epoch {epoch}, step {loader.batch}: checkpoint written to {ckpt_path}; "
+                          f"continue with --resume {out}", file=sys.stderr)
+                return result, None
+            # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
+            tta = cfg["tta"] and epoch == cfg["epochs"]
+            test = _test(model, ema, self.test_loader, tta, group.all_reduce if group else None)
+            plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
+            result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
+                      "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
+                      "test_acc": plain["acc"], "test_acc_tta": test["acc"] if tta else None,
+                      "epoch_time": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9),
+                      "lr": sched.get_last_lr()[0]}
+            if rank == 0:
+                self._end_epoch(epoch, result, test, tta, sums)
+            if stopping:
+                if rank == 0:
+                    print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
+                return result, None
+        return result, test
+
+    def _end_epoch(self, epoch, result, test, tta, sums):
+        """Rank 0: report the epoch, append it to metrics.csv, write best.npz, the checkpoint and curves."""
+        cfg, out, plain = self.cfg, self.cfg["out"], result
+        self.history.append(result)
+        print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
+              f"test loss {plain['test_loss']:.4f} acc {100 * plain['test_acc']:.2f}%"
+              + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
+              + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
+        _write_metrics(os.path.join(out, "metrics.csv"), self.history)
+        if plain["test_acc"] > self.best_acc:
+            self.best_acc = plain["test_acc"]
+            save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": plain["test_acc"]},
+                 os.path.join(out, "best.npz"))
+        save(_checkpoint(cfg, self.model, self.opt, self.sched, self.loader, self.ema, epoch, self.history,
+                         self.best_acc, {}), os.path.join(out, "checkpoint.npz"))
+        write_curves(self.history, os.path.join(out, "curves.png"))
+
+
+def _test(model, ema, loader, tta, all_reduce=None):
     if ema is None:
-        return evaluate(model, loader, tta=tta)
+        return evaluate(model, loader, tta=tta, all_reduce=all_reduce)
     with ema.swap(model):
-        return evaluate(model, loader, tta=tta)
+        return evaluate(model, loader, tta=tta, all_reduce=all_reduce)
 
 
 def _write_metrics(path, history):

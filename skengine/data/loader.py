@@ -34,10 +34,16 @@ class DataLoader:
     So (seed, epoch, batch) is the whole RNG state, `state_dict()` resumes bit-for-bit even
     mid-epoch, and NumPy and CuPy give identical batches. Stopping early and iterating again
     continues the same epoch from the next batch.
+
+    Data parallel (skengine.distributed): with ``num_replicas`` > 1 every batch is cut
+    into that many contiguous shards and this loader yields shard ``rank`` of it,
+    augmented exactly as within the whole batch (the random draws are made for the
+    whole batch, then cut), so the shards of all ranks together are the batch one
+    process would get.  A shard of a last, short batch may be empty.
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, augment=False, seed=0,
-                 drop_last=False, mean=None, std=None, pad=4, cutout=0, xp=np):
+                 drop_last=False, mean=None, std=None, pad=4, cutout=0, num_replicas=1, rank=0, xp=np):
         self.xp = xp
         self.images = xp.asarray(images)
         self.labels = xp.asarray(labels).astype(xp.int64, copy=False)
@@ -53,6 +59,13 @@ class DataLoader:
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
         self.pad, self.cutout = pad, cutout
         self.seed, self.epoch, self.batch = seed, 0, 0
+        self.set_shard(rank, num_replicas)
+
+    def set_shard(self, rank, num_replicas):
+        """Yield shard ``rank`` of ``num_replicas`` of every batch from now on."""
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"DataLoader: rank must be in [0, num_replicas={num_replicas}), got {rank}")
+        self.rank, self.num_replicas = rank, num_replicas
 
     def __len__(self):
         n, b = len(self.images), self.batch_size
@@ -73,18 +86,23 @@ class DataLoader:
                  if self.shuffle else np.arange(n))
         while self.batch < len(self):
             b = self.batch
-            idx = self.xp.asarray(order[b * self.batch_size:(b + 1) * self.batch_size])
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             rng = np.random.default_rng((self.seed, self.epoch, 1, b))
             self.batch += 1  # count it before yielding, so a state_dict() taken now points past it
-            yield self._transform(self.images[idx], rng), self.labels[idx]
+            mine = slice(len(idx) * self.rank // self.num_replicas, len(idx) * (self.rank + 1) // self.num_replicas)
+            yield self._transform(idx, rng, mine)
 
-    def _transform(self, x, rng):
-        xp, (n, _, h, w) = self.xp, x.shape
-        if self.augment:
-            oy, ox = (xp.asarray(rng.integers(0, 2 * self.pad + 1, n)) for _ in range(2))
-            x = crop_flip(x, oy, ox, xp.asarray(rng.random(n) < 0.5), self.pad, xp)
+    def _transform(self, idx, rng, mine):
+        """The batch of images ``idx`` (host indices) augmented by ``rng``, cut to the slice ``mine``."""
+        xp, n, (h, w) = self.xp, len(idx), self.images.shape[2:]
+        sel = xp.asarray(idx[mine])
+        x = self.images[sel]
+        if self.augment:  # the draws are made for the whole batch, then cut: every shard sees its part
+            oy, ox = (rng.integers(0, 2 * self.pad + 1, n)[mine] for _ in range(2))
+            flip = (rng.random(n) < 0.5)[mine]
+            x = crop_flip(x, xp.asarray(oy), xp.asarray(ox), xp.asarray(flip), self.pad, xp)
         x = x * self.scale + self.shift  # uint8 * float32 -> float32
         if self.augment and self.cutout:
-            cy, cx = xp.asarray(rng.integers(0, h, n)), xp.asarray(rng.integers(0, w, n))
-            x = cutout(x, cy, cx, self.cutout, xp)
-        return x
+            cy, cx = (rng.integers(0, s, n)[mine] for s in (h, w))
+            x = cutout(x, xp.asarray(cy), xp.asarray(cx), self.cutout, xp)
+        return x, self.labels[sel]
