@@ -3,6 +3,11 @@ skengine vs the same architecture in PyTorch (when torch is installed), measured
 
     python benchmarks/train_step.py                          # sknet_cifar_tiny and sknet_cifar_small, batch 128
     python benchmarks/train_step.py --models sknet_cifar_small --batch 256 --steps 6
+    python benchmarks/train_step.py --processes 2            # also skengine data parallel over 2 processes
+
+With ``--processes N`` a third contender, "skengine-dp", runs the same step as the trainer's
+``--processes N`` does: N forked processes with a one-thread BLAS each, every one on its shard of
+the batch, gradients averaged through shared memory (skengine.distributed).
 
 The PyTorch twin is built by translating the skengine module tree (same names, same weights) and is
 checked to give the same logits before anything is timed.  Peak memory is measured in a fresh
@@ -21,6 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
+from skengine.distributed import ProcessGroup, average_gradients, float_buffers, vector_size  # noqa: E402
 from skengine.models import create  # noqa: E402
 from skengine.optim import SGD  # noqa: E402
 
@@ -145,6 +151,46 @@ def setup(name, batch, framework):
     return (lambda: torch_step(twin, topt, tx, ty)), topt
 
 
+def setup_data_parallel(name, batch, world):
+    """The trainer's data-parallel step over ``world`` processes; returns (step, close)."""
+    sk.manual_seed(0)
+    model = create(name, num_classes=10)
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    params, buffers = list(model.parameters()), float_buffers(model)
+    group = ProcessGroup(world, vector_size(model, 0))
+    threads = sk.get_num_threads()
+
+    def shard_step(g):
+        lo, hi = batch * g.rank // world, batch * (g.rank + 1) // world
+        loss = F.cross_entropy(model(sk.Tensor(x[lo:hi])), y[lo:hi])
+        opt.zero_grad()
+        loss.backward()
+        average_gradients(g, params, buffers, hi - lo)
+        opt.step()
+
+    def worker(g):
+        while g.all_reduce([0.0])[0] == 0:  # rank 0 says "one more step" (0) or "stop" (1)
+            shard_step(g)
+
+    group.start(worker, threads=1)
+    sk.set_num_threads(threads)  # the other contenders keep theirs
+
+    def step():
+        sk.set_num_threads(1)
+        group.all_reduce([0.0])
+        shard_step(group)
+        sk.set_num_threads(threads)
+
+    def close():
+        group.all_reduce([1.0])
+        group.close()
+
+    return step, close
+
+
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -182,6 +228,7 @@ def main():
     p.add_argument("--models", nargs="+", default=["sknet_cifar_tiny", "sknet_cifar_small"])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=5, help="timed steps per framework (alternating)")
+    p.add_argument("--processes", type=int, default=0, help="also time skengine data parallel over N processes")
     p.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "BATCH", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_probe:
@@ -200,14 +247,20 @@ def main():
         if "torch" in frameworks:
             print(f"{name}: PyTorch twin matches, relative error {check_twin(name):.1e}")
         steps = {f: setup(name, args.batch, f)[0] for f in frameworks}
-        for f in frameworks:
+        close = None
+        if args.processes:
+            steps["skengine-dp"], close = setup_data_parallel(name, args.batch, args.processes)
+        for f in steps:
             steps[f]()  # warm-up
-        times = {f: [] for f in frameworks}
+        times = {f: [] for f in steps}
         for _ in range(args.steps):
-            for f in frameworks:
+            for f in steps:
+                time.sleep(0.1)  # let the other library's spinning threads go to sleep
                 t0 = time.perf_counter()
                 steps[f]()
                 times[f].append(time.perf_counter() - t0)
+        if close:
+            close()
         mem = {}
         for f in frameworks:
             out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(args.batch), f],
@@ -217,8 +270,12 @@ def main():
         for f in frameworks:
             row[f"{f}_img_s"] = args.batch / float(np.median(times[f]))
             row[f"{f}_mem_mb"] = mem[f]
+        if args.processes:
+            row["skengine_dp_img_s"] = args.batch / float(np.median(times["skengine-dp"]))
         if "torch" in frameworks:
             row["speed_ratio"] = row["skengine_img_s"] / row["torch_img_s"]
+            if args.processes:
+                row["dp_speed_ratio"] = row["skengine_dp_img_s"] / row["torch_img_s"]
             row["memory_ratio"] = row["skengine_mem_mb"] / max(row["torch_mem_mb"], 1e-9)
         rows.append(row)
         print(json.dumps(row))
@@ -228,6 +285,12 @@ def main():
         print(f"| {r['model']} | {r['batch']} | {r['skengine_img_s']:.0f} | {r.get('torch_img_s', float('nan')):.0f} | "
               f"{r.get('speed_ratio', float('nan')):.2f}x | {r['skengine_mem_mb']:.0f} | "
               f"{r.get('torch_mem_mb', float('nan')):.0f} | {r.get('memory_ratio', float('nan')):.2f}x |")
+    if args.processes:
+        print(f"\n| model | batch | skengine, {args.processes} processes img/s | torch img/s | speed ratio |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['model']} | {r['batch']} | {r['skengine_dp_img_s']:.0f} | "
+                  f"{r.get('torch_img_s', float('nan')):.0f} | {r.get('dp_speed_ratio', float('nan')):.2f}x |")
 
 
 if __name__ == "__main__":

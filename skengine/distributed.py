@@ -62,8 +62,9 @@ class ProcessGroup:
         return self
 
     def _worker(self, fn, rank, pipe, parents_end):
-        parents_end.close()  # so that rank 0 going away reads as EOF here
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle
+        for inherited in self.pipes + [parents_end]:  # rank 0's ends: so that rank 0 going away reads as EOF
+            inherited.close()
         self.rank, self.pipes, self.workers = rank, [pipe], []
         try:
             fn(self)
@@ -92,13 +93,13 @@ class ProcessGroup:
     def _send(self, pipe, who):
         try:
             pipe.send_bytes(b".")
-        except (BrokenPipeError, ConnectionError, OSError):
+        except (BrokenPipeError, ConnectionResetError):
             raise WorkerError(f"{who} of the process group has exited") from None
 
     def _recv(self, pipe, who):
         try:
             pipe.recv_bytes()
-        except (EOFError, ConnectionError, OSError):
+        except (EOFError, ConnectionResetError):
             raise WorkerError(f"{who} of the process group has exited (see its error above)") from None
 
     def close(self, timeout=30.0):
@@ -115,31 +116,37 @@ class ProcessGroup:
 
 def average_gradients(group, params, buffers, count, extras=()):
     """Average every parameter's gradient over the ranks, weighted by ``count`` (the samples this rank's
-    gradient is the mean over), and average the float ``buffers`` (BatchNorm's running statistics):
+    gradient is the mean over), and the float ``buffers`` (BatchNorm's running statistics) likewise:
     afterwards every rank holds the same gradients and buffers.
 
-    A parameter without a gradient contributes zeros.  ``extras`` (numbers) are summed along.
-    Returns (the summed count, the summed extras).
+    A parameter that has no gradient on any rank keeps ``grad = None`` (so the optimizer skips it, as
+    it would in one process); one that has it on some ranks gets zeros from the others.
+    ``extras`` (numbers) are summed along.  Returns (the summed count, the summed extras).
     """
     sizes = [p.data.size for p in params] + [b.data.size for b in buffers]
-    vec = np.empty(sum(sizes) + 1 + len(extras))
+    vec = np.zeros(sum(sizes) + len(params) + 1 + len(extras))
     o = 0
     for p in params:
-        vec[o:o + p.data.size] = 0.0 if p.grad is None or count == 0 else count * p.grad.data.ravel()
+        if p.grad is not None and count:
+            vec[o:o + p.data.size] = count * p.grad.data.ravel()
         o += p.data.size
     for b in buffers:
-        vec[o:o + b.data.size] = b.data.ravel() / group.world_size
+        vec[o:o + b.data.size] = count * b.data.ravel()
         o += b.data.size
-    vec[o], vec[o + 1:] = count, extras
-    total, o = group.all_reduce(vec), 0
-    scale = 1.0 / max(total[len(vec) - len(extras) - 1], 1)
-    for p in params:
-        p.grad = Tensor((total[o:o + p.data.size] * scale).reshape(p.data.shape).astype(p.data.dtype))
+    vec[o:o + len(params)] = [p.grad is not None and count > 0 for p in params]
+    vec[o + len(params)] = count
+    vec[o + len(params) + 1:] = extras
+    total = group.all_reduce(vec)
+    has_grad, n = total[o:o + len(params)], total[o + len(params)]
+    scale, o = 1.0 / max(n, 1), 0
+    for p, has in zip(params, has_grad):
+        p.grad = Tensor((total[o:o + p.data.size] * scale).reshape(p.data.shape).astype(p.data.dtype)) if has else None
         o += p.data.size
     for b in buffers:
-        b.data[...] = total[o:o + b.data.size].reshape(b.data.shape)
+        if n:
+            b.data[...] = (total[o:o + b.data.size] * scale).reshape(b.data.shape)
         o += b.data.size
-    return total[o], total[o + 1:]
+    return n, total[o + len(params) + 1:]
 
 
 def float_buffers(model):
@@ -149,8 +156,8 @@ def float_buffers(model):
 
 def vector_size(model, extras):
     """How long a vector ``average_gradients`` sends for ``model`` with ``extras`` numbers."""
-    return (sum(p.data.size for p in model.parameters()) + sum(b.data.size for b in float_buffers(model))
-            + 1 + extras)
+    params = list(model.parameters())
+    return sum(p.data.size + 1 for p in params) + sum(b.data.size for b in float_buffers(model)) + 1 + extras
 
 
 __all__ = ["ProcessGroup", "WorkerError", "average_gradients", "float_buffers", "vector_size"]

@@ -10,6 +10,7 @@ exits; a NaN/inf loss stops the run and leaves the last good checkpoint.
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -21,12 +22,12 @@ from . import functional as F
 from . import random as sk_random
 from .autograd import Tensor
 from .backend import cuda_available
-from .distributed import ProcessGroup, average_gradients, float_buffers, vector_size
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
+from .distributed import ProcessGroup, average_gradients, float_buffers, vector_size
 from .evaluate import confusion_table, evaluate
 from .models import create
-from .parallel import get_num_threads, set_num_threads
 from .optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
+from .parallel import get_num_threads, set_num_threads
 from .serialization import load, save
 
 DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
@@ -59,7 +60,8 @@ def build_parser():
     p.add_argument("--limit-test", type=int, help="test on the first N images only")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--processes", help="data-parallel processes, each training on its shard of every batch "
-                                       "(auto: on the CPU one per BLAS thread, at most one per 64 images)")
+                                       "(auto: on the CPU one per BLAS thread, at most one per 64 images; "
+                                       "with --resume: the run's own count)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: $SKENGINE_DATA "
                                       "or ~/.cache/skengine)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction,
@@ -203,15 +205,16 @@ def train(cfg):
     """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
     cfg = {**DEFAULTS, **cfg}
     resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
-    if resume is not None:  # continue the same run: its own settings, except where and how it runs
-        cfg = {**DEFAULTS, **resume["config"], **{k: cfg[k] for k in ("out", "resume", "device", "data_dir",
-                                                                       "processes")}}
+    if resume is not None:  # continue the same run: its own settings, except where it runs
+        saved = {**DEFAULTS, "processes": 1, **resume["config"]}  # runs saved before --processes had one
+        cfg = {**saved, **{k: cfg[k] for k in ("out", "resume", "device", "data_dir")},
+               "processes": saved["processes"] if cfg["processes"] == "auto" else cfg["processes"]}
     device = resolve_device(cfg["device"])
-    world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
+    cfg["processes"] = world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
     out = cfg["out"]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({**cfg, "resolved_device": device, "resolved_processes": world}, f, indent=2)
+        json.dump({**cfg, "resolved_device": device}, f, indent=2)
 
     sk_random.manual_seed(cfg["seed"])
     (x_train, y_train), (x_test, y_test), names = load_data(cfg)
@@ -220,8 +223,13 @@ def train(cfg):
         from .backend import cupy
         xp = cupy()
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
+    # BatchNorm needs two images per process: a last batch with fewer is dropped
+    short = 0 < len(x_train) % cfg["batch_size"] < 2 * world
+    if short:
+        print(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
+              f"BatchNorm needs at least 2 per process", file=sys.stderr)
     loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
-                        mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
+                        drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
 
     model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
@@ -236,7 +244,7 @@ def train(cfg):
     print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
           + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
 
-    run = Run(cfg, model, opt, sched, loader, test_loader, ema)
+    run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names))
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict({"state": _int_keys(resume["optimizer"]["state"]),
@@ -253,7 +261,7 @@ def train(cfg):
     if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
         result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
     else:
-        group = ProcessGroup(world, vector_size(model, 5 + len(names) ** 2)) if world > 1 else None
+        group = ProcessGroup(world, max(vector_size(model, 4), 3 + len(names) ** 2)) if world > 1 else None
         threads = get_num_threads()
         try:
             with StopRequested() as stop:
@@ -277,13 +285,16 @@ def resolve_processes(value, device, batch_size):
     """The number of data-parallel processes: an int, or "auto": on the CPU one per BLAS thread (one per
     core unless OPENBLAS_NUM_THREADS or set_num_threads says otherwise), with at least 64 images per
     process in a batch for BatchNorm's statistics; on CUDA one."""
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
     if value == "auto":
-        return 1 if device == "cuda" else max(1, min(get_num_threads(), batch_size // 64))
+        return 1 if device == "cuda" or not can_fork else max(1, min(get_num_threads(), batch_size // 64))
     n = int(value)
     if n < 1:
         raise ValueError(f"--processes must be a positive int or 'auto', got {value!r}")
     if n > 1 and device == "cuda":
         raise ValueError(f"--processes {n}: data-parallel processes are for the CPU; on CUDA use 1")
+    if n > 1 and not can_fork:
+        raise ValueError(f"--processes {n}: data-parallel processes need fork(), which this system lacks")
     if n > batch_size:
         raise ValueError(f"--processes {n} cannot share batches of --batch-size {batch_size}")
     return n
@@ -296,9 +307,9 @@ class Run:
     (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
     """
 
-    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema):
+    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes):
         self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
-        self.loader, self.test_loader = loader, test_loader
+        self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
         self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
 
     def worker(self, group):
@@ -337,9 +348,9 @@ class Run:
                         loss_sum = loss.item() * len(y)
                         correct = int((logits.data.argmax(axis=1) == y).sum())
                 n, bad = len(y), failure is not None
-                if group:  # the batch's mean gradient on every rank, and the batch's totals
+                if group:  # the batch's mean gradient on every rank, and the batch's totals and flags
                     n, (loss_sum, correct, bad, stopping) = average_gradients(
-                        group, params, buffers, n, (loss_sum, correct, bad, bool(stop and stop.flag)))
+                        group, params, buffers, n, (loss_sum, correct, bad, _stop_requested(stop)))
                 if bad:
                     raise SystemExit(f"training stopped: {failure or 'the loss is not finite on another process'} "
                                      f"at epoch {epoch}, step {loader.batch}; the last good checkpoint is {ckpt_path}")
@@ -354,8 +365,9 @@ class Run:
                 if bar:
                     bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"],
                                acc=sums["correct"] / sums["seen"], lr=sched.get_last_lr()[0])
-                if stopping or (group is None and stop.flag):  # with a group, all ranks agree on it above
-                    stopping = True
+                if group is None:  # alone, a Ctrl-C during this step stops right after it
+                    stopping = _stop_requested(stop)
+                if stopping:
                     break
             sums["time"] = time.perf_counter() - t0
             if stopping and loader.batch < len(loader):
@@ -367,7 +379,7 @@ class Run:
                 return result, None
             # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
             tta = cfg["tta"] and epoch == cfg["epochs"]
-            test = _test(model, ema, self.test_loader, tta, group.all_reduce if group else None)
+            test = _test(model, ema, self.test_loader, tta, group, self.num_classes)
             plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
             result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
                       "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
@@ -376,6 +388,9 @@ class Run:
                       "lr": sched.get_last_lr()[0]}
             if rank == 0:
                 self._end_epoch(epoch, result, test, tta, sums)
+            stopping = _stop_requested(stop)  # a Ctrl-C during the test pass or the checkpoint stops here
+            if group:  # the workers wait here for rank 0's word anyway
+                stopping = group.all_reduce([stopping])[0] > 0
             if stopping:
                 if rank == 0:
                     print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
@@ -384,27 +399,32 @@ class Run:
 
     def _end_epoch(self, epoch, result, test, tta, sums):
         """Rank 0: report the epoch, append it to metrics.csv, write best.npz, the checkpoint and curves."""
-        cfg, out, plain = self.cfg, self.cfg["out"], result
+        cfg, out = self.cfg, self.cfg["out"]
         self.history.append(result)
         print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
-              f"test loss {plain['test_loss']:.4f} acc {100 * plain['test_acc']:.2f}%"
+              f"test loss {result['test_loss']:.4f} acc {100 * result['test_acc']:.2f}%"
               + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
               + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
         _write_metrics(os.path.join(out, "metrics.csv"), self.history)
-        if plain["test_acc"] > self.best_acc:
-            self.best_acc = plain["test_acc"]
-            save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": plain["test_acc"]},
+        if result["test_acc"] > self.best_acc:
+            self.best_acc = result["test_acc"]
+            save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": result["test_acc"]},
                  os.path.join(out, "best.npz"))
         save(_checkpoint(cfg, self.model, self.opt, self.sched, self.loader, self.ema, epoch, self.history,
                          self.best_acc, {}), os.path.join(out, "checkpoint.npz"))
         write_curves(self.history, os.path.join(out, "curves.png"))
 
 
-def _test(model, ema, loader, tta, all_reduce=None):
+def _stop_requested(stop):
+    return bool(stop and stop.flag)  # workers have no StopRequested: rank 0 speaks for them
+
+
+def _test(model, ema, loader, tta, group=None, num_classes=None):
+    kwargs = dict(tta=tta, all_reduce=group.all_reduce if group else None, num_classes=num_classes)
     if ema is None:
-        return evaluate(model, loader, tta=tta, all_reduce=all_reduce)
+        return evaluate(model, loader, **kwargs)
     with ema.swap(model):
-        return evaluate(model, loader, tta=tta, all_reduce=all_reduce)
+        return evaluate(model, loader, **kwargs)
 
 
 def _write_metrics(path, history):

@@ -5,6 +5,7 @@ Profiles (pick with HYPOTHESIS_PROFILE=...):
   thorough  many more examples, for a slow, deep run
 """
 import os
+import signal
 import sys
 
 import pytest
@@ -38,3 +39,15 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs CuPy and an NVIDIA GPU")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def deadline():
+    """Fail a test that runs past 90 s (a hung process group) instead of hanging the suite."""
+    def fail(*_):
+        raise TimeoutError("the test ran past its 90 s deadline (a hung process group?)")
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(90)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

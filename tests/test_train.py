@@ -10,6 +10,7 @@ import pytest
 from fakecifar import write_cifar
 
 import skengine
+import skengine.functional as F
 from skengine import evaluate, train
 from skengine.data import CIFAR_MEAN_STD, DataLoader
 from skengine.models import create
@@ -129,3 +130,96 @@ def test_metrics_csv_takes_every_column_even_one_a_resumed_run_adds(tmp_path):
         rows = list(csv.DictReader(f))
     assert rows == [{"epoch": "1", "test_acc": "0.5", "test_acc_tta": ""},
                     {"epoch": "2", "test_acc": "0.6", "test_acc_tta": "0.7"}]
+
+
+# ---------------------------------------------------------------- data parallel (two processes)
+
+two_processes = pytest.mark.usefixtures("deadline")  # a hung process group fails its test, not the suite
+
+
+@pytest.fixture(scope="module")
+def straight2(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight2")
+    train.train(cfg(data_dir, out, processes=2))
+    return out
+
+
+@two_processes
+def test_two_processes_learn(straight2):
+    history = skengine.load(straight2 / "checkpoint.npz")["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"] and history[-1]["test_acc"] > 0.3
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert (straight2 / "confusion.txt").exists() and (straight2 / "best.npz").exists()
+
+
+@two_processes
+def test_two_processes_resume_bit_for_bit(data_dir, tmp_path, monkeypatch, straight2):
+    """Ctrl-C reaches rank 0 during step 3; the ranks agree on it at the next step's reduce.
+    The resumed run keeps its 2 processes without being told."""
+    restore = interrupt_at(monkeypatch, 3)
+    train.train(cfg(data_dir, tmp_path, processes=2))
+    restore()
+    assert skengine.load(tmp_path / "checkpoint.npz")["loader"]["batch"] == 4
+    train.train(cfg(data_dir, tmp_path, resume=str(tmp_path)))  # processes="auto": the run's own 2
+    resumed, straight = weights(tmp_path), weights(straight2)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
+
+@two_processes
+def test_two_processes_stop_together_on_nan(data_dir, tmp_path):
+    train.train(cfg(data_dir, tmp_path, epochs=1, processes=2))
+    before = open(tmp_path / "checkpoint.npz", "rb").read()
+    with pytest.raises(SystemExit, match=r"nan.*epoch 1, step \d+.*checkpoint"):
+        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, processes=2))
+    assert open(tmp_path / "checkpoint.npz", "rb").read() == before
+
+
+@two_processes
+def test_a_nan_on_the_worker_alone_stops_every_process(data_dir, tmp_path, monkeypatch):
+    real, main = F.cross_entropy, os.getpid()
+
+    def nan_in_worker(*a, **k):
+        if os.getpid() != main:
+            raise ValueError("cross_entropy: the loss is nan: injected")
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "cross_entropy", nan_in_worker)
+    with pytest.raises(SystemExit, match=r"not finite on another process at epoch 1, step 1;"):
+        train.train(cfg(data_dir, tmp_path, epochs=1, processes=2))
+
+
+@two_processes
+@pytest.mark.parametrize("limit,steps", [(261, 5), (259, 4)])
+def test_two_processes_take_a_short_last_batch_or_drop_one_too_short(data_dir, tmp_path, limit, steps):
+    """Batches of 64: 261 images end with 5 (shards of 2 and 3); 259 end with 3, which would leave one
+    image for one process's BatchNorm, so that batch is dropped."""
+    train.train(cfg(data_dir, tmp_path, processes=2, limit_train=limit))
+    assert skengine.load(tmp_path / "checkpoint.npz")["loader"]["batch"] == steps
+
+
+@two_processes
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_during_the_test_pass_stops_after_that_epoch(data_dir, tmp_path, monkeypatch, processes):
+    real, main = train.evaluate, os.getpid()
+
+    def evaluate_then_interrupt(*a, **k):
+        result = real(*a, **k)
+        if os.getpid() == main:
+            os.kill(main, signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(train, "evaluate", evaluate_then_interrupt)
+    train.train(cfg(data_dir, tmp_path, processes=processes))
+    ckpt = skengine.load(tmp_path / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["loader"]["batch"], len(ckpt["history"])) == (1, 5, 1)
+    assert not (tmp_path / "confusion.txt").exists()  # interrupted: no final report
+
+
+def test_process_count(monkeypatch):
+    monkeypatch.setattr(train, "get_num_threads", lambda: 2)
+    assert [train.resolve_processes("auto", "cpu", b) for b in (32, 64, 128, 512)] == [1, 1, 2, 2]
+    assert train.resolve_processes("auto", "cuda", 512) == 1 and train.resolve_processes("3", "cpu", 8) == 3
+    for value, device, match in ((0, "cpu", "positive int"), (2, "cuda", "for the CPU"), (9, "cpu", "batch-size 8")):
+        with pytest.raises(ValueError, match=match):
+            train.resolve_processes(value, device, 8)

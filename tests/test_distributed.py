@@ -1,0 +1,188 @@
+"""Data parallelism over forked processes (skengine.distributed): the all-reduce sums exactly and
+identically on every rank, averaged gradients equal the whole batch's gradient, a rank that dies
+is reported instead of hanging, and the loader's and evaluator's shards add up to the whole."""
+import os
+import signal
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import skengine.functional as F
+import skengine.nn as nn
+from skengine.autograd import Tensor
+from skengine.data import DataLoader
+from skengine.distributed import ProcessGroup, WorkerError, average_gradients, float_buffers, vector_size
+from skengine.evaluate import evaluate
+
+pytestmark = pytest.mark.usefixtures("deadline")  # a hung group fails its test, not the suite
+
+
+def gather(group, vec):
+    """Every rank's ``vec`` on every rank, as rows: each rank fills its own slot, the others are zero."""
+    slots = np.zeros((group.world_size, len(vec)))
+    slots[group.rank] = vec
+    return group.all_reduce(slots.ravel()).reshape(group.world_size, -1)
+
+
+def run_group(world, numel, fn):
+    """Run ``fn(group)`` on every rank of a new group; return rank 0's result."""
+    group = ProcessGroup(world, numel)
+    try:
+        group.start(fn)
+        return fn(group)
+    finally:
+        group.close()
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_all_reduce_sums_every_rank_and_all_ranks_get_the_same_bits(world):
+    def fn(group):
+        wrong = 0.0
+        for step in range(50):  # many rounds back to back: a race would mix up rounds
+            mine = np.arange(7) * (group.rank + 1) + step * 1000.0 + 0.1 * group.rank
+            total = group.all_reduce(mine)
+            expected = sum(np.arange(7) * (r + 1) + step * 1000.0 + 0.1 * r for r in range(world))
+            wrong += float(np.abs(total - expected).max() > 1e-9)
+            wrong += float(not (gather(group, total) == total).all())  # every rank got the same bits
+        return group.all_reduce([wrong])[0]  # the workers' own checks count too
+
+    assert run_group(world, 7 * world, fn) == 0
+
+
+def test_all_reduce_refuses_a_longer_vector_than_the_group_holds():
+    with pytest.raises(ValueError, match="vector of 5 values, the group was made for 4"):
+        ProcessGroup(1, 4).all_reduce(np.zeros(5))
+
+
+@pytest.mark.parametrize("world", [0, 1.5, "2"])
+def test_bad_world_size_is_named(world):
+    with pytest.raises(ValueError, match="world_size must be a positive int"):
+        ProcessGroup(world, 4)
+
+
+def tiny_net():
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    for p in net.parameters():
+        p.data[...] = rng.standard_normal(p.data.shape)
+    return net
+
+
+def test_averaged_gradients_are_the_whole_batchs_gradient_on_every_rank():
+    """Uneven shards (3 and 7 samples): each rank's mean gradient weighted by its count, summed, is the
+    gradient of the mean over all 10.  BatchNorm is in eval mode here, so shards see the same
+    normalisation as the whole batch and the equality is exact up to rounding."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((10, 5)).astype(np.float32), rng.integers(0, 3, 10)
+    net = tiny_net().eval()
+    F.cross_entropy(net(Tensor(x)), y).backward()
+    whole = [p.grad.data.copy() for p in net.parameters()]
+    bounds = [(0, 3), (3, 10)]
+
+    def fn(group):
+        for p in net.parameters():
+            p.grad = None
+        lo, hi = bounds[group.rank]
+        F.cross_entropy(net(Tensor(x[lo:hi])), y[lo:hi]).backward()
+        n, (extra,) = average_gradients(group, list(net.parameters()), [], hi - lo, (group.rank + 1.0,))
+        every = gather(group, np.concatenate([p.grad.data.ravel() for p in net.parameters()]))
+        return n, extra, np.array_equal(every[0], every[1]), [p.grad.data for p in net.parameters()]
+
+    n, extra, same, grads = run_group(2, 2 * vector_size(net, 1), fn)
+    assert (n, extra, same) == (10, 3.0, True)
+    for g, w in zip(grads, whole):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_running_statistics_are_averaged_over_ranks():
+    net = tiny_net()
+    buffers = float_buffers(net)
+    assert [b.data.shape for b in buffers] == [(4,), (4,)]  # running mean and var; not the int counter
+
+    def fn(group):
+        for b in buffers:
+            b.data[...] = group.rank * 2.0 + np.arange(4)
+        average_gradients(group, [], buffers, 1)
+        return [b.data.copy() for b in buffers]
+
+    for b in run_group(2, vector_size(net, 0), fn):
+        np.testing.assert_array_equal(b, 1.0 + np.arange(4))
+
+
+@pytest.mark.parametrize("how", ["raises", "exits"])
+def test_a_worker_that_fails_is_reported_not_waited_for(how, capfd):
+    def fn(group):
+        if group.rank == 1:
+            if how == "raises":
+                raise RuntimeError("worker boom")
+            os._exit(3)
+        group.all_reduce(np.ones(2))
+
+    with pytest.raises(WorkerError, match="worker rank 1 of the process group has exited"):
+        run_group(2, 2, fn)
+    if how == "raises":
+        assert "worker boom" in capfd.readouterr().err  # the worker's own traceback is shown
+
+
+def test_ctrl_c_is_rank_0s_to_handle_workers_ignore_it():
+    def fn(group):
+        if group.rank == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # without SIG_IGN: KeyboardInterrupt, and the worker is gone
+        return group.all_reduce([1.0])[0]
+
+    assert run_group(2, 1, fn) == 2.0
+
+
+def test_workers_stop_when_rank_0_goes_away():
+    """Rank 0 leaves without reducing: the worker's wait ends with an error, and close() reaps it."""
+    group = ProcessGroup(2, 2)
+
+    def fn(g):
+        g.all_reduce(np.ones(2))
+
+    group.start(fn)
+    worker = group.workers[0]
+    group.close(timeout=20)
+    assert not worker.is_alive() and worker.exitcode == 1
+
+
+@given(batch=st.integers(1, 40), n=st.integers(1, 90), replicas=st.integers(1, 4), cut=st.sampled_from([0, 8]))
+def test_loader_shards_put_together_are_the_whole_batch(batch, n, replicas, cut):
+    rng = np.random.default_rng(n)
+    images, labels = rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8), rng.integers(0, 10, n)
+
+    def loader(rank=0, world=1):
+        return DataLoader(images, labels, batch, shuffle=True, augment=True, seed=5, cutout=cut,
+                          num_replicas=world, rank=rank)
+
+    whole = list(loader())
+    shards = [list(loader(r, replicas)) for r in range(replicas)]
+    for b, (x, y) in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([s[b][0] for s in shards]), x)
+        np.testing.assert_array_equal(np.concatenate([s[b][1] for s in shards]), y)
+
+
+def test_loader_rank_must_be_in_range():
+    with pytest.raises(ValueError, match=r"rank must be in \[0, num_replicas=2\), got 2"):
+        DataLoader(np.zeros((4, 3, 8, 8), np.uint8), np.zeros(4), 2, num_replicas=2, rank=2)
+
+
+@pytest.mark.parametrize("n", [23, 2])
+def test_sharded_evaluation_equals_the_whole_evaluation(n):
+    """Batches of 10 over 3 ranks: 23 images give rank 0 one image of the last batch; 2 give it none at all."""
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8), rng.integers(0, 3, n)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3))
+    whole = evaluate(net, DataLoader(images, labels, 10), tta=True)
+
+    def fn(group):
+        return evaluate(net, DataLoader(images, labels, 10, num_replicas=3, rank=group.rank), tta=True,
+                        all_reduce=group.all_reduce, num_classes=3)
+
+    sharded = run_group(3, 3 + 9, fn)
+    np.testing.assert_array_equal(sharded["confusion"], whole["confusion"])
+    for k in ("loss", "acc", "plain_loss", "plain_acc"):
+        assert sharded[k] == pytest.approx(whole[k], rel=1e-6), k
