@@ -30,7 +30,7 @@ from .optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, par
 from .parallel import get_num_threads, set_num_threads
 from .serialization import load, save
 
-DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=10, batch_size=256, lr=0.2, wd=5e-4,
+DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=14, batch_size=256, lr=0.2, wd=5e-4,
                 momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
                 cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto", processes="auto",
                 data_dir=None, download=True, out="runs/latest", resume=None)
