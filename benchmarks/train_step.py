@@ -136,12 +136,16 @@ def torch_step(model, opt, x, y):
     opt.step()
 
 
-def setup(name, batch, framework):
+def model_and_batch(name, batch):
+    """The seeded model and one random batch that every contender trains on."""
     sk.manual_seed(0)
-    model = create(name, num_classes=10)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
+    model = create(name, num_classes=10)
+    return model, rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch)
+
+
+def setup(name, batch, framework):
+    model, x, y = model_and_batch(name, batch)
     if framework == "skengine":
         return (lambda: sk_step(model, opt, x, y)), (opt := SGD(model.parameters(), lr=0.05, momentum=0.9))
     import torch
@@ -153,12 +157,8 @@ def setup(name, batch, framework):
 
 def setup_data_parallel(name, batch, world):
     """The trainer's data-parallel step over ``world`` processes; returns (step, close)."""
-    sk.manual_seed(0)
-    model = create(name, num_classes=10)
+    model, x, y = model_and_batch(name, batch)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
     params, buffers = list(model.parameters()), float_buffers(model)
     group = ProcessGroup(world, vector_size(model, 0))
     threads = sk.get_num_threads()
