@@ -1,6 +1,6 @@
 """skengine conv2d vs PyTorch CPU, forward and forward+backward, on the SK shapes.
 
-    PYTHONPATH=. python benchmarks/conv.py [--quick] [--threads N] [--repeats R]
+    PYTHONPATH=. python benchmarks/conv.py [--quick] [--threads N] [--repeats R] [--device cuda]
 
 Both libraries run in one process with the same thread count (PyTorch's
 set_num_threads and NumPy's BLAS, through threadpoolctl, are set to N,
@@ -9,7 +9,8 @@ The ratio printed is PyTorch's time / skengine's time per round, median over
 rounds: > 1 means skengine is faster.  Without torch only skengine is timed.
 --reference also times the straightforward NumPy convolution skengine started
 from (whole-batch tap-loop im2col, one batched matmul, col2im; columns kept
-for backward) and prints skengine's speed-up over it.
+for backward) and prints skengine's speed-up over it.  --device cuda runs skengine on CuPy and
+PyTorch on cuDNN (TF32 off: both in float32), each call followed by a device synchronize.
 """
 import argparse
 import os
@@ -83,11 +84,24 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--reference", action="store_true", help="also time the straightforward NumPy version")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     threads = args.threads or blas_threads()
+    if args.reference and args.device != "cpu":
+        ap.error("--reference is the NumPy version: it runs on the CPU only")
     if torch is not None:
         torch.set_num_threads(threads)
-    extra = [f"torch {torch.__version__}, {threads} threads" if torch is not None else "torch: not installed",
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+    if args.device == "cuda":
+        cp = sk.backend.cupy()
+        sync = cp.cuda.Device().synchronize
+        tsync = torch.cuda.synchronize if torch is not None else None
+        extra = [f"GPU: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}; cupy {cp.__version__}"]
+    else:
+        sync = tsync = (lambda: None)
+        extra = []
+    extra += [f"torch {torch.__version__}, {threads} threads" if torch is not None else "torch: not installed",
              f"threads used: {threads}; skengine Conv2d.chunk_bytes = {F.Conv2d.chunk_bytes}",
              "command: " + " ".join([os.path.basename(sys.executable)] + sys.argv)]
     rng = np.random.default_rng(0)
@@ -100,31 +114,38 @@ def main():
             OH = (H - 1) // s + 1
             gy = rng.standard_normal((N, C, OH, OH)).astype(args.dtype)
             kw = dict(stride=s, padding=d, dilation=d, groups=G)
-            sx, sw = sk.Tensor(x, requires_grad=True), sk.Tensor(w, requires_grad=True)
+            sx = sk.Tensor(sk.to_device(x, args.device), requires_grad=True)
+            sw = sk.Tensor(sk.to_device(w, args.device), requires_grad=True)
+            sgy = sk.to_device(gy, args.device)
 
             def sk_f():
                 with sk.no_grad():
                     F.conv2d(sx, sw, **kw)
+                sync()
 
             def sk_fb():
                 sx.grad = sw.grad = None
-                F.conv2d(sx, sw, **kw).backward(gy)
+                F.conv2d(sx, sw, **kw).backward(sgy)
+                sync()
 
             cands = {"sk_f": sk_f, "sk_fb": sk_fb}
             if args.reference:
                 cands.update(ref_f=lambda: reference_conv(x, w, None, s, d, d, G),
                              ref_fb=lambda: reference_conv(x, w, gy, s, d, d, G))
             if torch is not None:
-                tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-                tgy = torch.tensor(gy)
+                tx = torch.tensor(x, requires_grad=True, device=args.device)
+                tw = torch.tensor(w, requires_grad=True, device=args.device)
+                tgy = torch.tensor(gy, device=args.device)
 
                 def torch_f():
                     with torch.no_grad():
                         torch.nn.functional.conv2d(tx, tw, **kw)
+                    tsync()
 
                 def torch_fb():
                     tx.grad = tw.grad = None
                     torch.nn.functional.conv2d(tx, tw, **kw).backward(tgy)
+                    tsync()
 
                 cands.update(torch_f=torch_f, torch_fb=torch_fb)
             t = time_alternately(cands, repeats=args.repeats)

@@ -4,11 +4,18 @@ skengine vs the same architecture in PyTorch (when torch is installed), measured
     python benchmarks/train_step.py                          # sknet_cifar_tiny and sknet_cifar_small, batch 128
     python benchmarks/train_step.py --models sknet_cifar_small --batch 256 --steps 6
     python benchmarks/train_step.py --processes 2            # also skengine data parallel over 2 processes
+    python benchmarks/train_step.py --device cuda --models sknet_cifar_small skresnet18 --batch 256 --steps 20
+
+On ``--device cuda`` skengine runs on CuPy (its own convolutions, cuBLAS matmuls) and PyTorch on
+cuDNN (``cudnn.benchmark`` on, TF32 off on both sides, so both compute in float32); every step
+ends with a device synchronize, and memory is what each library's caching allocator holds beyond
+what it held before the steps.
 
 With ``--processes N`` a third contender, "skengine-dp", runs the same step as the trainer's
 ``--processes N`` does: N forked processes with a one-thread BLAS each, every one on its shard of
 the batch, gradients averaged through shared memory (skengine.distributed).
 
+skresnet18 and the other ImageNet ResNets run on 32x32 images here, like the CIFAR presets.
 The PyTorch twin is built by translating the skengine module tree (same names, same weights) and is
 checked to give the same logits before anything is timed.  Peak memory is measured in a fresh
 subprocess per framework: the growth of the resident set over a few training steps.
@@ -75,16 +82,16 @@ def torch_twin(model):
                 out = getattr(self, n)(out)
             return torch.relu(out + (self.downsample(x) if self.has_down else x))
 
-    class Net(tnn.Module):
+    class Net(tnn.Module):  # CifarSKNet (stem) or ResNet (conv1, bn1, act1, maxpool)
         def __init__(self, m):
             super().__init__()
             self.stages = list(m.stage_names)
+            self.head = [n for n in ("stem", "conv1", "bn1", "act1", "maxpool") if hasattr(m, n)]
             for name, child in m.named_children():
                 setattr(self, name, convert(child))
 
         def forward(self, x):
-            x = self.stem(x)
-            for n in self.stages:
+            for n in self.head + self.stages:
                 x = getattr(self, n)(x)
             return self.fc(self.global_pool(x).flatten(1))
 
@@ -99,6 +106,8 @@ def torch_twin(model):
             return tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
         if kind in ("ReLU", "Identity", "Flatten"):
             return getattr(tnn, kind)()
+        if kind == "MaxPool2d":
+            return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
         if kind == "AdaptiveAvgPool2d":
             return tnn.AdaptiveAvgPool2d(m.output_size)
         if kind == "Sequential":
@@ -111,7 +120,7 @@ def torch_twin(model):
             return SE(m)
         if kind in ("BasicBlock", "Bottleneck"):
             return Block(m)
-        if kind == "CifarSKNet":
+        if kind in ("CifarSKNet", "ResNet"):
             return Net(m)
         raise TypeError(f"no PyTorch twin for {kind}")
 
@@ -144,15 +153,38 @@ def model_and_batch(name, batch):
     return model, rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch)
 
 
-def setup(name, batch, framework):
+def synchronize(framework, device):
+    """Wait for the device's queued work (nothing to wait for on the CPU)."""
+    if device != "cuda":
+        return
+    if framework == "torch":
+        import torch
+        torch.cuda.synchronize()
+    else:
+        sk.backend.cupy().cuda.Device().synchronize()
+
+
+def setup(name, batch, framework, device="cpu"):
+    """(step, optimizer) of ``framework`` on ``device``; a step returns when its work is done."""
     model, x, y = model_and_batch(name, batch)
     if framework == "skengine":
-        return (lambda: sk_step(model, opt, x, y)), (opt := SGD(model.parameters(), lr=0.05, momentum=0.9))
+        model.to(device)
+        x, y = sk.to_device(x, device), sk.to_device(y, device)
+        opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def step():
+            sk_step(model, opt, x, y)
+            synchronize(framework, device)
+        return step, opt
     import torch
-    twin = torch_twin(model)
+    twin = torch_twin(model).to(device)
     topt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    return (lambda: torch_step(twin, topt, tx, ty)), topt
+    tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    def step():
+        torch_step(twin, topt, tx, ty)
+        synchronize(framework, device)
+    return step, topt
 
 
 def setup_data_parallel(name, batch, world):
@@ -196,9 +228,29 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-def memory_probe(name, batch, framework):
-    """Run in a subprocess: resident-set growth (MiB) over 3 training steps."""
-    step, _ = setup(name, batch, framework)
+def device_memory_mb(framework):
+    """What the framework's CUDA caching allocator holds now, MiB."""
+    if framework == "torch":
+        import torch
+        return torch.cuda.memory_reserved() / 2 ** 20
+    return sk.backend.cupy().get_default_memory_pool().total_bytes() / 2 ** 20
+
+
+def memory_probe(name, batch, framework, device="cpu"):
+    """Run in a subprocess: memory growth (MiB) over 3 training steps.
+
+    CPU: the peak resident set (VmHWM) over the steps minus the resident set
+    before them.  CUDA: what the caching allocator holds after the steps minus
+    what it held before (freed blocks stay cached, so this is the steps' peak).
+    """
+    step, _ = setup(name, batch, framework, device)
+    if device == "cuda":
+        synchronize(framework, device)
+        before = device_memory_mb(framework)
+        for _ in range(3):
+            step()
+        print(json.dumps({"peak_growth_mb": device_memory_mb(framework) - before}))
+        return
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: the steps' peak, not setup's
         f.write("5")
     before = rss_mb()
@@ -229,14 +281,23 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=5, help="timed steps per framework (alternating)")
     p.add_argument("--processes", type=int, default=0, help="also time skengine data parallel over N processes")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: skengine on CuPy, PyTorch on cuDNN (both float32, no TF32)")
     p.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "BATCH", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.processes and args.device != "cpu":
+        p.error("--processes: data parallelism over processes is for the CPU; leave it out with --device cuda")
     if args.memory_probe:
-        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.memory_probe[2])
+        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.memory_probe[2], args.device)
+    if args.device == "cuda":
+        cp = sk.backend.cupy()  # a clear error here if CuPy or the GPU is missing
+        print(f"GPU: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}; cupy {cp.__version__}")
     try:
         import torch
         threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))
         torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         frameworks = ["skengine", "torch"]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
     except ImportError:
@@ -246,7 +307,7 @@ def main():
     for name in args.models:
         if "torch" in frameworks:
             print(f"{name}: PyTorch twin matches, relative error {check_twin(name):.1e}")
-        steps = {f: setup(name, args.batch, f)[0] for f in frameworks}
+        steps = {f: setup(name, args.batch, f, args.device)[0] for f in frameworks}
         close = None
         if args.processes:
             steps["skengine-dp"], close = setup_data_parallel(name, args.batch, args.processes)
@@ -263,10 +324,10 @@ def main():
             close()
         mem = {}
         for f in frameworks:
-            out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(args.batch), f],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(args.batch), f,
+                                  "--device", args.device], capture_output=True, text=True, check=True).stdout
             mem[f] = json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
-        row = {"model": name, "batch": args.batch}
+        row = {"model": name, "batch": args.batch, "device": args.device}
         for f in frameworks:
             row[f"{f}_img_s"] = args.batch / float(np.median(times[f]))
             row[f"{f}_mem_mb"] = mem[f]
