@@ -108,6 +108,18 @@ class Tensor:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.item()
 
+    def __float__(self): return float(self.item())
+    def __int__(self): return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous: "
+                               "use .any() or .all()")
+        return bool(self.data.item())
+
+    def __format__(self, spec):  # f"{loss:.3f}" formats a one-element tensor as its number, like torch
+        return format(self.item(), spec) if self.data.size == 1 else format(repr(self), spec)
+
     def tolist(self):
         return self.numpy().tolist()
 
@@ -115,35 +127,96 @@ class Tensor:
         return Tensor(self.data)
 
     def to(self, device=None, dtype=None):
-        data = self.data if device is None else to_device(self.data, check_device(device))
-        data = data if dtype is None else data.astype(dtype, copy=False)
-        if data is self.data:
+        """This tensor on ``device`` and/or as ``dtype``: itself if nothing changes, else a copy
+        that stays in the graph (its gradient flows back to this tensor), like torch."""
+        device = None if device is None else check_device(device)
+        dtype = None if dtype is None else np.dtype(dtype)
+        if (device is None or device == self.device) and (dtype is None or dtype == self.dtype):
             return self
-        out = Tensor(data, requires_grad=self.requires_grad)
-        return out
+        return ops.To(device, dtype)(self)
 
-    def cpu(self):
-        return self.to("cpu")
+    def cpu(self): return self.to("cpu")
+    def cuda(self): return self.to("cuda")
+    def float(self): return self.to(dtype=np.float32)
+    def double(self): return self.to(dtype=np.float64)
+    def long(self): return self.to(dtype=np.int64)
+    def int(self): return self.to(dtype=np.int32)
+    def bool(self): return self.to(dtype=np.bool_)
 
-    def cuda(self):
-        return self.to("cuda")
+    def clone(self):
+        """A copy that stays in the graph."""
+        return ops.To(None, None)(self)
 
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
+    def dim(self):
+        return self.ndim
 
     def requires_grad_(self, flag=True):
-        self.requires_grad = flag
+        if flag and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = bool(flag)
         return self
+
+    # -- in place ------------------------------------------------------------
+    def _inplace(self, name, op):
+        """Make this tensor hold ``op(its current value)``, as an in-place op.
+
+        When no graph is recorded the values are written into this tensor's own
+        array, so views of it and state_dict() entries see them, as in torch.
+        When one is, a stand-in takes the old value's place in the graph and this
+        tensor becomes the op's output, so gradients stay exact (what the old
+        value fed keeps the old array).
+        """
+        if self.requires_grad and self.creator is None and _grad_enabled:
+            raise RuntimeError(f"{name}: a leaf tensor that requires grad cannot be changed in place "
+                               "outside no_grad() (wrap optimizer-style updates in `with no_grad():`)")
+        old = self
+        if _grad_enabled:
+            old = Tensor.__new__(Tensor)
+            old.__dict__.update(self.__dict__)
+            if self.creator is not None:
+                self.creator.outputs = [weakref.ref(old) if r() is self else r for r in self.creator.outputs]
+        result = op(old)
+        if result.requires_grad:
+            self.data, self.requires_grad, self.grad = result.data, True, None
+            self.set_creator(result.creator)
+            fn = result.creator
+            fn.outputs = [weakref.ref(self) if r() is result else r for r in fn.outputs]
+            return self
+        if not get_array_module(self.data).can_cast(result.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"{name}: the result has dtype {result.dtype}, which cannot be stored in "
+                            f"this tensor's dtype {self.dtype}")
+        if result.shape != self.shape:
+            raise ValueError(f"{name}: the result has shape {result.shape}, which does not fit this "
+                             f"tensor's shape {self.shape}")
+        self.data[...] = result.data
+        return self
+
+    def __iadd__(self, o): return self._inplace("+=", lambda t: ops.add(t, o))
+    def __isub__(self, o): return self._inplace("-=", lambda t: ops.sub(t, o))
+    def __imul__(self, o): return self._inplace("*=", lambda t: ops.mul(t, o))
+    def __itruediv__(self, o): return self._inplace("/=", lambda t: ops.div(t, o))
+    def add_(self, o, alpha=1): return self._inplace("add_", lambda t: ops.add(t, o if alpha == 1 else o * alpha))
+    def sub_(self, o, alpha=1): return self._inplace("sub_", lambda t: ops.sub(t, o if alpha == 1 else o * alpha))
+    def mul_(self, o): return self._inplace("mul_", lambda t: ops.mul(t, o))
+    def div_(self, o): return self._inplace("div_", lambda t: ops.div(t, o))
+    def zero_(self): return self.fill_(0)
+
+    def fill_(self, value):
+        xp = get_array_module(self.data)
+        return self._inplace("fill_", lambda t: Tensor(xp.full(self.shape, _raw(value), self.dtype)))
+
+    def copy_(self, src):
+        return self._inplace("copy_", lambda t: ops.expand(ops.as_tensor(src, t), self.shape).to(dtype=self.dtype))
+
+    def __setitem__(self, index, value):
+        self._inplace("__setitem__", lambda t: ops.setitem(t, index, value))
 
     # -- autograd ----------------------------------------------------------
     def set_creator(self, fn):
         self.creator = fn
         self.generation = fn.generation + 1
 
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, gradient=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         Iterative and generation ordered, so a graph of any depth works.
@@ -154,14 +227,14 @@ class Tensor:
             raise RuntimeError("backward() on a tensor that does not require grad "
                                "(no input has requires_grad=True, or it was computed under no_grad())")
         xp = get_array_module(self.data)
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
-                raise RuntimeError(f"backward() without grad needs a scalar output, got shape {self.shape}")
+                raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape {self.shape}")
             grad = xp.ones_like(self.data)
         else:
-            grad = _as_array(grad, self.dtype)
+            grad = _as_array(gradient, self.dtype)
             if grad.shape != self.data.shape:
-                raise ValueError(f"grad shape {grad.shape} does not match tensor shape {self.shape}")
+                raise ValueError(f"backward: gradient shape {grad.shape} does not match tensor shape {self.shape}")
         if self.creator is None:
             self._accumulate(grad)
             return
@@ -220,6 +293,7 @@ class Tensor:
     def __truediv__(self, o): return ops.div(self, o)
     def __rtruediv__(self, o): return ops.div(o, self)
     def __pow__(self, p): return ops.pow(self, p)
+    def __rpow__(self, base): return ops.rpow(base, self)
     def __neg__(self): return ops.neg(self)
     def __matmul__(self, o): return ops.matmul(self, o)
     def __rmatmul__(self, o): return ops.matmul(o, self)
@@ -244,10 +318,28 @@ class Tensor:
     def sum(self, dim=None, keepdim=False): return ops.sum(self, dim, keepdim)
     def mean(self, dim=None, keepdim=False): return ops.mean(self, dim, keepdim)
     def amax(self, dim=None, keepdim=False): return ops.amax(self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return -ops.amax(-self, dim, keepdim)
+    def var(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        return ops.var(self, dim, 1 if correction is None and unbiased else (correction or 0), keepdim)
+    def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
+        return self.var(dim, unbiased, keepdim, correction).sqrt()
+    def clamp(self, min=None, max=None): return ops.clamp(self, min, max)
+    clip = clamp
+    def expand(self, *shape): return ops.expand(self, _shape_arg(shape))
 
     def max(self, dim=None, keepdim=False):
         """Like torch: the maximum value, or (values, indices) along ``dim``."""
         return ops.amax(self) if dim is None else ops.max_with_indices(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        """Like torch: the minimum value, or (values, indices) along ``dim``."""
+        if dim is None:
+            return self.amin()
+        values, indices = ops.max_with_indices(-self, dim, keepdim)
+        return ops.ValuesIndices(-values, indices)
+
+    def argmin(self, dim=None, keepdim=False):
+        return (-self).argmax(dim, keepdim)
 
     def argmax(self, dim=None, keepdim=False):
         xp = get_array_module(self.data)

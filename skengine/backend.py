@@ -38,6 +38,8 @@ def cuda_available():
 
 
 def _is_cupy_array(a):
+    if _cupy is None and type(a).__module__.startswith("cupy"):  # made with CuPy before skengine asked for it
+        cupy()
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from .backend import to_device
+from .backend import to_device, to_numpy
 
 _RENAMES = ((".attn.fc_reduce.", ".fc_reduce."), (".attn.bn.", ".bn_reduce."), (".attn.fc_select.", ".fc_select."))
 _FC_FROM_CONV = (".fc_reduce.weight", ".fc_select.weight")  # stored by timm as 1x1 conv weights
@@ -48,7 +48,7 @@ def read_state(source):
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         raise ValueError(f"load_timm: expected a .safetensors or .npz file, got {path!r}")
-    return {k: np.asarray(v) for k, v in source.items()}
+    return {k: to_numpy(v) if type(v).__module__.startswith("cupy") else np.asarray(v) for k, v in source.items()}
 
 
 def load_timm(model, state):

@@ -5,6 +5,7 @@ Gradients of broadcast inputs are summed back to shape by the engine
 """
 import builtins
 import numbers
+from collections import namedtuple
 
 import numpy as np
 
@@ -12,12 +13,34 @@ from .autograd import Function, Tensor
 from .backend import get_array_module, scatter_add
 
 
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # bool < integer < floating point
+
+
+def as_tensor(value, like):
+    """``value`` as a Tensor on ``like``'s device; a Python/NumPy value takes ``like``'s dtype
+    unless its kind ranks higher (a float with an integer tensor gives float32, an int with a
+    bool tensor int64), as torch treats scalars."""
+    if isinstance(value, Tensor):
+        return value
+    kind = np.asarray(value).dtype.kind
+    dtype = like.dtype
+    if _CATEGORY.get(kind, 2) > _CATEGORY.get(dtype.kind, 2):
+        dtype = np.float32 if kind == "f" else np.int64
+    return Tensor(get_array_module(like.data).asarray(value, dtype=dtype))
+
+
 def _pair(a, b):
-    """Two tensors; a Python/NumPy scalar takes the other side's dtype and device."""
+    """Two tensors for a binary op, with torch's promotion: a scalar follows the tensor's
+    dtype (see as_tensor), and between tensors of different kinds (bool, integer, float)
+    the lower kind is cast to the higher one's dtype (int64 + float32 gives float32)."""
     if not isinstance(a, Tensor):
-        a = Tensor(get_array_module(b.data).asarray(a, dtype=b.dtype))
-    if not isinstance(b, Tensor):
-        b = Tensor(get_array_module(a.data).asarray(b, dtype=a.dtype))
+        a = as_tensor(a, b) if isinstance(b, Tensor) else Tensor(a)
+    b = as_tensor(b, a)
+    ka, kb = _CATEGORY.get(a.dtype.kind, 2), _CATEGORY.get(b.dtype.kind, 2)
+    if ka < kb:
+        a = Tensor(a.data.astype(b.dtype))  # only the higher (floating) side can carry a gradient
+    elif kb < ka:
+        b = Tensor(b.data.astype(a.dtype))
     return a, b
 
 
@@ -74,7 +97,23 @@ class Pow(Function):
         return x ** self.p
 
     def backward(self, gy):
+        if self.p == 0:  # d/dx x**0 = 0 everywhere, also at x = 0 (where x**-1 is inf)
+            return get_array_module(gy).zeros_like(gy)
         return gy * self.p * self.x ** (self.p - 1)
+
+
+class RPow(Function):
+    """base ** x for a Python number base > 0: d/dx = base**x * ln(base)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def forward(self, x):
+        self.y = get_array_module(x).power(x.dtype.type(self.base), x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * self.y.dtype.type(np.log(self.base))
 
 
 class MatMul(Function):
@@ -104,7 +143,11 @@ class MatMul(Function):
 def add(a, b): return Add()(*_pair(a, b))
 def sub(a, b): return Sub()(*_pair(a, b))
 def mul(a, b): return Mul()(*_pair(a, b))
-def div(a, b): return Div()(*_pair(a, b))
+def div(a, b):
+    a, b = _pair(a, b)
+    if a.dtype.kind != "f":  # true division of integers gives float32, as in torch
+        a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
+    return Div()(a, b)
 def neg(x): return Neg()(x)
 def matmul(a, b):
     a, b = (t if isinstance(t, Tensor) else Tensor(t) for t in (a, b))
@@ -126,6 +169,93 @@ def pow(x, p):
     if not isinstance(p, numbers.Real):
         raise TypeError(f"pow: exponent must be a Python number, got {type(p).__name__}")
     return Pow(p)(x)
+
+
+def rpow(base, x):
+    """base ** x for a Python number ``base`` > 0 and a tensor exponent."""
+    if not isinstance(base, numbers.Real) or base <= 0:
+        raise TypeError(f"base ** tensor: the base must be a positive Python number, got {base!r}")
+    if x.dtype.kind != "f":
+        x = Tensor(x.data.astype(np.float32))
+    return RPow(base)(x)
+
+
+# -- casts and copies -----------------------------------------------------------------
+class To(Function):
+    """A copy on another device and/or with another dtype (or a plain copy: clone);
+    the gradient goes back to the input's device and dtype."""
+
+    def __init__(self, device, dtype):
+        self.device, self.dtype = device, dtype
+
+    def forward(self, x):
+        from .backend import device_of, to_device
+        self.in_device, self.in_dtype = device_of(x), x.dtype
+        y = x if self.device is None else to_device(x, self.device)
+        y = y if self.dtype is None else y.astype(self.dtype)
+        return y.copy() if y is x else y
+
+    def backward(self, gy):
+        from .backend import to_device
+        return to_device(gy, self.in_device).astype(self.in_dtype, copy=False)
+
+
+class Clamp(Function):
+    """Limit to [lo, hi]; the gradient passes where lo <= x <= hi (bounds included, as in torch)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).clip(x, self.lo, self.hi).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        keep = True
+        if self.lo is not None:
+            keep = keep & (self.x >= self.lo)
+        if self.hi is not None:
+            keep = keep & (self.x <= self.hi)
+        return gy * keep
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return Clamp(min, max)(x)
+
+
+class Where(Function):
+    """cond ? a : b elementwise (broadcasting); the gradient goes to a where cond, else to b."""
+
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, a, b):
+        return get_array_module(a).where(self.cond, a, b)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        zero = xp.zeros((), gy.dtype)
+        return xp.where(self.cond, gy, zero), xp.where(self.cond, zero, gy)
+
+
+def where(condition, input, other):
+    """Like torch.where(condition, input, other)."""
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    if isinstance(input, Tensor) or isinstance(other, Tensor):
+        input, other = _pair(input, other)
+    else:
+        input, other = Tensor(input), Tensor(other)
+    cond = get_array_module(input.data).asarray(cond)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    try:
+        np.broadcast_shapes(cond.shape, input.shape, other.shape)
+    except ValueError:
+        raise ValueError(f"where: shapes condition {cond.shape}, input {input.shape} and other {other.shape} "
+                         "do not broadcast") from None
+    return Where(cond)(input, other)
 
 
 # -- elementwise functions --------------------------------------------------------
@@ -266,6 +396,8 @@ def sum(x, dim=None, keepdim=False):
 
 
 def mean(x, dim=None, keepdim=False):
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: needs a floating-point tensor, got {x.dtype} (cast it with .float())")
     axes = _axes(dim, x.ndim)
     n = 1
     for a in axes:
@@ -273,8 +405,21 @@ def mean(x, dim=None, keepdim=False):
     return Sum(axes, keepdim)(x) * (1.0 / n)
 
 
+def var(x, dim=None, correction=1, keepdim=False):
+    """Variance over ``dim`` with Bessel's ``correction`` (1: unbiased, torch's default)."""
+    axes = _axes(dim, x.ndim)
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    d = x - mean(x, axes, keepdim=True)
+    return sum(d * d, axes, keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
+
+
 def amax(x, dim=None, keepdim=False):
     return AMax(_axes(dim, x.ndim), keepdim)(x)
+
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])  # what torch.max(x, dim) returns
 
 
 def max_with_indices(x, dim, keepdim=False):
@@ -285,7 +430,7 @@ def max_with_indices(x, dim, keepdim=False):
     values = take_along_dim(x, Tensor(idx), dim)
     if not keepdim:
         values, idx = values.squeeze(dim), idx.squeeze(axis=dim)
-    return values, Tensor(idx)
+    return ValuesIndices(values, Tensor(idx))
 
 
 # -- shape --------------------------------------------------------------------------
@@ -378,7 +523,9 @@ class TakeAlongDim(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         gx = xp.zeros(self.shape, self.dtype)
-        grid = list(xp.indices(self.indices.shape, sparse=True))
+        nd = self.indices.ndim  # an open grid by hand: CuPy's indices() has no sparse=
+        grid = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
+                for i, n in enumerate(self.indices.shape)]
         grid[self.dim] = self.indices
         scatter_add(gx, tuple(grid), gy)
         return gx
@@ -418,12 +565,75 @@ def unsqueeze(x, dim):
 
 
 def squeeze(x, dim=None):
+    """Drop size-1 dims: all of them, or those of ``dim`` (an int or a tuple) that have size 1."""
     if dim is None:
         shape = tuple(n for n in x.shape if n != 1)
+    elif x.ndim == 0:
+        shape = x.shape
     else:
-        dim = _dim(dim, x.ndim, "squeeze")
-        shape = x.shape if x.ndim == 0 or x.shape[dim] != 1 else x.shape[:dim] + x.shape[dim + 1:]
+        dims = {_dim(d, x.ndim, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        shape = tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1))
     return Reshape(shape)(x)
+
+
+class Expand(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        return get_array_module(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return gy  # the engine sums it back to the input's shape (autograd.sum_to)
+
+
+def expand(x, shape):
+    """Like torch's expand: broadcast to ``shape`` (-1 keeps a dim), a read-only view."""
+    shape = tuple(shape)
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: shape {shape} has fewer dims than the tensor's {x.shape}")
+    full = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
+    try:
+        if np.broadcast_shapes(x.shape, full) != full or -1 in full:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"expand: a tensor of shape {x.shape} cannot be expanded to {shape}") from None
+    return Expand(full)(x)
+
+
+class SetItem(Function):
+    """A copy of x with x[index] = v; the gradient goes to v where it was written, to x elsewhere."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x, v):
+        self.v_shape = v.shape
+        y = x.copy()
+        y[self.index] = v
+        return y
+
+    def backward(self, gy):
+        gx = gy.copy()
+        gx[self.index] = 0
+        gv = gy[self.index]
+        from .autograd import sum_to
+        return gx, sum_to(gv, self.v_shape) if gv.shape != self.v_shape else gv
+
+
+def setitem(x, index, value):
+    """The out-of-place form of ``x[index] = value`` (Tensor.__setitem__ makes it in place)."""
+    index = index.data if isinstance(index, Tensor) else \
+        tuple(i.data if isinstance(i, Tensor) else i for i in index) if isinstance(index, tuple) else index
+    value = as_tensor(value, x)
+    if value.dtype != x.dtype:
+        value = value.to(dtype=x.dtype)
+    try:
+        return SetItem(index)(x, value)
+    except (ValueError, IndexError) as e:
+        raise ValueError(f"setitem: cannot assign a value of shape {value.shape} at index {index!r} "
+                         f"of a tensor of shape {x.shape} ({e})") from None
 
 
 def getitem(x, index):

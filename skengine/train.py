@@ -148,7 +148,7 @@ def load_data(cfg):
 def build_schedule(cfg, opt, steps_per_epoch):
     total = cfg["epochs"] * steps_per_epoch
     if cfg["schedule"] == "onecycle":
-        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.25)
+        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.25, cycle_momentum=False)
     if cfg["schedule"] == "cosine":
         return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
     return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
@@ -207,8 +207,12 @@ def train(cfg):
     resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
     if resume is not None:  # continue the same run: its own settings, except where it runs
         saved = {**DEFAULTS, "processes": 1, **resume["config"]}  # runs saved before --processes had one
-        cfg = {**saved, **{k: cfg[k] for k in ("out", "resume", "device", "data_dir")},
-               "processes": saved["processes"] if cfg["processes"] == "auto" else cfg["processes"]}
+        # its process count unless told otherwise (or moving to CUDA, which runs one process);
+        # its data folder unless another is given
+        keep = cfg["processes"] == "auto" and resolve_device(cfg["device"]) != "cuda"
+        cfg = {**saved, **{k: cfg[k] for k in ("out", "resume", "device")},
+               "data_dir": saved["data_dir"] if cfg["data_dir"] == DEFAULTS["data_dir"] else cfg["data_dir"],
+               "processes": saved["processes"] if keep else cfg["processes"]}
     device = resolve_device(cfg["device"])
     cfg["processes"] = world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
     out = cfg["out"]

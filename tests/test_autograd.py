@@ -76,7 +76,7 @@ def test_backward_of_non_scalar_without_grad_raises():
 
 def test_backward_with_wrong_grad_shape_raises():
     x = leaf([1.0, 2.0])
-    with pytest.raises(ValueError, match=r"grad shape \(3,\).*\(2,\)"):
+    with pytest.raises(ValueError, match=r"gradient shape \(3,\).*\(2,\)"):
         (x * 2.0).backward(np.ones(3))
 
 
@@ -428,3 +428,88 @@ def test_numpy_scalar_keeps_dtype_python_float_is_float32():
     assert sk.Tensor(np.float64(1.5)).dtype == np.float64
     assert sk.Tensor(np.float32(1.5)).dtype == np.float32
     assert sk.Tensor(1.5).dtype == np.float32
+
+
+# -- PyTorch's semantics for conversions, promotion and in-place ops ----------------------------
+def test_python_conversions_of_one_element_tensors():
+    assert float(sk.tensor(2.5)) == 2.5 and int(sk.tensor([7])) == 7
+    assert f"{sk.tensor(1.23456):.2f}" == "1.23" and bool(sk.tensor(0.0)) is False and bool(sk.tensor([3]))
+    with pytest.raises(RuntimeError, match=r"shape \(2,\) is ambiguous"):
+        bool(sk.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="one element"):
+        float(sk.tensor([1.0, 2.0]))
+
+
+def test_scalar_and_mixed_kind_promotion_follows_torch():
+    i = sk.tensor([1, 3])
+    assert (i * 0.5).dtype == np.float32 and (i * 0.5).tolist() == [0.5, 1.5]
+    assert (i + 0.5).tolist() == [1.5, 3.5] and (i * 2).dtype == np.int64
+    assert ((i > 1) * 1.0).dtype == np.float32 and ((i > 1) + 1).dtype == np.int64
+    assert (i / i).dtype == np.float32 and (i / 2).tolist() == [0.5, 1.5]
+    assert (i + sk.tensor([0.5, 0.5])).dtype == np.float32
+    assert (sk.tensor([1.0], dtype=np.float64) * 2.0).dtype == np.float64
+    assert sk.arange(0, 1, 0.25).dtype == np.float32 and sk.arange(3).dtype == np.int64
+    with pytest.raises(TypeError, match="mean: needs a floating-point tensor"):
+        i.mean()
+
+
+def test_in_place_update_under_no_grad_writes_the_same_array():
+    p = leaf([1.0, 2.0])
+    p.grad = sk.tensor([1.0, 1.0], dtype=np.float64)
+    data, state = p.data, {"p": p}
+    with sk.no_grad():
+        p -= 0.5 * p.grad
+        p.mul_(2).add_(sk.tensor([1.0, 1.0], dtype=np.float64), alpha=3)
+    assert p.data is data and state["p"] is p and p.requires_grad and p.is_leaf
+    np.testing.assert_array_equal(p.numpy(), [4.0, 6.0])
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad cannot be changed in place"):
+        p += 1
+    i = sk.tensor([1, 2])
+    with pytest.raises(TypeError, match="cannot be stored in this tensor's dtype int64"):
+        i += 0.5
+
+
+def test_in_place_ops_inside_a_graph_give_exact_gradients():
+    w = leaf([1.0, 2.0, 3.0])
+    h = w * 2
+    h[1] = w[0] * 10      # h = [2 w0, 10 w0, 2 w2]
+    h += w.exp()          # the old h fed nothing else; exp's saved output is untouched
+    (h * h).sum().backward()
+    a = w.numpy()
+    h_val = np.array([2 * a[0], 10 * a[0], 2 * a[2]]) + np.exp(a)
+    expect = np.array([2 * h_val[0] * (2 + np.exp(a[0])) + 2 * h_val[1] * 10,
+                       2 * h_val[1] * np.exp(a[1]), 2 * h_val[2] * (2 + np.exp(a[2]))])
+    np.testing.assert_allclose(w.grad.numpy(), expect, rtol=1e-12)
+    t = sk.zeros(3, dtype=np.float64)
+    t[2] = w[1] * 3       # a tensor without grad becomes part of the graph
+    w.grad = None
+    t.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [0.0, 3.0, 0.0])
+
+
+def test_setitem_and_fill_without_a_graph():
+    t = sk.zeros(2, 3)
+    view = t[0]
+    t[0, 1:] = 5.0
+    t[1] = sk.tensor([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(t.numpy(), [[0, 5, 5], [1, 2, 3]])
+    np.testing.assert_array_equal(view.numpy(), [0, 5, 5])  # a basic-slice view sees the write, as in torch
+    t.zero_()
+    assert not t.numpy().any()
+    t.fill_(2).copy_(sk.tensor([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(t.numpy(), [[1, 2, 3], [1, 2, 3]])
+    with pytest.raises(ValueError, match=r"setitem: cannot assign a value of shape \(4,\)"):
+        t[0] = sk.zeros(4)
+
+
+def test_backward_takes_torchs_gradient_keyword():
+    x = leaf([1.0, 2.0])
+    (x * 3).backward(gradient=np.array([1.0, 0.5]))
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 1.5])
+
+
+def test_max_and_min_along_a_dim_return_values_and_indices_by_name():
+    m = sk.tensor([[1.0, 5.0], [7.0, 2.0]])
+    assert m.max(1).values.tolist() == [5.0, 7.0] and m.max(1).indices.tolist() == [1, 0]
+    assert m.min(0).values.tolist() == [1.0, 2.0] and m.argmin(1).tolist() == [0, 1]
+    assert m.min().item() == 1.0 and m.dim() == 2 and m.long().dtype == np.int64

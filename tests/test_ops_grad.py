@@ -437,3 +437,90 @@ def test_ops_on_gpu_match_cpu():
 
     for c, g in zip(run("cpu"), run("cuda")):
         np.testing.assert_allclose(g, c, rtol=1e-10, atol=1e-12)
+
+
+# -- casts, copies, clamp, where, expand, setitem, base ** tensor, var ---------------------------
+@given(a=arrays_of_shapes(small0))
+def test_cast_and_clone_pass_the_gradient_back(a):
+    check(lambda x: x.clone() * x, a, ref=lambda x: x * x)
+    # through float32 finite differences would measure rounding: the chain rule is checked exactly
+    x, w = leaf(a), np.linspace(-1, 1, max(a.size, 1)).reshape(a.shape).astype(np.float32)
+    (x.float() * sk.Tensor(w)).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad.numpy(), w.astype(np.float64))
+
+
+@given(data=st.data(), shape=small, lo=st.floats(-1.5, 0), hi=st.floats(0.1, 1.5))
+def test_clamp(data, shape, lo, hi):
+    a = data.draw(arrays(shape))  # kept 0.1 away from the bounds, where the gradient jumps
+    a = np.where(np.abs(a - lo) < 0.1, lo - 0.1, np.where(np.abs(a - hi) < 0.1, hi + 0.1, a))
+    check(lambda x: x.clamp(lo, hi), a, ref=lambda x: np.clip(x, lo, hi))
+    check(lambda x: x.clamp(min=lo), a, ref=lambda x: np.maximum(x, lo))
+    check(lambda x: sk.clamp(x, max=hi), a, ref=lambda x: np.minimum(x, hi))
+
+
+def test_clamp_gradient_passes_at_the_bounds_like_torch():
+    x = leaf([-1.0, 0.0, 0.5, 1.0, 2.0])
+    x.clamp(0.0, 1.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 1, 1, 0])
+
+
+@given(ab=broadcast_pairs(max_dims=3, max_side=3).flatmap(lambda s: st.tuples(arrays(s[0]), arrays(s[1]))),
+       seed=st.integers(0, 2 ** 16))
+def test_where(ab, seed):
+    shape = np.broadcast_shapes(ab[0].shape, ab[1].shape)
+    cond = np.random.default_rng(seed).random(shape) < 0.5
+    check(lambda a, b: sk.where(sk.Tensor(cond), a, b), *ab, ref=lambda a, b: np.where(cond, a, b))
+
+
+@given(data=st.data(), shape=small)
+def test_expand(data, shape):
+    a = data.draw(arrays(tuple(1 if i % 2 else n for i, n in enumerate(shape))))
+    target = (2,) + tuple(max(n, 2) if m == 1 else m for n, m in zip(shape, a.shape))
+    check(lambda x: x.expand(*target), a, ref=lambda x: np.broadcast_to(x, target))
+    check(lambda x: x.expand((-1,) * a.ndim) * 1, a, ref=lambda x: x)
+
+
+@given(data=st.data(), shape=shapes(min_dims=2, max_dims=3, min_side=2, max_side=4))
+def test_setitem_out_of_place(data, shape):
+    """y = x with y[index] = v: dy/dx is 1 off the index, 0 on it; dy/dv sums over broadcasting."""
+    a = data.draw(arrays(shape))
+    v = data.draw(arrays(shape[1:]))
+    check(lambda x, w: ops.setitem(x, 1, w), a, v, ref=lambda x, w: np.concatenate([x[:1], w[None], x[2:]]))
+    check(lambda x, w: ops.setitem(x, (slice(None), 0), w[0]), a, v,
+          ref=lambda x, w: np.concatenate([np.broadcast_to(w[0], x[:, :1].shape), x[:, 1:]], axis=1))
+
+
+@pytest.mark.parametrize("base", [2, 0.5, math.e, 10.0])
+@given(a=arrays_of_shapes(small0))
+def test_rpow(base, a):
+    check(lambda x: base ** x, a, ref=lambda x: base ** x)
+
+
+@given(args=reduce_args(), data=st.data(), correction=st.sampled_from([0, 1]))
+def test_var_and_std(args, data, correction):
+    shape, dim, keepdim = args
+    a = data.draw(arrays(shape))
+    dims = range(len(shape)) if dim is None else (dim,) if isinstance(dim, int) else dim
+    n = int(np.prod([shape[d] for d in dims]))
+    if n <= correction:
+        return
+    check(lambda x: x.var(dim, keepdim=keepdim, correction=correction), a,
+          ref=lambda x: np.var(x, axis=_np_dim(dim), keepdims=keepdim, ddof=correction))
+    a = a + np.linspace(0, 1, a.size).reshape(a.shape)  # keep the std away from 0 (its gradient's pole)
+    if n > 1:
+        check(lambda x: x.std(dim, keepdim=keepdim, unbiased=bool(correction)), a,
+              ref=lambda x: np.std(x, axis=_np_dim(dim), keepdims=keepdim, ddof=correction))
+
+
+@given(args=reduce_args(), data=st.data())
+def test_min_dim_values_and_indices(args, data):
+    shape, dim, keepdim = args
+    if dim is None or not isinstance(dim, int):
+        return
+    a = data.draw(unique_arrays(shape))
+    values, indices = leaf(a, False).min(dim, keepdim)
+    np.testing.assert_array_equal(values.numpy(), np.min(a, axis=dim, keepdims=keepdim))
+    np.testing.assert_array_equal(indices.numpy(), np.argmin(a, axis=dim, keepdims=keepdim))
+    check(lambda x: x.min(dim, keepdim).values, a)
+    check(lambda x: x.amin(dim, keepdim), a, ref=lambda x: np.min(x, axis=dim, keepdims=keepdim))

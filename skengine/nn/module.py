@@ -69,9 +69,12 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, tensor):
-        """A non-learnable tensor that is part of the state (e.g. BN running stats)."""
+    def register_buffer(self, name, tensor, persistent=True):
+        """A non-learnable tensor that is part of the state (e.g. BN running stats);
+        ``persistent=False`` keeps it out of state_dict()."""
         self.__dict__.setdefault("_buffer_names", set()).add(name)
+        if not persistent:
+            self.__dict__.setdefault("_non_persistent", set()).add(name)
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor if tensor is None or isinstance(tensor, Tensor) else Tensor(tensor)
 
@@ -97,11 +100,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # -- traversal -----------------------------------------------------------
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix="", memo=None):
+        """(name, module) for this module and every submodule, each once (under its first name)."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
             if m is not None:
-                yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
         for _, m in self.named_modules():
@@ -113,25 +121,32 @@ class Module:
     def named_children(self):
         return iter((n, m) for n, m in self._modules.items() if m is not None)
 
-    def _named(self, table):
+    def _named(self, table, prefix, recurse):
         seen = set()
-        for prefix, m in self.named_modules():
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in modules:
             for name, t in getattr(m, table).items():
                 if t is not None and id(t) not in seen:
                     seen.add(id(t))
-                    yield (f"{prefix}.{name}" if prefix else name), t
+                    yield (f"{mprefix}.{name}" if mprefix else name), t
 
-    def named_parameters(self):
-        return self._named("_parameters")
+    def named_parameters(self, prefix="", recurse=True):
+        return self._named("_parameters", prefix, recurse)
 
-    def parameters(self):
-        return (p for _, p in self.named_parameters())
+    def parameters(self, recurse=True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self):
-        return self._named("_buffers")
+    def named_buffers(self, prefix="", recurse=True):
+        return self._named("_buffers", prefix, recurse)
 
-    def buffers(self):
-        return (b for _, b in self.named_buffers())
+    def buffers(self, recurse=True):
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def requires_grad_(self, requires_grad=True):
+        """Switch gradients of every parameter on or off (e.g. to freeze a backbone)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     # -- modes and devices -----------------------------------------------------
     def train(self, mode=True):
@@ -183,34 +198,38 @@ class Module:
         """Parameters then buffers of each module, depth first, with PyTorch's dotted keys."""
         out = OrderedDict()
         for prefix, m in self.named_modules():
+            skip = m.__dict__.get("_non_persistent", ())
             for table in (m._parameters, m._buffers):
                 for name, t in table.items():
-                    if t is not None:
+                    if t is not None and not (table is m._buffers and name in skip):
                         out[f"{prefix}.{name}" if prefix else name] = t
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy values in place; with ``strict``, keys must match exactly.
+        """Copy values in place, cast to each tensor's dtype (like torch's copy_).
 
-        Shapes and dtypes must always match; a mismatch names the key and both shapes.
+        With ``strict``, keys must match exactly.  Shapes must always match.
+        All problems are reported together in one RuntimeError, as torch does,
+        naming the keys and, for a size mismatch, both shapes.
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        errors = [f"missing keys {missing}, unexpected keys {unexpected}"] if strict and (missing or unexpected) else []
         for key, t in own.items():
-            if key not in state_dict:
-                continue
-            value = state_dict[key]
-            value = value.data if isinstance(value, Tensor) else value
-            if tuple(value.shape) != t.shape:
-                raise ValueError(f"load_state_dict: size mismatch for {key}: checkpoint has shape "
-                                 f"{tuple(value.shape)}, model has shape {t.shape}")
-            if np.dtype(value.dtype) != t.dtype:
-                raise TypeError(f"load_state_dict: dtype mismatch for {key}: checkpoint has "
-                                f"{np.dtype(value.dtype)}, model has {t.dtype}")
-            t.data[...] = to_device(to_numpy(value), t.device)
+            if key in state_dict:
+                value = state_dict[key]
+                value = value.data if isinstance(value, Tensor) else value
+                if tuple(value.shape) != t.shape:
+                    errors.append(f"size mismatch for {key}: checkpoint has shape {tuple(value.shape)}, "
+                                  f"model has shape {t.shape}")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: " + "; ".join(errors))
+        for key, t in own.items():
+            if key in state_dict:
+                value = state_dict[key]
+                value = value.data if isinstance(value, Tensor) else value
+                t.data[...] = to_device(to_numpy(value), t.device).astype(t.dtype, copy=False)
         return _IncompatibleKeys(missing, unexpected)
 
     # -- printing -------------------------------------------------------------------
@@ -229,6 +248,9 @@ class _Container(Module):
     """Children in order, indexable and iterable."""
 
     def __getitem__(self, i):
+        if isinstance(i, slice):  # a container of the same kind, like torch
+            return type(self)(OrderedDict(list(self._modules.items())[i])) if isinstance(self, Sequential) \
+                else type(self)(list(self._modules.values())[i])
         return list(self._modules.values())[i]
 
     def __len__(self):
@@ -252,6 +274,10 @@ class Sequential(_Container):
         for m in self._modules.values():
             x = m(x)
         return x
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
 
 
 class ModuleList(_Container):
