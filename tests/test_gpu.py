@@ -51,6 +51,11 @@ def test_conv2d(cfg):
     ("max_pool", lambda x: F.max_pool2d(x, 3, 2, 1), (2, 3, 8, 8)),
     ("avg_pool", lambda x: F.avg_pool2d(x, 2), (2, 3, 8, 8)),
     ("gap", lambda x: F.adaptive_avg_pool2d(x, 1), (2, 3, 8, 8)),
+    ("max_dim", lambda x: x.max(1).values, (4, 5)), ("min_dim", lambda x: x.min(0).values, (4, 5)),
+    ("clamp", lambda x: x.clamp(-0.5, 0.5), (4, 5)), ("var", lambda x: x.var(1), (4, 5)),
+    ("where", lambda x: sk.where(x > 0, x, x * 2), (4, 5)), ("expand", lambda x: x.expand(3, 4, 5), (4, 5)),
+    ("setitem", lambda x: sk.ops.setitem(x * 1, (slice(None), 1), x[:, 0]), (4, 5)),
+    ("double", lambda x: x.double() * 2, (4, 5)), ("rpow", lambda x: 2 ** x, (4, 5)),
 ])
 def test_ops(name, fn, shape):
     both(fn, r(*shape))
@@ -62,6 +67,7 @@ def test_batch_norm_and_losses():
                                                  w, b, training=False), r(4, 3, 5, 5), r(3), r(3))
     target = np.array([0, 3, 1, 4])
     both(lambda x: F.cross_entropy(x, sk.to_device(target, x.device), label_smoothing=0.1).reshape(1), r(4, 5))
+    both(lambda x: F.nll_loss(F.log_softmax(x, 1), sk.to_device(target, x.device)).reshape(1), r(4, 5))
 
 
 def test_training_step_on_gpu_with_device_augmentation():
