@@ -8,10 +8,15 @@ Update rules and ``state_dict()`` layout follow ``torch.optim``.
 """
 from .optimizer import Optimizer, param_groups_no_decay
 from .sgd import SGD
+from .adam import Adam
 from .adamw import AdamW
-from .lr_scheduler import LRScheduler, WarmupCosineLR, OneCycleLR, StepLR, MultiStepLR
+from .lr_scheduler import (LRScheduler, WarmupCosineLR, OneCycleLR, StepLR, MultiStepLR,
+                           ConstantLR, LinearLR, ExponentialLR, CosineAnnealingLR, LambdaLR,
+                           SequentialLR, CosineAnnealingWarmRestarts, ReduceLROnPlateau)
 from .ema import ModelEMA
 from . import lr_scheduler
 
-__all__ = ["Optimizer", "SGD", "AdamW", "param_groups_no_decay", "LRScheduler",
-           "WarmupCosineLR", "OneCycleLR", "StepLR", "MultiStepLR", "ModelEMA", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups_no_decay", "LRScheduler",
+           "WarmupCosineLR", "OneCycleLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+           "ExponentialLR", "CosineAnnealingLR", "LambdaLR", "SequentialLR",
+           "CosineAnnealingWarmRestarts", "ReduceLROnPlateau", "ModelEMA", "lr_scheduler"]

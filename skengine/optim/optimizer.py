@@ -205,7 +205,12 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Load a state produced by ``state_dict()`` (possibly of another device)."""
+        """Load a state produced by ``state_dict()`` (possibly of another device).
+
+        A saved group lacking an option of this optimizer (a state saved by an
+        older version, e.g. without ``'maximize'``) gets the default, as
+        PyTorch's ``__setstate__`` does.
+        """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups "
@@ -229,6 +234,9 @@ class Optimizer:
         new_groups = []
         for g, sg in zip(self.param_groups, saved_groups):
             ng = {k: _from_saved_option(v) for k, v in sg.items() if k != "params"}
+            for k, v in self.defaults.items():     # options added since the state was saved
+                if k not in ng and v is not required:
+                    ng[k] = copy.deepcopy(v)
             ng["params"] = g["params"]
             new_groups.append(ng)
         self.state = new_state

@@ -2,7 +2,7 @@
 import numbers
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, required, grad_array
+from .optimizer import Optimizer, grad_array
 
 
 class SGD(Optimizer):
@@ -10,6 +10,7 @@ class SGD(Optimizer):
 
     For each parameter with gradient ``g`` (PyTorch's rule, step by step)::
 
+        g = -g                                        (if maximize)
         g = g + weight_decay * p                      (if weight_decay != 0)
         if momentum != 0:
             buf = g                                   (first step: no dampening)
@@ -19,19 +20,21 @@ class SGD(Optimizer):
 
     Args:
         params: iterable of Parameters or of param-group dicts.
-        lr: learning rate (required).
+        lr: learning rate (default 1e-3, as in PyTorch 2.x).
         momentum, dampening, weight_decay: as above (>= 0).
         nesterov: Nesterov momentum; needs momentum > 0 and dampening == 0.
+        maximize: maximize the objective (the gradient is negated).
 
     State per parameter: ``'momentum_buffer'`` (only when momentum != 0).
+    PyTorch's ``foreach``, ``fused`` and ``differentiable`` options have no
+    counterpart here.
     """
 
-    def __init__(self, params, lr=required, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, *, maximize=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov)
-        if lr is not required:
-            self._validate_group(defaults)
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        self._validate_group(defaults)
         super().__init__(params, defaults)
 
     def _validate_group(self, group):
@@ -56,12 +59,15 @@ class SGD(Optimizer):
             dampening = float(group["dampening"])
             weight_decay = float(group["weight_decay"])
             nesterov = bool(group["nesterov"])
+            maximize = bool(group["maximize"])
             for p in group["params"]:
                 g = grad_array(p)
                 if g is None:
                     continue
                 p_data = p.data
                 xp = get_array_module(p_data)
+                if maximize:
+                    g = -g                                 # new array: never touch p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p_data          # new array: never touch p.grad
                 if momentum != 0:
