@@ -92,3 +92,24 @@ def test_training_step_on_gpu_with_device_augmentation():
             losses.append(loss.item())
     assert all(p.device == "cuda" for p in model.parameters())
     assert np.isfinite(losses).all()
+
+
+def test_optimizer_state_follows_a_model_moved_after_some_steps():
+    from skengine import nn
+    from skengine.optim import SGD, Adam
+
+    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adam(ps, lr=0.01)):
+        results = []
+        for move in (False, True):
+            sk.manual_seed(0)
+            model, x = nn.Linear(4, 3), r(5, 4)
+            opt = make(model.parameters())
+            for step in range(4):
+                if move and step == 2:
+                    model.to("cuda")  # the state made on the CPU must follow
+                xt = sk.Tensor(sk.to_device(x, "cuda" if move and step >= 2 else "cpu"))
+                opt.zero_grad()
+                (model(xt) ** 2).sum().backward()
+                opt.step()
+            results.append(model.weight.numpy())
+        np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-6)

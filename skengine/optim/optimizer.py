@@ -59,11 +59,16 @@ class _ParamState:
         self._d = {}  # id(p) -> (p, state dict)
 
     def __getitem__(self, p):
+        """p's state; arrays left on another device (the model was moved after some steps) follow p."""
         entry = self._d.get(id(p))
         if entry is None:
             entry = (p, {})
             self._d[id(p)] = entry
-        return entry[1]
+        state, device = entry[1], device_of(p.data)
+        for k, v in state.items():
+            if _is_xp_array(v) and device_of(v) != device:
+                state[k] = to_device(v, device)
+        return state
 
     def __setitem__(self, p, value):
         if not isinstance(value, dict):
