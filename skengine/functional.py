@@ -4,6 +4,8 @@ The heavy ones (convolution, batch norm, pooling, softmax family, losses)
 are single Functions with a hand-written backward; the light ones compose
 the tensor ops.
 """
+import math
+
 import numpy as np
 
 from . import ops, random
@@ -30,6 +32,98 @@ def _tensor(x, name):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a skengine.Tensor, got {type(x).__name__}")
     return x
+
+
+# -- activations ----------------------------------------------------------------
+class LeakyReLU(Function):
+    """x for x > 0, negative_slope * x otherwise (the slope's gradient at 0, as PyTorch)."""
+
+    def __init__(self, negative_slope):
+        self.slope = negative_slope
+
+    def forward(self, x):
+        self.positive = x > 0
+        return get_array_module(x).where(self.positive, x, x * self.slope)
+
+    def backward(self, gy):
+        return get_array_module(gy).where(self.positive, gy, gy * self.slope)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):  # inplace accepted for PyTorch compatibility
+    x = _tensor(input, "input")
+    return LeakyReLU(float(negative_slope))(x)
+
+
+# W. J. Cody's rational approximations of erf (Math. Comp. 23, 1969; netlib specfun calerf)
+_ERF_A = (3.16112374387056560e0, 1.13864154151050156e2, 3.77485237685302021e2, 3.20937758913846947e3,
+          1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3, 2.84423683343917062e3)
+_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e0, 6.61191906371416295e1, 2.98635138197400131e2,
+          8.81952221241769090e2, 1.71204761263407058e3, 2.05107837782607147e3, 1.23033935479799725e3,
+          2.15311535474403846e-8)
+_ERF_D = (1.57449261107098347e1, 1.17693950891312499e2, 5.37181101862009858e2, 1.62138957456669019e3,
+          3.29079923573345963e3, 4.36261909014324716e3, 3.43936767414372164e3, 1.23033935480374942e3)
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+          6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERF_Q = (2.56852019228982242e0, 1.87295284992346047e0, 5.27905102951428412e-1, 6.05183413124413191e-2,
+          2.33520497626869185e-3)
+
+
+def _cody(coef_num, coef_den, t):
+    """Cody's ratio (((c[-1] t + c[0]) t + c[1]) t ...) + c[n-1]) / (((t + d[0]) t + d[1]) ...) + d[n-1])."""
+    num, den = coef_num[-1] * t, t
+    for c, d in zip(coef_num[:-2], coef_den[:-1]):
+        num, den = (num + c) * t, (den + d) * t
+    return (num + coef_num[-2]) / (den + coef_den[-1])
+
+
+def _erf(x):
+    """The error function of an array, elementwise (NumPy has none), to about 1e-16 in float64.
+
+    |x| <= 0.46875: erf directly; beyond, erfc(|x|) = exp(-x^2) R(|x|), R a rational in |x| up
+    to 4 and in 1/x^2 after.
+    """
+    xp = get_array_module(x)
+    y = xp.abs(x)
+    near = x * _cody(_ERF_A, _ERF_B, xp.minimum(y, 0.46875) ** 2)
+    mid = _cody(_ERF_C, _ERF_D, xp.clip(y, 0.46875, 4.0))
+    far_y = xp.maximum(y, 4.0)
+    far = (0.5641895835477562869 - _cody(_ERF_P, _ERF_Q, 1 / far_y ** 2) / far_y ** 2) / far_y
+    erfc = xp.exp(-y * y) * xp.where(y <= 4.0, mid, far)
+    return xp.where(y <= 0.46875, near, xp.sign(x) * (1 - erfc))
+
+
+class GELU(Function):
+    """x * Phi(x), Phi the standard normal CDF; approximate='tanh' uses
+    Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2, as PyTorch."""
+    k = math.sqrt(2 / math.pi)
+
+    def __init__(self, approximate):
+        self.approximate = approximate
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.x = x
+        if self.approximate == "tanh":
+            self.t = xp.tanh(self.k * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + self.t)
+        self.cdf = 0.5 * (1 + _erf(x * math.sqrt(0.5)))
+        return x * self.cdf
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        x = self.x
+        if self.approximate == "tanh":
+            inner = self.k * (1 + 3 * 0.044715 * x * x)
+            return gy * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * inner)
+        return gy * (self.cdf + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi)))
+
+
+def gelu(input, approximate="none"):
+    x = _tensor(input, "input")
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU(approximate)(x)
 
 
 # -- convolution ----------------------------------------------------------------
@@ -218,14 +312,63 @@ class Conv2d(Function):
         return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2)
 
 
+def _conv_padding(padding, kernel, stride, dilation):
+    """conv2d's padding as ((top, left), (bottom extra, right extra)).
+
+    An int or pair pads symmetrically; 'valid' is no padding; 'same' (stride 1
+    only) pads dilation*(k-1) in all, and, like PyTorch, an odd total puts the
+    extra row or column at the bottom or right.
+    """
+    if not isinstance(padding, str):
+        return _pair(padding, "padding"), (0, 0)
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(f"conv2d: padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions, got stride {stride}")
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple(t // 2 for t in totals), tuple(t % 2 for t in totals)
+
+
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}  # torch's name: np.pad's
+
+
+def _pad2d(x, pads, mode="zeros"):
+    """Pad the last two axes of x by pads = (top, bottom, left, right), as torch's F.pad with that mode
+    ('zeros'; 'reflect', 'replicate' and 'circular' gather the input's own values)."""
+    top, bottom, left, right = pads
+    H, W = x.shape[-2:]
+    xp = get_array_module(x.data)
+    if mode == "zeros":
+        for axis, before, after in ((x.ndim - 2, top, bottom), (x.ndim - 1, left, right)):
+            zeros = [Tensor(xp.zeros(x.shape[:axis] + (n,) + x.shape[axis + 1:], x.dtype)) for n in (before, after)]
+            parts = ([zeros[0]] if before else []) + [x] + ([zeros[1]] if after else [])
+            x = ops.cat(parts, dim=axis) if len(parts) > 1 else x
+        return x
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of 'zeros', 'reflect', 'replicate', 'circular', got {mode!r}")
+    limit = {"reflect": (H - 1, W - 1), "circular": (H, W)}.get(mode)
+    if limit and (max(top, bottom) > limit[0] or max(left, right) > limit[1]):
+        raise ValueError(f"pad: {mode} padding {pads} (top, bottom, left, right) must be at most "
+                         f"{limit[0]} rows and {limit[1]} columns for input of shape {x.shape}")
+    rows = xp.asarray(np.pad(np.arange(H), (top, bottom), mode=_PAD_MODES[mode]))
+    cols = xp.asarray(np.pad(np.arange(W), (left, right), mode=_PAD_MODES[mode]))
+    return x[..., rows[:, None], cols]
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw)."""
+    """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw).
+
+    padding: an int, a pair, 'valid' (none) or 'same' (stride 1; output size = input size).
+    """
     x, w = _tensor(input, "input"), _tensor(weight, "weight")
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if x.ndim != 4:
         raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got shape {w.shape}")
+    padding, extra = _conv_padding(padding, w.shape[2:], stride, dilation)
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
@@ -242,11 +385,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"conv2d: bias must have shape ({O},), got {tuple(bias.shape)}")
     if x.dtype != w.dtype:
         raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")
-    OH = conv_output_size(H, kh, stride[0], padding[0], dilation[0])
-    OW = conv_output_size(W, kw, stride[1], padding[1], dilation[1])
+    OH = conv_output_size(H + extra[0], kh, stride[0], padding[0], dilation[0])
+    OW = conv_output_size(W + extra[1], kw, stride[1], padding[1], dilation[1])
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input "
                          f"{H + 2 * padding[0]}x{W + 2 * padding[1]}; input shape {x.shape}")
+    if extra != (0, 0):  # 'same' with an odd total padding: the extra row / column, bottom and right
+        x = _pad2d(x, (0, extra[0], 0, extra[1]))
     fn = Conv2d(stride, padding, dilation, int(groups))
     return fn(x, w) if bias is None else fn(x, w, bias)
 
@@ -273,20 +418,25 @@ class BatchNorm(Function):
         self.n = x.size // max(C, 1)
         x3 = x.reshape(x.shape[0], C, int(np.prod(x.shape[2:])))
         if self.training:
-            self.mean = x3.mean(axis=(0, 2), dtype=np.float64).astype(x.dtype)  # float32 sums drift
+            mean = x3.mean(axis=(0, 2), dtype=np.float64)  # float32 sums drift
+            # rounding the mean to float32 leaves r = mean(x - self.mean) != 0 (about 1e-3 at a channel
+            # mean of 3e4): it is taken out of the shift, the variance and backward's sums
+            self.mean = mean.astype(x.dtype)
+            self.r = (mean - self.mean).astype(x.dtype)
             y = x3 - self.mean[:, None]
-            var = xp.einsum("ncl,ncl->c", y, y) / self.n
+            var = xp.einsum("ncl,ncl->c", y, y) / self.n - self.r * self.r
             for running, value in ((self.running_mean, self.mean), (self.running_var, var * (self.n / (self.n - 1)))):
                 if running is not None:
                     running *= 1 - self.momentum
                     running += self.momentum * value
         else:
             self.mean, var = self.running_mean.copy(), self.running_var  # the buffers may change before backward
+            self.r = 0
             y = x3 - self.mean[:, None]
         self.inv_std = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype)
         self.scale = weight * self.inv_std
         y *= self.scale[:, None]
-        y += bias[:, None]
+        y += (bias - self.r * self.scale)[:, None]
         self.x3 = x3
         return y.reshape(x.shape)
 
@@ -295,12 +445,14 @@ class BatchNorm(Function):
         xp = get_array_module(gy)
         gbias = gy3.sum(axis=(0, 2))
         xc = self.x3 - self.mean[:, None]  # centred first: sum(gy * x) - mean * sum(gy) would cancel
-        gweight = self.inv_std * xp.einsum("ncl,ncl->c", gy3, xc)  # = sum(gy * xhat)
+        r = self.r  # xc's own mean (see forward), so that sum(gy * xc) does not carry r * sum(gy)
+        gweight = self.inv_std * (xp.einsum("ncl,ncl->c", gy3, xc) - r * gbias)  # = sum(gy * xhat)
         gx = gy3 * self.scale[:, None]
-        if self.training:  # the statistics depend on x too
-            xc *= (-self.scale * self.inv_std * gweight / self.n)[:, None]
+        if self.training:  # the statistics depend on x too: gx -= k * (xc - r) + scale * mean(gy)
+            k = self.scale * self.inv_std * gweight / self.n
+            xc *= -k[:, None]
             gx += xc
-            gx -= (self.scale * gbias / self.n)[:, None]
+            gx -= (self.scale * gbias / self.n - k * r)[:, None]
         return gx.reshape(gy.shape), gweight, gbias
 
 
@@ -331,36 +483,55 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 # -- pooling --------------------------------------------------------------------
-def _pool_args(x, kernel_size, stride, padding, name):
+def _pool_output_size(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output size; with ceil_mode the last window must still start inside the input
+    or its left padding."""
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, name):
+    """(kernel, stride, padding, dilation, extra): extra = the rows and columns that ceil_mode's
+    last windows reach beyond the padded input, at the bottom and right."""
     k = _pair(kernel_size, "kernel_size")
-    s = k if stride is None else _pair(stride, "stride")
-    p = _pair(padding, "padding")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
     if x.ndim != 4:
         raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
+        raise ValueError(f"{name}: kernel_size {k}, stride {s} and dilation {d} must be >= 1, padding {p} >= 0")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{name}: padding {p} must be at most half the kernel size {k}")
     H, W = x.shape[2:]
-    if conv_output_size(H, k[0], s[0], p[0], 1) < 1 or conv_output_size(W, k[1], s[1], p[1], 1) < 1:
-        raise ValueError(f"{name}: kernel {k} is larger than the padded input; input shape {x.shape}")
-    return k, s, p
+    out = tuple(_pool_output_size(n, *a, ceil_mode) for n, a in zip((H, W), zip(k, s, p, d)))
+    if min(out) < 1:
+        raise ValueError(f"{name}: kernel {k} is larger than the padded input "
+                         f"{H + 2 * p[0]}x{W + 2 * p[1]} (dilation {d}); input shape {x.shape}")
+    extra = tuple(max(0, (o - 1) * si + di * (ki - 1) + 1 - (n + 2 * pi))
+                  for o, n, ki, si, pi, di in zip(out, (H, W), k, s, p, d))
+    return k, s, p, d, extra
 
 
 class MaxPool2d(Function):
-    def __init__(self, kernel, stride, padding):
-        self.kernel, self.stride, self.padding = kernel, stride, padding
+    """Max over each window; padding (and what ceil_mode's windows reach beyond it) is -inf, never the max."""
+
+    def __init__(self, kernel, stride, padding, dilation=(1, 1), extra=(0, 0)):
+        self.kernel, self.stride, self.padding, self.dilation, self.extra = kernel, stride, padding, dilation, extra
 
     def forward(self, x):
         xp = get_array_module(x)
-        (ph, pw), (N, C, H, W) = self.padding, x.shape
-        if ph or pw:  # pad with -inf so padding never wins the max
-            padded = xp.full((N, C, H + 2 * ph, W + 2 * pw), -xp.inf, dtype=x.dtype)
+        (ph, pw), (eh, ew), (N, C, H, W) = self.padding, self.extra, x.shape
+        if ph or pw or eh or ew:
+            padded = xp.full((N, C, H + 2 * ph + eh, W + 2 * pw + ew), -xp.inf, dtype=x.dtype)
             padded[:, :, ph:ph + H, pw:pw + W] = x
             x = padded
-        col = im2col(x, self.kernel, self.stride)
+        col = im2col(x, self.kernel, self.stride, dilation=self.dilation)
         N, C, kh, kw, OH, OW = col.shape
         col = col.reshape(N, C, kh * kw, OH, OW)
         self.arg = col.argmax(axis=2)  # first maximum wins, like PyTorch
-        self.padded_hw = x.shape[2:]
+        self.padded_hw, self.hw = x.shape[2:], (H, W)
         self.xp_shape = (N, C, kh, kw, OH, OW)
         return xp.take_along_axis(col, self.arg[:, :, None], axis=2)[:, :, 0]
 
@@ -369,42 +540,81 @@ class MaxPool2d(Function):
         N, C, kh, kw, OH, OW = self.xp_shape
         taps = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
         gcol = (taps == self.arg[:, :, None]) * gy[:, :, None]
-        gx = col2im(gcol.reshape(self.xp_shape), self.padded_hw, self.stride)
-        (ph, pw), (H, W) = self.padding, self.padded_hw
-        return gx[:, :, ph:H - ph, pw:W - pw]
+        gx = col2im(gcol.reshape(self.xp_shape), self.padded_hw, self.stride, dilation=self.dilation)
+        (ph, pw), (H, W) = self.padding, self.hw
+        return gx[:, :, ph:ph + H, pw:pw + W]
+
+    def indices(self):
+        """PyTorch's return_indices: where each maximum lies, as a flat index into its (H, W) plane."""
+        xp = get_array_module(self.arg)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (H, W) = (self.xp_shape[2:4], self.stride, self.padding,
+                                                          self.dilation, self.hw)
+        OH, OW = self.arg.shape[2:]
+        rows = xp.arange(OH).reshape(-1, 1) * sh - ph + (self.arg // kw) * dh
+        cols = xp.arange(OW) * sw - pw + (self.arg % kw) * dw
+        return (rows * W + cols).astype(xp.int64)
 
 
 class AvgPool2d(Function):
-    def __init__(self, kernel, stride, padding, count_include_pad):
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.count_include_pad = count_include_pad
+    """Mean over each window.  The divisor is divisor_override, or the window's size clipped to the
+    padded input (count_include_pad) or to the input itself; ceil_mode's windows may reach beyond."""
+
+    def __init__(self, kernel, stride, padding, count_include_pad, extra=(0, 0), divisor_override=None):
+        self.kernel, self.stride, self.padding, self.extra = kernel, stride, padding, extra
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, x):
         xp = get_array_module(x)
+        (eh, ew), (N, C, H, W) = self.extra, x.shape
+        if eh or ew:  # ceil_mode: zeros beyond the input, counted or not by self.count
+            x = xp.concatenate([x, xp.zeros((N, C, eh, W), x.dtype)], axis=2)
+            x = xp.concatenate([x, xp.zeros((N, C, H + eh, ew), x.dtype)], axis=3)
         col = im2col(x, self.kernel, self.stride, self.padding)
-        if self.count_include_pad:
-            self.count = self.kernel[0] * self.kernel[1]
-        else:  # how many real (unpadded) inputs each window covers
-            ones = xp.ones((1, 1) + x.shape[2:], dtype=x.dtype)
-            self.count = im2col(ones, self.kernel, self.stride, self.padding).sum(axis=(2, 3))
-        self.col_shape, self.hw = col.shape, x.shape[2:]
+        self.count = self._count(xp, x.dtype, H, W)
+        self.col_shape, self.hw, self.ext_hw = col.shape, (H, W), x.shape[2:]
         return col.sum(axis=(2, 3)) / self.count
+
+    def _count(self, xp, dtype, H, W):
+        """The divisor: a number, or one per output position (1, 1, OH, OW)."""
+        (kh, kw), (ph, pw), (eh, ew) = self.kernel, self.padding, self.extra
+        if self.divisor_override is not None:
+            return self.divisor_override
+        if self.count_include_pad and not (eh or ew):
+            return kh * kw
+        # count what each window covers of the padded input, or of the input alone
+        mask = xp.zeros((1, 1, H + 2 * ph + eh, W + 2 * pw + ew), dtype)
+        if self.count_include_pad:
+            mask[..., :H + 2 * ph, :W + 2 * pw] = 1
+        else:
+            mask[..., ph:ph + H, pw:pw + W] = 1
+        return im2col(mask, self.kernel, self.stride).sum(axis=(2, 3))
 
     def backward(self, gy):
         xp = get_array_module(gy)
         g = (gy / self.count)[:, :, None, None]
         gcol = xp.broadcast_to(g, self.col_shape)
-        return col2im(gcol, self.hw, self.stride, self.padding)
+        H, W = self.hw
+        return col2im(gcol, self.ext_hw, self.stride, self.padding)[:, :, :H, :W]
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max pooling with torch's arguments; with return_indices, also (as torch) the flat index of each
+    maximum in its (H, W) plane, an int64 Tensor."""
     x = _tensor(input, "input")
-    return MaxPool2d(*_pool_args(x, kernel_size, stride, padding, "max_pool2d"))(x)
+    k, s, p, d, extra = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    fn = MaxPool2d(k, s, p, d, extra)
+    y = fn(x)
+    return (y, Tensor(fn.indices())) if return_indices else y
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
     x = _tensor(input, "input")
-    return AvgPool2d(*_pool_args(x, kernel_size, stride, padding, "avg_pool2d"), count_include_pad)(x)
+    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer))
+                                         or isinstance(divisor_override, bool) or divisor_override == 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a non-zero int or None, got {divisor_override!r}")
+    k, s, p, _, extra = _pool_args(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    return AvgPool2d(k, s, p, bool(count_include_pad), extra, divisor_override)(x)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -490,75 +700,207 @@ def log_softmax(input, dim):
 
 
 class CrossEntropy(Function):
-    """Mean (or sum, or per-sample) -sum(q * log_softmax(x)), q the smoothed one-hot target."""
+    """-sum_c q_c * w_c * log_softmax(x)_c for each row of (M, C) logits, q the smoothed one-hot target.
 
-    def __init__(self, target, label_smoothing, reduction):
+    Plain (weight and valid None): every w_c = 1, no row ignored, and 'mean'
+    divides by M.  Otherwise ``weight`` (C,) weighs the classes, ``valid``
+    (M,) marks the rows not ignored (their target is a valid index; the others
+    hold 0) and 'mean' divides by the summed weight of the valid rows' targets,
+    as PyTorch.  With W = sum_c w_c, the gradient of a row is
+    p * ((1-eps) w_t + eps/C W) - eps/C w - (1-eps) w_t onehot(t).
+    """
+
+    def __init__(self, target, label_smoothing, reduction, weight=None, valid=None):
         self.target, self.eps, self.reduction = target, label_smoothing, reduction
+        self.weight, self.valid = weight, valid
 
     def forward(self, x):
         xp = get_array_module(x)
         N, C = x.shape
         logp = _log_softmax(x, 1)
         picked = xp.take_along_axis(logp, self.target[:, None], axis=1)[:, 0]
-        loss = -(1 - self.eps) * picked - (self.eps / C) * logp.sum(axis=1)
         self.p = xp.exp(logp)
+        if self.weight is None and self.valid is None:
+            loss = -(1 - self.eps) * picked - (self.eps / C) * logp.sum(axis=1)
+            self.total = N
+        else:
+            w = xp.ones(C, x.dtype) if self.weight is None else self.weight.astype(x.dtype, copy=False)
+            valid = xp.ones(N, bool) if self.valid is None else self.valid
+            self.w, self.wt = w, xp.where(valid, w[self.target], 0).astype(x.dtype)  # each row's target weight
+            loss = -(1 - self.eps) * self.wt * picked
+            if self.eps:
+                loss -= (self.eps / C) * (logp @ w)
+            loss = xp.where(valid, loss, 0)  # ignored rows count 0, even with non-finite logits
+            self.total = self.wt.sum()
         if self.reduction == "none":
             return loss
-        return loss.sum() / (N if self.reduction == "mean" else 1)
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / self.total if self.total else xp.full((), xp.nan, x.dtype)  # all ignored: nan
 
     def backward(self, gy):
         xp = get_array_module(gy)
         N, C = self.p.shape
-        g = self.p - self.eps / C
-        g[xp.arange(N), self.target] -= 1 - self.eps
+        rows = xp.arange(N)
+        if self.weight is None and self.valid is None:
+            g = self.p - self.eps / C
+            g[rows, self.target] -= 1 - self.eps
+        else:
+            valid = xp.ones(N, bool) if self.valid is None else self.valid
+            g = self.p * ((1 - self.eps) * self.wt + valid * (self.eps / C * self.w.sum()))[:, None]
+            if self.eps:
+                g -= (self.eps / C) * valid[:, None] * self.w
+            g[rows, self.target] -= (1 - self.eps) * self.wt
         if self.reduction == "none":
             return g * gy[:, None]
-        return g * (gy / (N if self.reduction == "mean" else 1))
+        if self.reduction == "sum":
+            return g * gy
+        return g * (gy / self.total) if self.total else xp.zeros_like(g)  # all ignored: no gradient, as PyTorch
 
 
-def _class_targets(x, target, name):
-    """Validated integer class indices (N,) for (N, C) scores, as an array beside x."""
-    t = target.data if isinstance(target, Tensor) else target
-    xp = get_array_module(x.data)
-    t = xp.asarray(t)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: input must be of shape (N, C), got {x.shape}")
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{name}: target must hold integer class indices, got dtype {t.dtype}")
-    if t.shape != (x.shape[0],):
-        raise ValueError(f"{name}: target must have shape ({x.shape[0]},) for input {x.shape}, got {t.shape}")
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= x.shape[1]):
-        raise ValueError(f"{name}: target values must lie in [0, {x.shape[1]}), "
-                         f"got min {int(t.min())} and max {int(t.max())}")
-    return t
+def _reduction(reduction, size_average, reduce, name):
+    """The reduction, from PyTorch's deprecated size_average / reduce when either is given."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else "mean" if size_average else "sum"
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
 
 
 def _check_reduction(reduction, name):
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _reduction(reduction, None, None, name)
 
 
-def cross_entropy(input, target, label_smoothing=0.0, reduction="mean"):
-    """Cross-entropy of logits (N, C) against integer class targets (N,)."""
+def _rows(x):
+    """(N, C) or (C,) or (N, C, d1, ...) scores as (M, C) rows, class axis last, and the per-row shape."""
+    if x.ndim == 1:
+        return x.reshape(1, -1), ()
+    if x.ndim == 2:
+        return x, x.shape[:1]
+    C = x.shape[1]
+    return x.permute(0, *range(2, x.ndim), 1).reshape(-1, C), (x.shape[0],) + x.shape[2:]
+
+
+def _class_targets(x, target, ignore_index, name, probabilities_allowed=False):
+    """Validated integer class indices for scores x, as an array beside x, flattened to (M,),
+    with the mask of rows that are not ignore_index (None when none is)."""
+    xp = get_array_module(x.data)
+    t = xp.asarray(target.data if isinstance(target, Tensor) else target)
+    if x.ndim == 0:
+        raise ValueError(f"{name}: input must have shape (C,), (N, C) or (N, C, d1, ...), got {x.shape}")
+    C = x.shape[1] if x.ndim > 1 else x.shape[0]
+    expected = () if x.ndim == 1 else x.shape[:1] + x.shape[2:]
+    if probabilities_allowed and t.shape == x.shape and t.shape != expected:
+        raise TypeError(f"{name}: a target shaped like the input {x.shape} holds class probabilities and must "
+                        f"be floating point, got dtype {t.dtype}")
+    if t.dtype.kind not in "iu":
+        also = f" or class probabilities shaped like the input {x.shape}" if probabilities_allowed else ""
+        raise TypeError(f"{name}: target must hold integer class indices{also}, got dtype {t.dtype} "
+                        f"and shape {t.shape}")
+    if t.shape != expected:
+        raise ValueError(f"{name}: target must have shape {expected} for input {x.shape}, got {t.shape}")
+    t = t.reshape(-1)
+    ignored = t == ignore_index
+    valid = None if not bool(ignored.any()) else ~ignored
+    kept = t if valid is None else t[valid]
+    if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= C):
+        raise ValueError(f"{name}: target values must lie in [0, {C}), got min {int(kept.min())} "
+                         f"and max {int(kept.max())} (ignore_index={ignore_index} aside)")
+    if valid is not None:
+        t = xp.where(valid, t, 0)
+    return t.astype(xp.int64, copy=False), valid
+
+
+def _class_weight(x, weight, name):
+    """The class weights (C,) as an array beside x, or None."""
+    if weight is None:
+        return None
+    w = weight.data if isinstance(weight, Tensor) else get_array_module(x.data).asarray(weight)
+    C = x.shape[1] if x.ndim > 1 else x.shape[0]
+    if w.shape != (C,):
+        raise ValueError(f"{name}: weight must have shape ({C},), one per class, for input {x.shape}, got {w.shape}")
+    return w
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits against class indices or class probabilities, as torch.nn.functional.cross_entropy.
+
+    input (C,), (N, C) or (N, C, d1, ...); target the class indices (), (N,)
+    or (N, d1, ...) (ignore_index: rows that count for nothing), or
+    probabilities of the input's shape.  weight (C,) weighs the classes; with
+    indices 'mean' divides by the summed weight of the counted targets, with
+    probabilities by the number of rows.  label_smoothing mixes the target
+    with the uniform distribution.
+    """
     x = _tensor(input, "input")
     xp = get_array_module(x.data)
-    t = _class_targets(x, target, "cross_entropy")
+    reduction = _reduction(reduction, size_average, reduce, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    _check_reduction(reduction, "cross_entropy")
-    loss = CrossEntropy(t.astype(xp.int64, copy=False), float(label_smoothing), reduction)(x)
-    if reduction != "none" and not bool(xp.isfinite(loss.data)):
+    w = _class_weight(x, weight, "cross_entropy")
+    raw = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    if raw.dtype.kind == "f" and x.ndim > 0 and raw.shape == x.shape:
+        loss = _cross_entropy_probabilities(x, target, w, ignore_index, reduction, float(label_smoothing))
+    else:
+        t, valid = _class_targets(x, target, ignore_index, "cross_entropy", probabilities_allowed=True)
+        rows, shape = _rows(x)
+        loss = CrossEntropy(t, float(label_smoothing), reduction, w, valid)(rows)
+        loss = loss.reshape(shape) if reduction == "none" else loss
+    if reduction != "none" and not bool(xp.isfinite(loss.data)) and not bool(xp.isfinite(x.data).all()):
         raise ValueError(f"cross_entropy: the loss is {float(loss.data)}: the logits contain NaN or inf")
     return loss
 
 
-def nll_loss(input, target, reduction="mean"):
-    """Negative log-likelihood of log-probabilities (N, C) at integer targets (N,)."""
+def _cross_entropy_probabilities(x, target, weight, ignore_index, reduction, label_smoothing):
+    """-sum_c w_c q_c log_softmax(x)_c, q the (smoothed) target probabilities; differentiable in x and target."""
+    if ignore_index != -100:
+        raise ValueError(f"cross_entropy: ignore_index is not supported for class-probability targets "
+                         f"(target {tuple(target.shape)} shaped like the input), got ignore_index={ignore_index}")
+    if not isinstance(target, Tensor) or (not target.requires_grad and target.dtype != x.dtype):
+        target = Tensor(getattr(target, "data", target), dtype=x.dtype)
+    rows, shape = _rows(x)
+    q, _ = _rows(target)
+    C = rows.shape[1]
+    if label_smoothing:
+        q = q * (1 - label_smoothing) + label_smoothing / C
+    if weight is not None:
+        q = q * Tensor(weight.astype(x.dtype, copy=False))
+    loss = -(log_softmax(rows, 1) * q).sum(dim=1)
+    if reduction == "none":
+        return loss.reshape(shape)
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities at integer targets, as torch.nn.functional.nll_loss.
+
+    input (C,), (N, C) or (N, C, d1, ...) with target (), (N,) or (N, d1, ...);
+    weight and ignore_index as in cross_entropy.
+    """
     x = _tensor(input, "input")
-    t = _class_targets(x, target, "nll_loss")
-    _check_reduction(reduction, "nll_loss")
-    picked = ops.take_along_dim(x, t[:, None], 1)[:, 0]
-    return -(picked.mean() if reduction == "mean" else picked.sum() if reduction == "sum" else picked)
+    xp = get_array_module(x.data)
+    reduction = _reduction(reduction, size_average, reduce, "nll_loss")
+    w = _class_weight(x, weight, "nll_loss")
+    t, valid = _class_targets(x, target, ignore_index, "nll_loss")
+    rows, shape = _rows(x)
+    picked = ops.take_along_dim(rows, t[:, None], 1)[:, 0]
+    if w is None and valid is None:
+        loss = -picked
+        total = loss.shape[0]
+    else:
+        wt = xp.ones(t.shape, x.dtype) if w is None else w.astype(x.dtype, copy=False)[t]
+        wt = wt if valid is None else xp.where(valid, wt, 0).astype(x.dtype)
+        loss, total = -picked * Tensor(wt), wt.sum()
+    if reduction == "none":
+        return loss.reshape(shape)
+    if reduction == "sum":
+        return loss.sum()
+    if not total:  # every target ignored: nan with no gradient, as PyTorch
+        return loss.sum() * 0 + math.nan
+    return loss.sum() / total
 
 
 # -- dropout ------------------------------------------------------------------

@@ -48,6 +48,34 @@ def test_conv2d_bias_dtype_and_type_errors():
         F.conv2d(np.zeros((1, 3, 4, 4)), T(2, 3, 3, 3))
 
 
+@pytest.mark.parametrize("kwargs, exc, pattern", [
+    (dict(padding="same", stride=2), ValueError, r"conv2d: padding='same' is not supported for strided "
+                                                 r"convolutions, got stride \(2, 2\)"),
+    (dict(padding="full"), ValueError, r"conv2d: padding must be 'same', 'valid', an int or a pair of ints, "
+                                       r"got 'full'"),
+])
+def test_conv2d_padding_string_errors(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        F.conv2d(T(1, 3, 4, 4), T(2, 3, 3, 3), **kwargs)
+
+
+def test_conv2d_module_padding_errors():
+    with pytest.raises(ValueError, match=r"Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(3, 4, 3, stride=(1, 2), padding="same")
+    with pytest.raises(ValueError, match=r"Conv2d: invalid padding string 'full', should be one of"):
+        nn.Conv2d(3, 4, 3, padding="full")
+    with pytest.raises(ValueError, match=r"Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate', "
+                                         r"'circular', got 'mirror'"):
+        nn.Conv2d(3, 4, 3, padding_mode="mirror")
+    with pytest.raises(ValueError, match=r"pad: reflect padding \(3, 3, 3, 3\) \(top, bottom, left, right\) must "
+                                         r"be at most 2 rows and 2 columns for input of shape \(1, 1, 3, 3\)"):
+        nn.Conv2d(1, 1, 7, padding=3, padding_mode="reflect")(T(1, 1, 3, 3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"pad: circular padding .* at most 3 rows"):
+        nn.Conv2d(1, 1, 9, padding=4, padding_mode="circular")(T(1, 1, 3, 3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d: input must be 4-D \(N, C, H, W\), got shape \(3, 3\)"):
+        nn.Conv2d(1, 1, 3, padding=1, padding_mode="replicate")(T(3, 3, dtype=np.float32))
+
+
 def test_conv2d_module_errors():
     with pytest.raises(ValueError, match=r"groups=2 must divide in_channels=3"):
         nn.Conv2d(3, 4, 3, groups=2)
@@ -68,6 +96,21 @@ def test_pool_errors(fn):
         fn(T(1, 1, 6, 6), 3, padding=2)
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
         fn(T(1, 1, 6, 6), 2.5)
+
+
+def test_pool_new_argument_errors():
+    with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half the kernel size"):
+        F.max_pool2d(T(1, 1, 9, 9), 3, padding=2, dilation=2)  # the kernel, not the dilated one, as torch
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel \(3, 3\) is larger than the padded input 4x4 "
+                                         r"\(dilation \(2, 2\)\); input shape \(1, 1, 4, 4\)"):
+        F.max_pool2d(T(1, 1, 4, 4), 3, dilation=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(2, 2\), stride \(0, 0\) and dilation "
+                                         r"\(1, 1\) must be >= 1"):
+        F.max_pool2d(T(1, 1, 4, 4), 2, stride=0)
+    with pytest.raises(ValueError, match=r"avg_pool2d: divisor_override must be a non-zero int or None, got 0"):
+        F.avg_pool2d(T(1, 1, 4, 4), 2, divisor_override=0)
+    with pytest.raises(TypeError, match=r"dilation must be an int or a pair of ints"):
+        nn.MaxPool2d(2, dilation=1.5)(T(1, 1, 4, 4))
 
 
 def test_adaptive_pool_errors():
@@ -103,18 +146,45 @@ def test_batchnorm_module_errors():
 def test_loss_target_errors(loss):
     name = loss.__name__
     x = T(3, 4)
-    with pytest.raises(TypeError, match=rf"{name}: target must hold integer class indices, got dtype float64"):
+    with pytest.raises(TypeError, match=rf"{name}: target must hold integer class indices.*got dtype float64 "
+                                        rf"and shape \(3,\)"):
         loss(x, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match=rf"{name}: target values must lie in \[0, 4\), got min 0 and max 4"):
         loss(x, np.array([0, 4, 1]))
     with pytest.raises(ValueError, match=rf"{name}: target values must lie in \[0, 4\), got min -1"):
         loss(x, np.array([0, -1, 1]))
+    with pytest.raises(ValueError, match=rf"{name}: target values must lie in \[0, 4\), got min -100.*ignore_index=3"):
+        loss(x, np.array([0, -100, 3]), ignore_index=3)
     with pytest.raises(ValueError, match=rf"{name}: target must have shape \(3,\).*got \(2,\)"):
         loss(x, np.array([0, 1]))
-    with pytest.raises(ValueError, match=rf"{name}: input must be of shape \(N, C\), got \(3, 4, 1\)"):
+    with pytest.raises(ValueError, match=rf"{name}: target must have shape \(3, 1\) for input \(3, 4, 1\), got \(3,\)"):
         loss(T(3, 4, 1), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=rf"{name}: target must have shape \(\) for input \(4,\), got \(1,\)"):
+        loss(T(4), np.array([0]))
+    with pytest.raises(ValueError, match=rf"{name}: input must have shape \(C,\), \(N, C\) or \(N, C, d1, ...\), "
+                                         rf"got \(\)"):
+        loss(T(), np.array(0))
+    with pytest.raises(ValueError, match=rf"{name}: weight must have shape \(4,\), one per class, for input "
+                                         rf"\(3, 4\), got \(3,\)"):
+        loss(x, np.array([0, 1, 2]), weight=T(3))
     with pytest.raises(ValueError, match=rf"{name}: reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         loss(x, np.array([0, 1, 2]), reduction="avg")
+
+
+def test_cross_entropy_probability_target_errors():
+    with pytest.raises(TypeError, match=r"cross_entropy: a target shaped like the input \(3, 4\) holds class "
+                                        r"probabilities and must be floating point, got dtype int64"):
+        F.cross_entropy(T(3, 4), np.zeros((3, 4), np.int64))
+    with pytest.raises(ValueError, match=r"cross_entropy: ignore_index is not supported for class-probability "
+                                         r"targets.*got ignore_index=1"):
+        F.cross_entropy(T(3, 4), np.full((3, 4), 0.25), ignore_index=1)
+
+
+def test_loss_module_errors():
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got 'max'"):
+        nn.CrossEntropyLoss(reduction="max")
+    with pytest.raises(ValueError, match=r"NLLLoss: reduction must be"):
+        nn.NLLLoss(reduction="max")
 
 
 def test_cross_entropy_nan_logits():
@@ -125,6 +195,15 @@ def test_cross_entropy_nan_logits():
     x[1, 2] = np.inf
     with pytest.raises(ValueError, match=r"logits contain NaN or inf"):
         F.cross_entropy(sk.Tensor(x), np.array([0, 1]), reduction="sum")
+
+
+def test_activation_errors():
+    with pytest.raises(ValueError, match=r"gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        F.gelu(T(2), approximate="erf")
+    with pytest.raises(ValueError, match=r"GELU: approximate must be 'none' or 'tanh', got 'fast'"):
+        nn.GELU("fast")
+    with pytest.raises(TypeError, match=r"input must be a skengine.Tensor, got ndarray"):
+        F.leaky_relu(np.zeros(2))
 
 
 def test_cross_entropy_bad_label_smoothing():

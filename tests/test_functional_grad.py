@@ -330,6 +330,15 @@ def test_batch_norm_float32_gradients_survive_a_large_channel_mean(training, see
         np.testing.assert_allclose(g32, g64, rtol=2e-3, atol=2e-3 * np.abs(g64).max())
 
 
+@given(seed=seeds(), offset=st.sampled_from([1e3, -1e4, 3e4]))
+def test_batch_norm_float32_output_is_centred_despite_a_large_channel_mean(seed, offset):
+    """The float32 batch mean is rounded (by up to 1e-3 at 3e4); the output must not keep that offset."""
+    x = (rand((16, 3, 4, 4), seed) + offset).astype(np.float32)
+    y = F.batch_norm(sk.Tensor(x), None, None, training=True).numpy().astype(np.float64)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-4)
+
+
 def test_batch_norm_functional_updates_running_stats():
     x = rand((6, 2, 3, 3), 5, -3, 3)
     rm, rv = sk.Tensor(np.zeros(2)), sk.Tensor(np.ones(2))

@@ -176,7 +176,8 @@ def pool(c, x):
     if c["op"] == "max_pool2d":
         return F.max_pool2d(x, tup(c["kernel_size"]), tup(c["stride"]), tup(c["padding"]))
     if c["op"] == "avg_pool2d":
-        return F.avg_pool2d(x, tup(c["kernel_size"]), tup(c["stride"]), tup(c["padding"]), c["count_include_pad"])
+        return F.avg_pool2d(x, tup(c["kernel_size"]), tup(c["stride"]), tup(c["padding"]),
+                            count_include_pad=c["count_include_pad"])
     return F.adaptive_avg_pool2d(x, tup(c["output_size"]))
 
 
