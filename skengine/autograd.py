@@ -232,7 +232,7 @@ class Tensor:
                 raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape {self.shape}")
             grad = xp.ones_like(self.data)
         else:
-            grad = _as_array(gradient, self.dtype)
+            grad = to_device(_as_array(gradient, self.dtype), self.device)
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward: gradient shape {grad.shape} does not match tensor shape {self.shape}")
         if self.creator is None:

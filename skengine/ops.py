@@ -36,6 +36,10 @@ def _pair(a, b):
     if not isinstance(a, Tensor):
         a = as_tensor(a, b) if isinstance(b, Tensor) else Tensor(a)
     b = as_tensor(b, a)
+    if a.ndim == 0 and b.device != a.device:  # a 0-d tensor goes where the other operand is, as in torch
+        a = a.to(b.device)
+    elif b.ndim == 0 and a.device != b.device:
+        b = b.to(a.device)
     ka, kb = _CATEGORY.get(a.dtype.kind, 2), _CATEGORY.get(b.dtype.kind, 2)
     if ka < kb:
         a = Tensor(a.data.astype(b.dtype))  # only the higher (floating) side can carry a gradient

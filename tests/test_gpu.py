@@ -113,3 +113,11 @@ def test_optimizer_state_follows_a_model_moved_after_some_steps():
                 opt.step()
             results.append(model.weight.numpy())
         np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_scalars_and_host_gradients_meet_gpu_tensors():
+    x = sk.Tensor(sk.to_device(r(3), "cuda"), requires_grad=True)
+    y = sk.tensor(2.0) * x + sk.tensor(1.0)  # 0-d CPU tensors follow the GPU operand, as in torch
+    y.backward(gradient=np.ones(3, np.float32))  # a host gradient for a GPU output
+    assert y.device == "cuda" and x.grad.device == "cuda"
+    np.testing.assert_allclose(x.grad.numpy(), 2.0)
