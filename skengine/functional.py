@@ -4,6 +4,7 @@ The heavy ones (convolution, batch norm, pooling, softmax family, losses)
 are single Functions with a hand-written backward; the light ones compose
 the tensor ops.
 """
+import functools
 import math
 
 import numpy as np
@@ -357,6 +358,18 @@ def _pad2d(x, pads, mode="zeros"):
     return x[..., rows[:, None], cols]
 
 
+def _unbatched(fn):
+    """Let ``fn`` (which takes an (N, C, H, W) input first) also take one (C, H, W) image, as torch does."""
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        if isinstance(input, Tensor) and input.ndim == 3:
+            out = fn(input.unsqueeze(0), *args, **kwargs)
+            return tuple(o.squeeze(0) for o in out) if isinstance(out, tuple) else out.squeeze(0)
+        return fn(input, *args, **kwargs)
+    return wrapper
+
+
+@_unbatched
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution over NCHW ``input`` with weight (out, in/groups, kh, kw).
 
@@ -365,7 +378,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, w = _tensor(input, "input"), _tensor(weight, "weight")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if x.ndim != 4:
-        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got shape {w.shape}")
     padding, extra = _conv_padding(padding, w.shape[2:], stride, dilation)
@@ -499,7 +512,7 @@ def _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, name):
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
     p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
     if x.ndim != 4:
-        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"{name}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{name}: kernel_size {k}, stride {s} and dilation {d} must be >= 1, padding {p} >= 0")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
@@ -597,6 +610,7 @@ class AvgPool2d(Function):
         return col2im(gcol, self.ext_hw, self.stride, self.padding)[:, :, :H, :W]
 
 
+@_unbatched
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max pooling with torch's arguments; with return_indices, also (as torch) the flat index of each
     maximum in its (H, W) plane, an int64 Tensor."""
@@ -607,6 +621,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return (y, Tensor(fn.indices())) if return_indices else y
 
 
+@_unbatched
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     x = _tensor(input, "input")
@@ -617,13 +632,17 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return AvgPool2d(k, s, p, bool(count_include_pad), extra, divisor_override)(x)
 
 
+@_unbatched
 def adaptive_avg_pool2d(input, output_size):
     """Average over PyTorch's adaptive windows; output_size 1 is global average pooling."""
     x = _tensor(input, "input")
     if x.ndim != 4:
-        raise ValueError(f"adaptive_avg_pool2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
-    oh, ow = _pair(output_size, "output_size")
+        raise ValueError(f"adaptive_avg_pool2d: input must be 4-D (N, C, H, W) or 3-D (C, H, W), "
+                         f"got shape {x.shape}")
     H, W = x.shape[2:]
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:  # None keeps that side's size
+        output_size = tuple(n if o is None else o for o, n in zip(output_size, (H, W)))
+    oh, ow = _pair(output_size, "output_size")
     if (oh, ow) == (1, 1):
         return x.mean(dim=(2, 3), keepdim=True)
     if H % oh == 0 and W % ow == 0:

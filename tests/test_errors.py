@@ -14,7 +14,7 @@ def T(*shape, dtype=np.float64):
 
 # -- conv2d -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, exc, pattern", [
-    ((3, 4, 4), (2, 3, 3, 3), {}, ValueError, r"input must be 4-D.*\(3, 4, 4\)"),
+    ((4, 4), (2, 3, 3, 3), {}, ValueError, r"input must be 4-D \(N, C, H, W\) or 3-D \(C, H, W\).*\(4, 4\)"),
     ((1, 3, 4, 4, 1), (2, 3, 3, 3), {}, ValueError, r"input must be 4-D"),
     ((1, 3, 4, 4), (2, 3, 3), {}, ValueError, r"weight must be 4-D.*\(2, 3, 3\)"),
     ((1, 3, 4, 4), (2, 2, 3, 3), {}, ValueError, r"input has 3 channels.*expects 2"),
@@ -88,8 +88,8 @@ def test_conv2d_module_errors():
 @pytest.mark.parametrize("fn", [F.max_pool2d, F.avg_pool2d])
 def test_pool_errors(fn):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: input must be 4-D.*\(3, 4, 4\)"):
-        fn(T(3, 4, 4), 2)
+    with pytest.raises(ValueError, match=rf"{name}: input must be 4-D.*or 3-D.*\(4, 4\)"):
+        fn(T(4, 4), 2)
     with pytest.raises(ValueError, match=rf"{name}: kernel \(3, 3\) is larger than the padded input"):
         fn(T(1, 1, 2, 2), 3)
     with pytest.raises(ValueError, match=rf"{name}: padding \(2, 2\) must be at most half the kernel size"):

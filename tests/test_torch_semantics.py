@@ -495,3 +495,21 @@ def test_gelu_stored_torch_values_and_tails():
     assert y32.dtype == np.float32
     np.testing.assert_allclose(y32.numpy(), gelu_reference(np.linspace(-8, 8, 161), "none"), rtol=2e-6, atol=1e-7)
     assert repr(nn.GELU()) == "GELU(approximate='none')" and repr(nn.GELU("tanh")) == "GELU(approximate='tanh')"
+
+
+def test_one_unbatched_image_gives_the_batch_of_one_result():
+    """(C, H, W) input, as torch allows: the same numbers and gradients as the (1, C, H, W) batch."""
+    x, w = sk.randn(3, 7, 6), sk.randn(4, 3, 3, 3)
+    cases = [lambda t: F.conv2d(t, w, padding="same"), lambda t: F.max_pool2d(t, 2, ceil_mode=True),
+             lambda t: F.avg_pool2d(t, 3, 2, 1), lambda t: F.adaptive_avg_pool2d(t, (None, 4)),
+             lambda t: F.max_pool2d(t, 2, return_indices=True)[1]]
+    for fn in cases:
+        single, batch = fn(x), fn(x.unsqueeze(0))
+        assert single.shape == batch.shape[1:]
+        np.testing.assert_array_equal(single.numpy(), batch.numpy()[0])
+    a = sk.Tensor(x.numpy(), requires_grad=True)
+    b = sk.Tensor(x.numpy()[None], requires_grad=True)
+    (F.conv2d(a, w, padding=1) ** 2).sum().backward()
+    (F.conv2d(b, w, padding=1) ** 2).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy()[0], rtol=1e-6)
+    assert F.adaptive_avg_pool2d(x.unsqueeze(0), (None, 4)).shape == (1, 3, 7, 4)
