@@ -2,15 +2,22 @@
 
 A Tensor wraps a raw array (NumPy or CuPy).  Calling a Function on tensors
 runs its ``forward`` on the raw arrays and, when gradients are wanted, links
-the outputs to the Function (their ``creator``) and the Function to its
-inputs.  ``Tensor.backward`` walks that graph iteratively, latest generation
-first, calling each Function's ``backward`` on raw arrays and accumulating
-into the leaves' ``.grad``.  The graph is released as it is consumed.
+the outputs to the Function (their ``creator``) and the Function to where
+each input came from: an edge (the input's creator, which of its outputs)
+or, for a leaf, the leaf itself.  ``Tensor.backward`` walks those edges
+iteratively, latest generation first, calling each Function's ``backward``
+on raw arrays and accumulating into the leaves' ``.grad``.  The graph is
+released as it is consumed.
+
+In-place ops (``+=``, ``x[i] = v``, ``add_``, ...) write into a tensor's
+array and bump its version; a Function that kept an input's array for its
+backward records that version, and backward refuses (as torch does) if the
+array was changed since.  Inside a graph, an in-place op instead makes the
+tensor the output of a new node, leaving the old value to what used it.
 """
 import contextlib
 import heapq
 import itertools
-import weakref
 
 import numpy as np
 
@@ -71,6 +78,7 @@ class Tensor:
         self.grad = None
         self.creator = None
         self.generation = 0
+        self._version = [0]  # bumped by in-place writes; shared by nothing else
 
     # -- plain properties ------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -78,6 +86,7 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     device = property(lambda self: device_of(self.data))
     is_leaf = property(lambda self: self.creator is None)
+    output_index = 0  # which output of its creator this tensor is
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
@@ -129,6 +138,8 @@ class Tensor:
     def to(self, device=None, dtype=None):
         """This tensor on ``device`` and/or as ``dtype``: itself if nothing changes, else a copy
         that stays in the graph (its gradient flows back to this tensor), like torch."""
+        if device is not None and not isinstance(device, str):  # x.to(sk.float64), as in torch
+            device, dtype = None, device
         device = None if device is None else check_device(device)
         dtype = None if dtype is None else np.dtype(dtype)
         if (device is None or device == self.device) and (dtype is None or dtype == self.dtype):
@@ -160,27 +171,22 @@ class Tensor:
     def _inplace(self, name, op):
         """Make this tensor hold ``op(its current value)``, as an in-place op.
 
-        When no graph is recorded the values are written into this tensor's own
-        array, so views of it and state_dict() entries see them, as in torch.
-        When one is, a stand-in takes the old value's place in the graph and this
-        tensor becomes the op's output, so gradients stay exact (what the old
-        value fed keeps the old array).
+        A tensor inside a graph (it has a creator, and gradients are recorded)
+        becomes the output of op's node: what used its old value keeps its edge
+        to the old node, as in torch.  Otherwise (plain tensors, and leaves
+        under no_grad) the values are written into the tensor's own array, so
+        views of it and state_dict() entries see them, and its version is
+        bumped: a backward that needs the old array then raises.
         """
         if self.requires_grad and self.creator is None and _grad_enabled:
             raise RuntimeError(f"{name}: a leaf tensor that requires grad cannot be changed in place "
                                "outside no_grad() (wrap optimizer-style updates in `with no_grad():`)")
-        old = self
-        if _grad_enabled:
-            old = Tensor.__new__(Tensor)
-            old.__dict__.update(self.__dict__)
-            if self.creator is not None:
-                self.creator.outputs = [weakref.ref(old) if r() is self else r for r in self.creator.outputs]
-        result = op(old)
-        if result.requires_grad:
-            self.data, self.requires_grad, self.grad = result.data, True, None
-            self.set_creator(result.creator)
-            fn = result.creator
-            fn.outputs = [weakref.ref(self) if r() is result else r for r in fn.outputs]
+        result = op(self)
+        if result.requires_grad or (self.creator is not None and _grad_enabled):
+            self.data, self.grad, self._version = result.data, None, [0]  # a new array: a fresh version
+            self.creator, self.requires_grad, self.generation = None, result.requires_grad, 0
+            if result.requires_grad:
+                self.set_creator(result.creator, result.output_index)
             return self
         if not get_array_module(self.data).can_cast(result.dtype, self.dtype, "same_kind"):
             raise TypeError(f"{name}: the result has dtype {result.dtype}, which cannot be stored in "
@@ -189,6 +195,7 @@ class Tensor:
             raise ValueError(f"{name}: the result has shape {result.shape}, which does not fit this "
                              f"tensor's shape {self.shape}")
         self.data[...] = result.data
+        self._version[0] += 1
         return self
 
     def __iadd__(self, o): return self._inplace("+=", lambda t: ops.add(t, o))
@@ -206,14 +213,15 @@ class Tensor:
         return self._inplace("fill_", lambda t: Tensor(xp.full(self.shape, _raw(value), self.dtype)))
 
     def copy_(self, src):
-        return self._inplace("copy_", lambda t: ops.expand(ops.as_tensor(src, t), self.shape).to(dtype=self.dtype))
+        return self._inplace("copy_", lambda t: ops.To(self.device, self.dtype)(
+            ops.expand(ops.as_tensor(src, t), self.shape)))
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__", lambda t: ops.setitem(t, index, value))
 
     # -- autograd ----------------------------------------------------------
-    def set_creator(self, fn):
-        self.creator = fn
+    def set_creator(self, fn, index=0):
+        self.creator, self.output_index = fn, index
         self.generation = fn.generation + 1
 
     def backward(self, gradient=None, retain_graph=False):
@@ -238,7 +246,7 @@ class Tensor:
         if self.creator is None:
             self._accumulate(grad)
             return
-        grads = {id(self): (self, grad)}
+        grads = {(id(self.creator), self.output_index): grad}  # (node, output) -> its gradient so far
         order = itertools.count()  # tie-breaker so the heap never compares Functions
         heap, queued = [], set()
 
@@ -253,25 +261,28 @@ class Tensor:
             if fn.inputs is None:
                 raise RuntimeError("the graph was already freed by an earlier backward(); "
                                    "pass retain_graph=True to backward through it twice")
-            gys = []
-            for ref, (shape, dtype) in zip(fn.outputs, fn.output_meta):
-                out = ref()
-                g = grads.pop(id(out), (None, None))[1] if out is not None else None
-                gys.append(g if g is not None else xp.zeros(shape, dtype))
+            for x, version in fn.saved_versions:
+                if x._version[0] != version:
+                    raise RuntimeError(f"{type(fn).__name__}.backward: an input it saved (shape {x.shape}) was "
+                                       "changed in place after it was used; its gradient cannot be computed "
+                                       "(clone() it before changing it)")
+            gys = [grads.pop((id(fn), k), None) for k in range(len(fn.output_meta))]
+            gys = [xp.zeros(shape, dtype) if g is None else g for g, (shape, dtype) in zip(gys, fn.output_meta)]
             gxs = fn.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
-            for x, gx in zip(fn.inputs, gxs):
-                if gx is None or not x.requires_grad:
+            for edge, gx in zip(fn.edges, gxs):
+                if gx is None or edge is None:
                     continue
-                if gx.shape != x.data.shape:
-                    gx = sum_to(gx, x.data.shape)
-                if x.creator is None:
-                    x._accumulate(gx)
+                source, target, shape = edge
+                if gx.shape != shape:
+                    gx = sum_to(gx, shape)
+                if source is None:
+                    target._accumulate(gx)
                 else:
-                    prev = grads.get(id(x))
-                    grads[id(x)] = (x, gx if prev is None else prev[1] + gx)
-                    push(x.creator)
+                    prev = grads.get((id(source), target))
+                    grads[id(source), target] = gx if prev is None else prev + gx
+                    push(source)
             if not retain_graph:
                 fn.release()
 
@@ -318,7 +329,7 @@ class Tensor:
     def sum(self, dim=None, keepdim=False): return ops.sum(self, dim, keepdim)
     def mean(self, dim=None, keepdim=False): return ops.mean(self, dim, keepdim)
     def amax(self, dim=None, keepdim=False): return ops.amax(self, dim, keepdim)
-    def amin(self, dim=None, keepdim=False): return -ops.amax(-self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return ops.amin(self, dim, keepdim)
     def var(self, dim=None, unbiased=True, keepdim=False, correction=None):
         return ops.var(self, dim, 1 if correction is None and unbiased else (correction or 0), keepdim)
     def std(self, dim=None, unbiased=True, keepdim=False, correction=None):
@@ -333,13 +344,13 @@ class Tensor:
 
     def min(self, dim=None, keepdim=False):
         """Like torch: the minimum value, or (values, indices) along ``dim``."""
-        if dim is None:
-            return self.amin()
-        values, indices = ops.max_with_indices(-self, dim, keepdim)
-        return ops.ValuesIndices(-values, indices)
+        return ops.amin(self) if dim is None else ops.max_with_indices(self, dim, keepdim, smallest=True)
 
     def argmin(self, dim=None, keepdim=False):
-        return (-self).argmax(dim, keepdim)
+        xp = get_array_module(self.data)
+        if dim is None:
+            return Tensor(xp.argmin(self.data))
+        return Tensor(xp.argmin(self.data, axis=dim, keepdims=keepdim))
 
     def argmax(self, dim=None, keepdim=False):
         xp = get_array_module(self.data)
@@ -360,6 +371,12 @@ class Tensor:
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _views(v, a):
+    """Whether array ``v`` is ``a`` or a view of it (or of what ``a`` views)."""
+    base = getattr(v, "base", None)
+    return v is a or (base is not None and (base is a or base is getattr(a, "base", None)))
 
 
 def _shape_arg(args):
@@ -391,12 +408,17 @@ class Function:
         outputs = [Tensor(y) for y in ((ys,) if single else ys)]
         if _grad_enabled and any(x.requires_grad for x in inputs):
             self.generation = max(x.generation for x in inputs)
-            for o in outputs:
+            for k, o in enumerate(outputs):
                 o.requires_grad = o.data.dtype.kind == "f"
-                o.set_creator(self)
+                o.set_creator(self, k)
             self.inputs = inputs
-            self.outputs = [weakref.ref(o) for o in outputs]
+            # where each input's gradient goes: (its creator, which output) or (None, the leaf)
+            self.edges = [None if not x.requires_grad else (x.creator, x.output_index, x.shape)
+                          if x.creator is not None else (None, x, x.shape) for x in inputs]
             self.output_meta = [(o.data.shape, o.data.dtype) for o in outputs]
+            # the inputs whose arrays this Function kept for backward, and their versions now
+            kept = [v for v in self.__dict__.values() if hasattr(v, "shape")]
+            self.saved_versions = [(x, x._version[0]) for x in inputs if any(_views(v, x.data) for v in kept)]
         return outputs[0] if single else tuple(outputs)
 
     def forward(self, *xs):

@@ -515,7 +515,7 @@ def _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, name):
         raise ValueError(f"{name}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{name}: kernel_size {k}, stride {s} and dilation {d} must be >= 1, padding {p} >= 0")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:  # of the kernel, not the dilated reach: torch 2.14's rule
         raise ValueError(f"{name}: padding {p} must be at most half the kernel size {k}")
     H, W = x.shape[2:]
     out = tuple(_pool_output_size(n, *a, ceil_mode) for n, a in zip((H, W), zip(k, s, p, d)))

@@ -22,7 +22,9 @@ def as_tensor(value, like):
     bool tensor int64), as torch treats scalars."""
     if isinstance(value, Tensor):
         return value
-    kind = np.asarray(value).dtype.kind
+    kind = (value.dtype.kind if hasattr(value, "dtype") else "b" if isinstance(value, bool) else
+            "i" if isinstance(value, numbers.Integral) else "f" if isinstance(value, float) else
+            np.asarray(value).dtype.kind)
     dtype = like.dtype
     if _CATEGORY.get(kind, 2) > _CATEGORY.get(dtype.kind, 2):
         dtype = np.float32 if kind == "f" else np.int64
@@ -41,7 +43,9 @@ def _pair(a, b):
     elif b.ndim == 0 and a.device != b.device:
         b = b.to(a.device)
     ka, kb = _CATEGORY.get(a.dtype.kind, 2), _CATEGORY.get(b.dtype.kind, 2)
-    if ka < kb:
+    if ka == kb and a.dtype != b.dtype and (a.ndim == 0) != (b.ndim == 0):  # a 0-d tensor follows, as in torch
+        a, b = (a.to(dtype=b.dtype), b) if a.ndim == 0 else (a, b.to(dtype=a.dtype))
+    elif ka < kb:
         a = Tensor(a.data.astype(b.dtype))  # only the higher (floating) side can carry a gradient
     elif kb < ka:
         b = Tensor(b.data.astype(a.dtype))
@@ -80,7 +84,7 @@ class Div(Function):
         return a / b
 
     def backward(self, gy):
-        gb = None if not self.inputs[1].requires_grad else -gy * self.a / (self.b * self.b)
+        gb = None if self.edges[1] is None else -gy * self.a / (self.b * self.b)
         return gy / self.b, gb
 
 
@@ -179,7 +183,9 @@ def rpow(base, x):
     """base ** x for a Python number ``base`` > 0 and a tensor exponent."""
     if not isinstance(base, numbers.Real) or base <= 0:
         raise TypeError(f"base ** tensor: the base must be a positive Python number, got {base!r}")
-    if x.dtype.kind != "f":
+    if x.dtype.kind != "f":  # an integer power stays an integer (torch); a float base gives float32
+        if isinstance(base, numbers.Integral):
+            return Tensor(get_array_module(x.data).power(x.data.dtype.type(base), x.data))
         x = Tensor(x.data.astype(np.float32))
     return RPow(base)(x)
 
@@ -205,7 +211,7 @@ class To(Function):
 
 
 class Clamp(Function):
-    """Limit to [lo, hi]; the gradient passes where lo <= x <= hi (bounds included, as in torch)."""
+    """Limit to [lo, hi]; the gradient passes where lo < x < hi (none at the bounds, as in torch 2)."""
 
     def __init__(self, lo, hi):
         self.lo, self.hi = lo, hi
@@ -217,15 +223,18 @@ class Clamp(Function):
     def backward(self, gy):
         keep = True
         if self.lo is not None:
-            keep = keep & (self.x >= self.lo)
+            keep = keep & (self.x > self.lo)
         if self.hi is not None:
-            keep = keep & (self.x <= self.hi)
+            keep = keep & (self.x < self.hi)
         return gy * keep
 
 
 def clamp(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, numbers.Real):
+            raise TypeError(f"clamp: {name} must be a Python number or None, got {type(bound).__name__}")
     return Clamp(min, max)(x)
 
 
@@ -380,14 +389,14 @@ class Sum(Function):
 
 
 class AMax(Function):
-    """Maximum over axes; the gradient is split evenly among tied maxima."""
+    """Maximum (or, with ``smallest``, minimum) over axes; the gradient is split evenly among ties."""
 
-    def __init__(self, axes, keepdim):
-        self.axes, self.keepdim = axes, keepdim
+    def __init__(self, axes, keepdim, smallest=False):
+        self.axes, self.keepdim, self.smallest = axes, keepdim, smallest
 
     def forward(self, x):
         self.x = x
-        self.y = x.max(axis=self.axes, keepdims=True)
+        self.y = (x.min if self.smallest else x.max)(axis=self.axes, keepdims=True)
         return self.y if self.keepdim else self.y.reshape([n for i, n in enumerate(x.shape) if i not in self.axes])
 
     def backward(self, gy):
@@ -423,14 +432,18 @@ def amax(x, dim=None, keepdim=False):
     return AMax(_axes(dim, x.ndim), keepdim)(x)
 
 
+def amin(x, dim=None, keepdim=False):
+    return AMax(_axes(dim, x.ndim), keepdim, smallest=True)(x)
+
+
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])  # what torch.max(x, dim) returns
 
 
-def max_with_indices(x, dim, keepdim=False):
-    """(values, indices) along one dim, like torch.max(x, dim)."""
-    dim = _dim(dim, x.ndim, "max")
+def max_with_indices(x, dim, keepdim=False, smallest=False):
+    """(values, indices) along one dim, like torch.max(x, dim) (torch.min with ``smallest``)."""
+    dim = _dim(dim, x.ndim, "min" if smallest else "max")
     xp = get_array_module(x.data)
-    idx = xp.argmax(x.data, axis=dim, keepdims=True)
+    idx = (xp.argmin if smallest else xp.argmax)(x.data, axis=dim, keepdims=True)
     values = take_along_dim(x, Tensor(idx), dim)
     if not keepdim:
         values, idx = values.squeeze(dim), idx.squeeze(axis=dim)
@@ -622,8 +635,12 @@ class SetItem(Function):
         gx = gy.copy()
         gx[self.index] = 0
         gv = gy[self.index]
+        if gv.shape == self.v_shape:
+            return gx, gv
         from .autograd import sum_to
-        return gx, sum_to(gv, self.v_shape) if gv.shape != self.v_shape else gv
+        extra = len(self.v_shape) - gv.ndim  # a value with more leading 1-dims than its target
+        gv = gv.reshape((1,) * extra + gv.shape) if extra > 0 else gv
+        return gx, sum_to(gv, self.v_shape)
 
 
 def setitem(x, index, value):

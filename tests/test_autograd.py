@@ -513,3 +513,81 @@ def test_max_and_min_along_a_dim_return_values_and_indices_by_name():
     assert m.max(1).values.tolist() == [5.0, 7.0] and m.max(1).indices.tolist() == [1, 0]
     assert m.min(0).values.tolist() == [1.0, 2.0] and m.argmin(1).tolist() == [0, 1]
     assert m.min().item() == 1.0 and m.dim() == 2 and m.long().dtype == np.int64
+
+
+def test_in_place_change_leaves_earlier_consumers_on_the_old_value():
+    """torch's rule: an op that used h before h *= 5 still differentiates through h's old value."""
+    for change, expect in ((lambda h: h.mul_(5), [6.0, 6.0]), (lambda h: h.fill_(0), [6.0, 6.0])):
+        x = leaf([1.0, 2.0])
+        h = x * 2
+        y = h * 3
+        change(h)
+        y.sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), expect)
+    x = leaf([1.0, 2.0])
+    h = x * 2
+    y = h * 3
+    h *= 5
+    (y.sum() + h.sum()).backward()  # 6 through y, 10 through the new h
+    np.testing.assert_array_equal(x.grad.numpy(), [16.0, 16.0])
+
+
+def test_in_place_on_a_result_whose_graph_was_freed():
+    x = leaf([1.0, 2.0])
+    total = (x * x).sum()
+    total.backward()
+    step = (x * x).sum()
+    step.backward()
+    total += step  # a running total of losses, as training loops keep
+    assert total.item() == 10.0
+
+
+def test_changing_an_array_a_backward_needs_raises_like_torch():
+    w, c = leaf([1.0, 2.0]), sk.tensor([3.0, 4.0], dtype=np.float64)
+    y = w * c
+    c += 100  # Mul kept c for w's gradient
+    with pytest.raises(RuntimeError, match=r"Mul.backward: an input it saved .* was changed in place"):
+        y.sum().backward()
+    w, v = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    y = w * v
+    with sk.no_grad():
+        w -= 10
+    with pytest.raises(RuntimeError, match="changed in place after it was used"):
+        y.sum().backward()
+    w, c = leaf([1.0, 2.0]), sk.tensor([3.0, 4.0], dtype=np.float64)
+    y = w + c
+    c += 100  # Add keeps nothing: its backward is unaffected
+    y.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+
+
+def test_copy_into_a_tensor_gives_it_its_own_writable_array():
+    a = leaf([1.0, 2.0])
+    b = sk.zeros(2, dtype=np.float64)
+    b.copy_(a * 2)
+    with sk.no_grad():
+        b += 1
+    np.testing.assert_array_equal(b.numpy(), [3.0, 5.0])
+    np.testing.assert_array_equal(a.numpy(), [1.0, 2.0])
+
+
+def test_setitem_value_with_extra_leading_ones():
+    w = leaf([1.0, 2.0, 3.0])
+    t = sk.zeros(2, 3, dtype=np.float64)
+    t[0] = w.reshape(1, 3) * 2
+    t.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_min_and_argmin_of_unsigned_and_bool_tensors():
+    u = sk.Tensor(np.array([7, 0, 5, 3], np.uint8))
+    assert u.min().item() == 0 and u.argmin().item() == 1 and u.min(0).indices.item() == 1
+    assert sk.Tensor(np.array([True, False])).min().item() is False
+
+
+def test_zero_dim_tensors_and_integer_powers_promote_like_torch():
+    assert (sk.ones(2) + sk.tensor(1.0, dtype=np.float64)).dtype == np.float32
+    assert (sk.ones(2, dtype=np.float64) + sk.tensor(1.0)).dtype == np.float64
+    p = 2 ** sk.tensor([1, 2])
+    assert p.dtype == np.int64 and p.tolist() == [2, 4]
+    assert (2.0 ** sk.tensor([1, 2])).dtype == np.float32 and sk.ones(2).to(sk.float64).dtype == np.float64

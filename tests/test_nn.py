@@ -518,3 +518,15 @@ def test_non_persistent_buffer_stays_out_of_the_state_dict():
     m.register_buffer("kept", sk.zeros(1))
     assert "scratch" not in m.state_dict() and "kept" in m.state_dict()
     assert any(n == "scratch" for n, _ in m.named_buffers())
+
+
+def test_state_dict_lists_a_tied_module_under_each_name_like_torch():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.b = self.a
+    m = Tied()
+    assert list(m.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert len(list(m.parameters())) == 2 and [n for n, _ in m.named_modules()] == ["", "a"]
+    m.load_state_dict({k: v.numpy() for k, v in m.state_dict().items()})  # a torch state dict of it loads

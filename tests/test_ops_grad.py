@@ -459,10 +459,13 @@ def test_clamp(data, shape, lo, hi):
     check(lambda x: sk.clamp(x, max=hi), a, ref=lambda x: np.minimum(x, hi))
 
 
-def test_clamp_gradient_passes_at_the_bounds_like_torch():
-    x = leaf([-1.0, 0.0, 0.5, 1.0, 2.0])
-    x.clamp(0.0, 1.0).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 1, 1, 0])
+def test_clamp_gradient_is_zero_at_the_bounds_like_torch():
+    """torch 2.14: clamp(0, 1) of [-1, 0, .5, 1, 2] has gradient [0, 0, 1, 0, 0]; min or max alone likewise."""
+    for kw, expect in ((dict(min=0.0, max=1.0), [0, 0, 1, 0, 0]), (dict(min=0.0), [0, 0, 1, 1, 1]),
+                       (dict(max=1.0), [1, 1, 1, 0, 0])):
+        x = leaf([-1.0, 0.0, 0.5, 1.0, 2.0])
+        x.clamp(**kw).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), expect)
 
 
 @given(ab=broadcast_pairs(max_dims=3, max_side=3).flatmap(lambda s: st.tuples(arrays(s[0]), arrays(s[1]))),

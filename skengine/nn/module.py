@@ -100,16 +100,18 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # -- traversal -----------------------------------------------------------
-    def named_modules(self, prefix="", memo=None):
-        """(name, module) for this module and every submodule, each once (under its first name)."""
+    def named_modules(self, prefix="", remove_duplicate=True, memo=None):
+        """(name, module) for this module and every submodule; a module reached under two names
+        comes once (under its first) unless ``remove_duplicate=False``, as in torch."""
         memo = set() if memo is None else memo
-        if id(self) in memo:
-            return
-        memo.add(id(self))
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
             if m is not None:
-                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, remove_duplicate, memo)
 
     def modules(self):
         for _, m in self.named_modules():
@@ -197,7 +199,7 @@ class Module:
     def state_dict(self):
         """Parameters then buffers of each module, depth first, with PyTorch's dotted keys."""
         out = OrderedDict()
-        for prefix, m in self.named_modules():
+        for prefix, m in self.named_modules(remove_duplicate=False):  # tied modules under each name, as torch
             skip = m.__dict__.get("_non_persistent", ())
             for table in (m._parameters, m._buffers):
                 for name, t in table.items():

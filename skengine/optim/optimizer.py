@@ -64,10 +64,12 @@ class _ParamState:
         if entry is None:
             entry = (p, {})
             self._d[id(p)] = entry
-        state, device = entry[1], device_of(p.data)
-        for k, v in state.items():
-            if _is_xp_array(v) and device_of(v) != device:
-                state[k] = to_device(v, device)
+        state = entry[1]
+        if state:
+            device = device_of(p.data)
+            for k, v in state.items():
+                if _is_xp_array(v) and device_of(v) != device:
+                    state[k] = to_device(v, device)
         return state
 
     def __setitem__(self, p, value):
