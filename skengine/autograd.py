@@ -78,7 +78,7 @@ class Tensor:
         self.grad = None
         self.creator = None
         self.generation = 0
-        self._version = [0]  # bumped by in-place writes; shared by nothing else
+        self._version = [0]  # this array's version: bumped by in-place writes, replaced with the array
 
     # -- plain properties ------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -261,9 +261,9 @@ class Tensor:
             if fn.inputs is None:
                 raise RuntimeError("the graph was already freed by an earlier backward(); "
                                    "pass retain_graph=True to backward through it twice")
-            for x, version in fn.saved_versions:
-                if x._version[0] != version:
-                    raise RuntimeError(f"{type(fn).__name__}.backward: an input it saved (shape {x.shape}) was "
+            for counter, version, shape in fn.saved_versions:
+                if counter[0] != version:
+                    raise RuntimeError(f"{type(fn).__name__}.backward: an input it saved (shape {shape}) was "
                                        "changed in place after it was used; its gradient cannot be computed "
                                        "(clone() it before changing it)")
             gys = [grads.pop((id(fn), k), None) for k in range(len(fn.output_meta))]
@@ -418,7 +418,8 @@ class Function:
             self.output_meta = [(o.data.shape, o.data.dtype) for o in outputs]
             # the inputs whose arrays this Function kept for backward, and their versions now
             kept = [v for v in self.__dict__.values() if hasattr(v, "shape")]
-            self.saved_versions = [(x, x._version[0]) for x in inputs if any(_views(v, x.data) for v in kept)]
+            self.saved_versions = [(x._version, x._version[0], x.shape) for x in inputs
+                                   if any(_views(v, x.data) for v in kept)]
         return outputs[0] if single else tuple(outputs)
 
     def forward(self, *xs):

@@ -591,3 +591,14 @@ def test_zero_dim_tensors_and_integer_powers_promote_like_torch():
     p = 2 ** sk.tensor([1, 2])
     assert p.dtype == np.int64 and p.tolist() == [2, 4]
     assert (2.0 ** sk.tensor([1, 2])).dtype == np.float32 and sk.ones(2).to(sk.float64).dtype == np.float64
+
+
+def test_a_tensor_given_a_new_array_in_a_graph_does_not_trip_the_version_check():
+    w, w2 = leaf([1.0, 2.0]), leaf([5.0, 6.0])
+    c = sk.tensor([3.0, 4.0], dtype=np.float64)
+    c += 1            # written in place: version 1
+    y = w * c         # Mul keeps c's array at version 1
+    c += w2           # c becomes a new node with a new array; the kept one is untouched
+    (y.sum() + c.sum()).backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [4.0, 5.0])
+    np.testing.assert_array_equal(w2.grad.numpy(), [1.0, 1.0])
