@@ -133,7 +133,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self):
-        return Tensor(self.data)
+        """The same array, out of the graph (writes through it count as changes to this tensor)."""
+        out = Tensor(self.data)
+        out._version = self._version
+        return out
 
     def to(self, device=None, dtype=None):
         """This tensor on ``device`` and/or as ``dtype``: itself if nothing changes, else a copy
@@ -182,6 +185,9 @@ class Tensor:
             raise RuntimeError(f"{name}: a leaf tensor that requires grad cannot be changed in place "
                                "outside no_grad() (wrap optimizer-style updates in `with no_grad():`)")
         result = op(self)
+        if result.shape != self.shape:
+            raise ValueError(f"{name}: the result has shape {result.shape}, which does not fit this "
+                             f"tensor's shape {self.shape}")
         if result.requires_grad or (self.creator is not None and _grad_enabled):
             self.data, self.grad, self._version = result.data, None, [0]  # a new array: a fresh version
             self.creator, self.requires_grad, self.generation = None, result.requires_grad, 0
@@ -191,9 +197,6 @@ class Tensor:
         if not get_array_module(self.data).can_cast(result.dtype, self.dtype, "same_kind"):
             raise TypeError(f"{name}: the result has dtype {result.dtype}, which cannot be stored in "
                             f"this tensor's dtype {self.dtype}")
-        if result.shape != self.shape:
-            raise ValueError(f"{name}: the result has shape {result.shape}, which does not fit this "
-                             f"tensor's shape {self.shape}")
         self.data[...] = result.data
         self._version[0] += 1
         return self
@@ -210,11 +213,11 @@ class Tensor:
 
     def fill_(self, value):
         xp = get_array_module(self.data)
-        return self._inplace("fill_", lambda t: Tensor(xp.full(self.shape, _raw(value), self.dtype)))
+        return self._inplace("fill_", lambda t: ops.replace(t, Tensor(xp.full(self.shape, _raw(value), self.dtype))))
 
     def copy_(self, src):
-        return self._inplace("copy_", lambda t: ops.To(self.device, self.dtype)(
-            ops.expand(ops.as_tensor(src, t), self.shape)))
+        return self._inplace("copy_", lambda t: ops.replace(t, ops.To(self.device, self.dtype)(
+            ops.expand(ops.as_tensor(src, t), self.shape))))
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__", lambda t: ops.setitem(t, index, value))
@@ -244,7 +247,7 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward: gradient shape {grad.shape} does not match tensor shape {self.shape}")
         if self.creator is None:
-            self._accumulate(grad)
+            self._accumulate(grad, shared=gradient is not None)
             return
         grads = {(id(self.creator), self.output_index): grad}  # (node, output) -> its gradient so far
         order = itertools.count()  # tie-breaker so the heap never compares Functions
@@ -255,12 +258,13 @@ class Tensor:
                 queued.add(id(fn))
                 heapq.heappush(heap, (-fn.generation, next(order), fn))
 
+        given = set()  # ids of the arrays handed to leaves: one handed twice is copied
         push(self.creator)
         while heap:
             fn = heapq.heappop(heap)[2]
-            if fn.inputs is None:
-                raise RuntimeError("the graph was already freed by an earlier backward(); "
-                                   "pass retain_graph=True to backward through it twice")
+            if fn.__dict__.get("freed"):
+                raise RuntimeError(f"{type(fn).__name__}.backward: what it saved was freed by an earlier "
+                                   "backward(); pass retain_graph=True to backward through the graph twice")
             for counter, version, shape in fn.saved_versions:
                 if counter[0] != version:
                     raise RuntimeError(f"{type(fn).__name__}.backward: an input it saved (shape {shape}) was "
@@ -278,7 +282,8 @@ class Tensor:
                 if gx.shape != shape:
                     gx = sum_to(gx, shape)
                 if source is None:
-                    target._accumulate(gx)
+                    target._accumulate(gx, shared=id(gx) in given)
+                    given.add(id(gx))
                 else:
                     prev = grads.get((id(source), target))
                     grads[id(source), target] = gx if prev is None else prev + gx
@@ -286,13 +291,14 @@ class Tensor:
             if not retain_graph:
                 fn.release()
 
-    def _accumulate(self, g):
+    def _accumulate(self, g, shared=False):
+        """Add g to .grad; a first .grad is an array of its own (g may be a broadcast view, or, with
+        ``shared``, an array handed to another leaf too), so that .grad can be changed in place."""
         if g.dtype != self.data.dtype:
             g = g.astype(self.data.dtype)
-        if self.grad is None:
-            self.grad = Tensor(g.copy() if g is self.data else g)
-        else:
-            self.grad = Tensor(self.grad.data + g)
+        elif self.grad is None and (shared or g is self.data or not g.flags.owndata):
+            g = g.copy()
+        self.grad = Tensor(g) if self.grad is None else Tensor(self.grad.data + g)
 
     # -- operators (implemented in ops.py) ----------------------------------
     def __add__(self, o): return ops.add(self, o)
@@ -403,6 +409,8 @@ class Function:
 
     def __call__(self, *inputs):
         inputs = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        # which inputs get a gradient: forward can skip keeping what only the others' gradients need
+        self.needs_input_grad = tuple(_grad_enabled and x.requires_grad for x in inputs)
         ys = self.forward(*(x.data for x in inputs))
         single = not isinstance(ys, tuple)
         outputs = [Tensor(y) for y in ((ys,) if single else ys)]
@@ -418,8 +426,8 @@ class Function:
             self.output_meta = [(o.data.shape, o.data.dtype) for o in outputs]
             # the inputs whose arrays this Function kept for backward, and their versions now
             kept = [v for v in self.__dict__.values() if hasattr(v, "shape")]
-            self.saved_versions = [(x._version, x._version[0], x.shape) for x in inputs
-                                   if any(_views(v, x.data) for v in kept)]
+            self.saved_versions = [(t._version, t._version[0], t.shape) for t in inputs + outputs
+                                   if any(_views(v, t.data) for v in kept)]
         return outputs[0] if single else tuple(outputs)
 
     def forward(self, *xs):
@@ -429,8 +437,12 @@ class Function:
         raise NotImplementedError
 
     def release(self):
-        """Drop the inputs and everything saved for backward."""
-        self.__dict__.clear()
+        """Drop the inputs and the arrays saved for backward, keeping the edges: a second backward
+        through a Function that saved nothing works (as in torch), one that needs them raises."""
+        saved = [k for k, v in self.__dict__.items() if hasattr(v, "shape")]
+        for k in saved + ["inputs"]:
+            self.__dict__.pop(k, None)
+        self.freed = bool(saved)
 
 
 from . import ops  # noqa: E402  (ops builds on Function and Tensor above)

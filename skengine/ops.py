@@ -70,21 +70,22 @@ class Sub(Function):
 
 
 class Mul(Function):
-    def forward(self, a, b):
-        self.a, self.b = a, b
+    def forward(self, a, b):  # keeps only what the wanted gradients need (b for a's, a for b's)
+        need_a, need_b = self.needs_input_grad
+        self.a, self.b = (a if need_b else None), (b if need_a else None)
         return a * b
 
     def backward(self, gy):
-        return gy * self.b, gy * self.a
+        return (None if self.b is None else gy * self.b), (None if self.a is None else gy * self.a)
 
 
 class Div(Function):
-    def forward(self, a, b):
-        self.a, self.b = a, b
+    def forward(self, a, b):  # b for both gradients, a only for b's
+        self.a, self.b = (a if self.needs_input_grad[1] else None), b
         return a / b
 
     def backward(self, gy):
-        gb = None if self.edges[1] is None else -gy * self.a / (self.b * self.b)
+        gb = None if self.a is None else -gy * self.a / (self.b * self.b)
         return gy / self.b, gb
 
 
@@ -253,6 +254,14 @@ class Where(Function):
         return xp.where(self.cond, gy, zero), xp.where(self.cond, zero, gy)
 
 
+def replace(old, new):
+    """``new`` in ``old``'s place: old's gradient is zero, new's passes through (fill_ and copy_ of a
+    tensor in a graph, which stays in it, as in torch)."""
+    if not old.requires_grad:
+        return new
+    return Where(get_array_module(old.data).zeros(old.shape, bool))(old, new)
+
+
 def where(condition, input, other):
     """Like torch.where(condition, input, other)."""
     cond = condition.data if isinstance(condition, Tensor) else condition
@@ -355,7 +364,7 @@ def _axes(dim, ndim):
     for d in dims:
         if not -ndim <= d < max(ndim, 1):
             raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(d % max(ndim, 1) for d in dims))
+    return tuple(sorted(d % ndim for d in dims)) if ndim else ()  # a 0-d tensor: dim 0 or -1 reduces nothing
 
 
 def _dim(dim, ndim, name, extra=0):
@@ -483,7 +492,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.shape, self.dtype = x.shape, x.dtype
-        return x[self.index]
+        y = x[self.index]
+        if not hasattr(y, "shape") or y.ndim == 0 and y.base is None:  # a scalar: take the 0-d view instead
+            y = x[(self.index if isinstance(self.index, tuple) else (self.index,)) + (Ellipsis,)]
+        return y
 
     def backward(self, gy):
         gx = get_array_module(gy).zeros(self.shape, self.dtype)
@@ -652,7 +664,7 @@ def setitem(x, index, value):
         value = value.to(dtype=x.dtype)
     try:
         return SetItem(index)(x, value)
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, TypeError) as e:
         raise ValueError(f"setitem: cannot assign a value of shape {value.shape} at index {index!r} "
                          f"of a tensor of shape {x.shape} ({e})") from None
 
