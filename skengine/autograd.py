@@ -379,6 +379,11 @@ def _raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+def _is_array(v):
+    """A NumPy or CuPy array (or NumPy scalar): what a Function may keep for backward."""
+    return hasattr(v, "__array_interface__") or hasattr(v, "__cuda_array_interface__")
+
+
 def _views(v, a):
     """Whether array ``v`` is ``a`` or a view of it (or of what ``a`` views)."""
     base = getattr(v, "base", None)
@@ -425,7 +430,7 @@ class Function:
                           if x.creator is not None else (None, x, x.shape) for x in inputs]
             self.output_meta = [(o.data.shape, o.data.dtype) for o in outputs]
             # the inputs whose arrays this Function kept for backward, and their versions now
-            kept = [v for v in self.__dict__.values() if hasattr(v, "shape")]
+            kept = [v for v in self.__dict__.values() if _is_array(v)]
             self.saved_versions = [(t._version, t._version[0], t.shape) for t in inputs + outputs
                                    if any(_views(v, t.data) for v in kept)]
         return outputs[0] if single else tuple(outputs)
@@ -439,7 +444,7 @@ class Function:
     def release(self):
         """Drop the inputs and the arrays saved for backward, keeping the edges: a second backward
         through a Function that saved nothing works (as in torch), one that needs them raises."""
-        saved = [k for k, v in self.__dict__.items() if hasattr(v, "shape")]
+        saved = [k for k, v in self.__dict__.items() if _is_array(v)]
         for k in saved + ["inputs"]:
             self.__dict__.pop(k, None)
         self.freed = bool(saved)

@@ -640,7 +640,11 @@ class SetItem(Function):
     def forward(self, x, v):
         self.v_shape = v.shape
         y = x.copy()
-        y[self.index] = v
+        try:
+            y[self.index] = v
+        except (ValueError, TypeError):  # leading 1-dims the target lacks: torch drops them
+            lead = next((i for i, n in enumerate(v.shape) if n != 1), v.ndim)
+            y[self.index] = v.reshape(v.shape[lead:])
         return y
 
     def backward(self, gy):
