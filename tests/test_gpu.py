@@ -98,11 +98,12 @@ def test_optimizer_state_follows_a_model_moved_after_some_steps():
     from skengine import nn
     from skengine.optim import SGD, Adam
 
+    x = r(5, 4)
     for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adam(ps, lr=0.01)):
         results = []
         for move in (False, True):
             sk.manual_seed(0)
-            model, x = nn.Linear(4, 3), r(5, 4)
+            model = nn.Linear(4, 3)
             opt = make(model.parameters())
             for step in range(4):
                 if move and step == 2:
