@@ -691,3 +691,23 @@ def test_second_backward_through_slicing_and_a_setitem_value_with_a_leading_one(
     q[np.array([True, False, True])] = (w[:2] * 2).reshape(1, 2)  # (1, 2) into 2 places, as torch allows
     q.sum().backward()
     np.testing.assert_array_equal(w.grad.numpy(), [2.0, 2.0, 0.0])
+
+
+def test_torch_style_function_forms_and_creation_functions():
+    x = leaf([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
+    y = sk.sum(sk.exp(x) * sk.sigmoid(x), 1) + sk.max(x, 1).values + sk.pow(x, 2).mean(1)
+    y.sum().backward()
+    a = x.numpy()
+    sig = 1 / (1 + np.exp(-a))
+    expect = np.exp(a) * sig + np.exp(a) * sig * (1 - sig) + (a == a.max(1, keepdims=True)) + 2 * a / 3
+    np.testing.assert_allclose(x.grad.numpy(), expect, rtol=1e-12)
+    assert sk.pow(2, sk.tensor([3])).tolist() == [8] and sk.transpose(x, 0, 1).shape == (3, 2)
+    np.testing.assert_allclose(sk.softmax(x, -1).sum(-1).numpy(), 1.0)
+    sk.manual_seed(3)
+    r, i = sk.rand(1000), sk.randint(2, 5, (1000,))
+    assert r.dtype == np.float32 and 0 <= r.numpy().min() and r.numpy().max() < 1
+    assert i.dtype == np.int64 and set(i.tolist()) == {2, 3, 4}
+    assert sk.linspace(0, 1, 5).tolist() == [0, 0.25, 0.5, 0.75, 1] and sk.eye(2).tolist() == [[1, 0], [0, 1]]
+    assert sk.ones(2).to(sk.bool).dtype == np.bool_ and sk.empty(2, 3).shape == (2, 3)
+    with pytest.raises(TypeError, match="skengine.exp: input must be a Tensor, got ndarray"):
+        sk.exp(np.ones(2))
