@@ -2,7 +2,7 @@
 import numbers
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, grad_array
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -68,13 +68,8 @@ class Adam(Optimizer):
             eps = float(group["eps"])
             weight_decay = float(group["weight_decay"])
             amsgrad = bool(group["amsgrad"])
-            maximize = bool(group["maximize"])
             decoupled = bool(group["decoupled_weight_decay"])
-            for p in group["params"]:
-                g = grad_array(p)
-                if g is None:
-                    continue
-                p_data = p.data
+            for p, p_data, g in self._params_with_grad(group):  # g negated if maximize
                 xp = get_array_module(p_data)
                 state = self.state[p]
                 if len(state) == 0:
@@ -88,8 +83,6 @@ class Adam(Optimizer):
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] = step = int(state["step"]) + 1
 
-                if maximize:
-                    g = -g                                           # new array: p.grad untouched
                 if weight_decay != 0:
                     if decoupled:
                         p_data *= 1 - lr * weight_decay

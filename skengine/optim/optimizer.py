@@ -173,6 +173,16 @@ class Optimizer:
         """Check a group's hyper-parameters; subclasses raise ValueError."""
 
     # ------------------------------------------------------------------- steps
+    @staticmethod
+    def _params_with_grad(group):
+        """(p, its array, its gradient array) for each parameter of ``group`` that has a gradient;
+        with the group's ``maximize`` the gradient is negated (a new array: p.grad is never touched)."""
+        maximize = bool(group.get("maximize", False))
+        for p in group["params"]:
+            g = grad_array(p)
+            if g is not None:
+                yield p, p.data, (-g if maximize else g)
+
     def zero_grad(self, set_to_none=True):
         """Reset gradients: to None (default) or to zeros in place."""
         for group in self.param_groups:

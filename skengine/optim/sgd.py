@@ -2,7 +2,7 @@
 import numbers
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, grad_array
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -59,15 +59,8 @@ class SGD(Optimizer):
             dampening = float(group["dampening"])
             weight_decay = float(group["weight_decay"])
             nesterov = bool(group["nesterov"])
-            maximize = bool(group["maximize"])
-            for p in group["params"]:
-                g = grad_array(p)
-                if g is None:
-                    continue
-                p_data = p.data
+            for p, p_data, g in self._params_with_grad(group):  # g negated if maximize
                 xp = get_array_module(p_data)
-                if maximize:
-                    g = -g                                 # new array: never touch p.grad
                 if weight_decay != 0:
                     g = g + weight_decay * p_data          # new array: never touch p.grad
                 if momentum != 0:
