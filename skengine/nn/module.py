@@ -217,21 +217,15 @@ class Module:
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
+        values = {k: v.data if isinstance(v, Tensor) else v for k, v in state_dict.items() if k in own}
         errors = [f"missing keys {missing}, unexpected keys {unexpected}"] if strict and (missing or unexpected) else []
-        for key, t in own.items():
-            if key in state_dict:
-                value = state_dict[key]
-                value = value.data if isinstance(value, Tensor) else value
-                if tuple(value.shape) != t.shape:
-                    errors.append(f"size mismatch for {key}: checkpoint has shape {tuple(value.shape)}, "
-                                  f"model has shape {t.shape}")
+        errors += [f"size mismatch for {k}: checkpoint has shape {tuple(v.shape)}, model has shape {own[k].shape}"
+                   for k, v in values.items() if tuple(v.shape) != own[k].shape]
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: " + "; ".join(errors))
-        for key, t in own.items():
-            if key in state_dict:
-                value = state_dict[key]
-                value = value.data if isinstance(value, Tensor) else value
-                t.data[...] = to_device(to_numpy(value), t.device).astype(t.dtype, copy=False)
+        for k, v in values.items():
+            t = own[k]
+            t.data[...] = to_device(to_numpy(v), t.device).astype(t.dtype, copy=False)
         return _IncompatibleKeys(missing, unexpected)
 
     # -- printing -------------------------------------------------------------------
