@@ -9,8 +9,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from .autograd import Function, Tensor
-from .backend import get_array_module, scatter_add
+from .autograd import Function, Tensor, is_grad_enabled, sum_to
+from .backend import device_of, get_array_module, scatter_add, to_device
 
 
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # bool < integer < floating point
@@ -200,14 +200,12 @@ class To(Function):
         self.device, self.dtype = device, dtype
 
     def forward(self, x):
-        from .backend import device_of, to_device
         self.in_device, self.in_dtype = device_of(x), x.dtype
         y = x if self.device is None else to_device(x, self.device)
         y = y if self.dtype is None else y.astype(self.dtype)
         return y.copy() if y is x else y
 
     def backward(self, gy):
-        from .backend import to_device
         return to_device(gy, self.in_device).astype(self.in_dtype, copy=False)
 
 
@@ -257,7 +255,7 @@ class Where(Function):
 def replace(old, new):
     """``new`` in ``old``'s place: old's gradient is zero, new's passes through (fill_ and copy_ of a
     tensor in a graph, which stays in it, as in torch)."""
-    if not old.requires_grad:
+    if not (old.requires_grad and is_grad_enabled()):  # nothing to record: new as it is
         return new
     return Where(get_array_module(old.data).zeros(old.shape, bool))(old, new)
 
@@ -653,7 +651,6 @@ class SetItem(Function):
         gv = gy[self.index]
         if gv.shape == self.v_shape:
             return gx, gv
-        from .autograd import sum_to
         extra = len(self.v_shape) - gv.ndim  # a value with more leading 1-dims than its target
         gv = gv.reshape((1,) * extra + gv.shape) if extra > 0 else gv
         return gx, sum_to(gv, self.v_shape)
