@@ -20,10 +20,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import blas_threads, limit_threads, machine_report, median, paired_ratio, table, time_alternately  # noqa: E402
+
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
-from common import (blas_threads, limit_threads, machine_report, median, paired_ratio, table,  # noqa: E402
-                    time_alternately)
+from skengine.convolution import CHUNK_BYTES  # noqa: E402
 from skengine.im2col import col2im, im2col  # noqa: E402
 
 try:
@@ -102,7 +103,7 @@ def main():
         sync = tsync = (lambda: None)
         extra = []
     extra += [f"torch {torch.__version__}, {threads} threads" if torch is not None else "torch: not installed",
-             f"threads used: {threads}; skengine Conv2d.chunk_bytes = {F.Conv2d.chunk_bytes}",
+             f"threads used: {threads}; skengine convolution.CHUNK_BYTES = {CHUNK_BYTES}",
              "command: " + " ".join([os.path.basename(sys.executable)] + sys.argv)]
     rng = np.random.default_rng(0)
     rows = []

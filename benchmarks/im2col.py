@@ -31,11 +31,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import limit_threads, machine_report, median, peak_memory, table, time_alternately  # noqa: E402
+
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
-from common import limit_threads, machine_report, median, peak_memory, table, time_alternately  # noqa: E402
-from skengine.im2col import (col2im, col2im_flat, flat_geometry, im2col, im2col_flat, pad_phases,  # noqa: E402
-                             unpad_phases)
+from skengine.convolution import CHUNK_BYTES  # noqa: E402
+from skengine.im2col import col2im, col2im_flat, flat_geometry, im2col, im2col_flat, pad_phases, unpad_phases  # noqa: E402
 
 
 def shapes(quick=False):
@@ -181,7 +182,7 @@ def run(args):
         assert np.array_equal(im2col_fancy(x, k, s, p, d, idx), ref)
         assert np.array_equal(colf.reshape(C, k, k, N, OH, P)[..., :OW].transpose(3, 0, 1, 2, 4, 5), ref)
         col_bytes = ref.nbytes
-        nb = max(1, F.Conv2d.chunk_bytes // (C * k * k * OH * P * 4))
+        nb = max(1, CHUNK_BYTES // (C * k * k * OH * P * 4))
         bufs = {}
         t, mem = measure({"taps": lambda: im2col(x, (k, k), (s, s), (p, p), (d, d)),
                           "strided": lambda: im2col_strided(x, k, s, p, d),

@@ -22,11 +22,11 @@ subprocess per framework: the growth of the resident set over a few training ste
 """
 import argparse
 import json
-from collections import OrderedDict
 import os
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 
 import numpy as np
 

@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-from skengine import train as trainer
+from skengine import training as trainer
 from skengine.models import create
 from skengine.summary import summary
-from skengine.train import pyplot
+from skengine.training.report import pyplot
 
 VARIANTS = {
     "sk_softmax": {"sk_kwargs": {"attention": "softmax"}},

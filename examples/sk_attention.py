@@ -20,7 +20,7 @@ import numpy as np
 import skengine as sk
 from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.models import collect_attention, create
-from skengine.train import pyplot
+from skengine.training.report import pyplot
 
 SCALES = (1.0, 1.5, 2.0)
 

@@ -4,7 +4,7 @@
     python examples/sk_walkthrough.py --data-dir DIR       # a CIFAR-10 test batch from DIR
 
 Each printed stage names the code that computed it, so you can read along in
-the source: skengine/nn/sk.py holds the layer, skengine/functional.py the
+the source: skengine/nn/sk.py holds the layer, skengine/functional/ the
 functions it calls.  It ends by differentiating the whole layer and checking
 every gradient against finite differences with skengine.gradcheck.
 """

@@ -1,10 +1,10 @@
 """skengine: a from-scratch deep-learning engine on NumPy/CuPy for Selective Kernel Networks."""
 import numpy as np
 
-from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
+from . import ops
+from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, shape_arg
 from .backend import cuda_available, get_array_module, to_device
 from .gradcheck import GradcheckError, gradcheck, gradcheck_module
-from . import ops
 from .ops import cat, clamp, matmul, split, stack, where
 from .parallel import get_num_threads, set_num_threads
 from .random import manual_seed
@@ -25,28 +25,24 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
     return Tensor(to_device(Tensor(data, dtype=dtype).data, device), requires_grad=requires_grad)
 
 
-def _shape(size):
-    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
-
-
 def zeros(*size, dtype=np.float32, device="cpu", requires_grad=False):
-    return Tensor(to_device(np.zeros(_shape(size), dtype), device), requires_grad=requires_grad)
+    return Tensor(to_device(np.zeros(shape_arg(size), dtype), device), requires_grad=requires_grad)
 
 
 def ones(*size, dtype=np.float32, device="cpu", requires_grad=False):
-    return Tensor(to_device(np.ones(_shape(size), dtype), device), requires_grad=requires_grad)
+    return Tensor(to_device(np.ones(shape_arg(size), dtype), device), requires_grad=requires_grad)
 
 
 def randn(*size, dtype=np.float32, device="cpu", requires_grad=False):
     from .random import generator
-    data = generator().standard_normal(_shape(size)).astype(dtype)
+    data = generator().standard_normal(shape_arg(size)).astype(dtype)
     return Tensor(to_device(data, device), requires_grad=requires_grad)
 
 
 def rand(*size, dtype=np.float32, device="cpu", requires_grad=False):
     """Uniform on [0, 1), from the engine's seeded stream."""
     from .random import generator
-    data = generator().random(_shape(size)).astype(dtype)
+    data = generator().random(shape_arg(size)).astype(dtype)
     return Tensor(to_device(data, device), requires_grad=requires_grad)
 
 
@@ -56,7 +52,7 @@ def randint(low, high=None, size=None, dtype=np.int64, device="cpu"):
     low, high = (0, low) if high is None else (low, high)
     if size is None:
         raise TypeError("randint: size must be given, e.g. randint(0, 10, (3,))")
-    return Tensor(to_device(generator().integers(low, high, _shape((size,))).astype(dtype), device))
+    return Tensor(to_device(generator().integers(low, high, shape_arg((size,))).astype(dtype), device))
 
 
 def empty(*size, dtype=np.float32, device="cpu", requires_grad=False):
@@ -105,7 +101,7 @@ def log_softmax(input, dim):
 
 def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
     dtype = dtype or (np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype)
-    return Tensor(to_device(np.full(_shape((size,)), fill_value, dtype), device), requires_grad=requires_grad)
+    return Tensor(to_device(np.full(shape_arg((size,)), fill_value, dtype), device), requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
@@ -132,6 +128,7 @@ def arange(*args, dtype=None, device="cpu"):
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "arange", "full", "zeros_like", "ones_like", "from_numpy",
            "matmul", "where", "clamp", "rand", "randint", "empty", "linspace", "eye", "pow", "softmax", "log_softmax",
-           "float16", "int32", "bool", *_FUNCTION_FORMS, "no_grad", "enable_grad",
-           "is_grad_enabled", "gradcheck", "gradcheck_module", "GradcheckError", "save", "load", "manual_seed", "cat", "stack",
-           "split", "cuda_available", "get_num_threads", "set_num_threads", "get_array_module", "summary", "float32", "float64", "int64"]
+           "float16", "int32", "bool", *_FUNCTION_FORMS, "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
+           "gradcheck_module", "GradcheckError", "save", "load", "manual_seed", "cat", "stack", "split",
+           "cuda_available", "get_num_threads", "set_num_threads", "get_array_module", "summary", "float32", "float64",
+           "int64"]

@@ -342,7 +342,7 @@ class Tensor:
         return self.var(dim, unbiased, keepdim, correction).sqrt()
     def clamp(self, min=None, max=None): return ops.clamp(self, min, max)
     clip = clamp
-    def expand(self, *shape): return ops.expand(self, _shape_arg(shape))
+    def expand(self, *shape): return ops.expand(self, shape_arg(shape))
 
     def max(self, dim=None, keepdim=False):
         """Like torch: the maximum value, or (values, indices) along ``dim``."""
@@ -364,11 +364,11 @@ class Tensor:
             return Tensor(xp.argmax(self.data))
         return Tensor(xp.argmax(self.data, axis=dim, keepdims=keepdim))
 
-    def reshape(self, *shape): return ops.reshape(self, _shape_arg(shape))
+    def reshape(self, *shape): return ops.reshape(self, shape_arg(shape))
     view = reshape
     def flatten(self, start_dim=0, end_dim=-1): return ops.flatten(self, start_dim, end_dim)
     def transpose(self, dim0, dim1): return ops.transpose(self, dim0, dim1)
-    def permute(self, *dims): return ops.permute(self, _shape_arg(dims))
+    def permute(self, *dims): return ops.permute(self, shape_arg(dims))
     def unsqueeze(self, dim): return ops.unsqueeze(self, dim)
     def squeeze(self, dim=None): return ops.squeeze(self, dim)
     def split(self, split_size, dim=0): return ops.split(self, split_size, dim)
@@ -390,7 +390,8 @@ def _views(v, a):
     return v is a or (base is not None and (base is a or base is getattr(a, "base", None)))
 
 
-def _shape_arg(args):
+def shape_arg(args):
+    """A shape given as separate ints or as one tuple/list (``x.reshape(2, 3)`` or ``x.reshape((2, 3))``)."""
     return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
 
 

@@ -43,6 +43,11 @@ def _is_cupy_array(a):
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 
+def is_array(a):
+    """Whether ``a`` is a NumPy or a CuPy array."""
+    return isinstance(a, np.ndarray) or _is_cupy_array(a)
+
+
 def get_array_module(*arrays):
     """numpy, or cupy if any argument is a CuPy array."""
     for a in arrays:
@@ -62,6 +67,22 @@ def check_device(device):
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return "cpu"
+
+
+def resolve_device(name):
+    """A device name as given by a user: "auto" is "cuda" where a GPU and CuPy are found, else "cpu";
+    "cuda" without them raises the error that says how to install CuPy."""
+    if name == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    device = check_device(name)
+    if device == "cuda":
+        cupy()
+    return device
+
+
+def array_module(device):
+    """The array module of a device: numpy for "cpu", cupy for "cuda"."""
+    return cupy() if check_device(device) == "cuda" else np
 
 
 def to_device(array, device):

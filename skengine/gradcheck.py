@@ -81,7 +81,7 @@ def gradcheck_module(module, *inputs, **tolerances):
     """
     module.double()
     slots = []
-    for prefix, m in module.named_modules():
+    for _, m in module.named_modules():
         slots += [(m, name) for name, p in m._parameters.items() if p is not None]
     originals = [m._parameters[name] for m, name in slots]
 

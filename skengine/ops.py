@@ -12,7 +12,6 @@ import numpy as np
 from .autograd import Function, Tensor, is_grad_enabled, sum_to
 from .backend import device_of, get_array_module, scatter_add, to_device
 
-
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # bool < integer < floating point
 
 
@@ -31,7 +30,7 @@ def as_tensor(value, like):
     return Tensor(get_array_module(like.data).asarray(value, dtype=dtype))
 
 
-def _pair(a, b):
+def _promote(a, b):
     """Two tensors for a binary op, with torch's promotion: a scalar follows the tensor's
     dtype (see as_tensor), and between tensors of different kinds (bool, integer, float)
     the lower kind is cast to the higher one's dtype (int64 + float32 gives float32)."""
@@ -143,17 +142,17 @@ class MatMul(Function):
         ga = gy @ xp.swapaxes(b, -1, -2)
         gb = xp.swapaxes(a, -1, -2) @ gy
         if self.a.ndim == 1:
-            ga = ga.sum(axis=tuple(range(ga.ndim - 2))).reshape(self.a.shape) if ga.ndim > 2 else ga.reshape(self.a.shape)
+            ga = (ga.sum(axis=tuple(range(ga.ndim - 2))) if ga.ndim > 2 else ga).reshape(self.a.shape)
         if self.b.ndim == 1:
-            gb = gb.sum(axis=tuple(range(gb.ndim - 2))).reshape(self.b.shape) if gb.ndim > 2 else gb.reshape(self.b.shape)
+            gb = (gb.sum(axis=tuple(range(gb.ndim - 2))) if gb.ndim > 2 else gb).reshape(self.b.shape)
         return ga, gb
 
 
-def add(a, b): return Add()(*_pair(a, b))
-def sub(a, b): return Sub()(*_pair(a, b))
-def mul(a, b): return Mul()(*_pair(a, b))
+def add(a, b): return Add()(*_promote(a, b))
+def sub(a, b): return Sub()(*_promote(a, b))
+def mul(a, b): return Mul()(*_promote(a, b))
 def div(a, b):
-    a, b = _pair(a, b)
+    a, b = _promote(a, b)
     if a.dtype.kind != "f":  # true division of integers gives float32, as in torch
         a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
     return Div()(a, b)
@@ -264,7 +263,7 @@ def where(condition, input, other):
     """Like torch.where(condition, input, other)."""
     cond = condition.data if isinstance(condition, Tensor) else condition
     if isinstance(input, Tensor) or isinstance(other, Tensor):
-        input, other = _pair(input, other)
+        input, other = _promote(input, other)
     else:
         input, other = Tensor(input), Tensor(other)
     cond = get_array_module(input.data).asarray(cond)
@@ -532,7 +531,6 @@ class Split(Function):
         self.bounds, self.dim = bounds, dim
 
     def forward(self, x):
-        self.x_shape, self.dtype = x.shape, x.dtype
         return tuple(get_array_module(x).split(x, self.bounds, axis=self.dim))
 
     def backward(self, *gys):

@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 
 from .autograd import Tensor
-from .backend import get_array_module, to_numpy
+from .backend import is_array, to_numpy
 
 _JSON_KEY = "__json__"
 
@@ -26,7 +26,7 @@ def _flatten(obj, prefix, arrays, plain):
             if "/" in k:
                 raise ValueError(f"save: key {k!r} contains '/', which separates nesting levels")
             _flatten(v, f"{prefix}/{k}" if prefix else k, arrays, plain)
-    elif isinstance(obj, Tensor) or isinstance(obj, get_array_module(obj).ndarray) or isinstance(obj, np.generic):
+    elif isinstance(obj, Tensor) or is_array(obj) or isinstance(obj, np.generic):
         arrays[prefix] = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
         if arrays[prefix].dtype.hasobject:  # np.savez would pickle it, and load() refuses pickles
             raise TypeError(f"save: array at {prefix!r} has dtype object, which cannot be saved without pickle")
@@ -47,14 +47,27 @@ def save(obj, path):
     if _JSON_KEY in arrays:
         raise ValueError(f"save: the key {_JSON_KEY!r} is reserved")
     arrays[_JSON_KEY] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
+
+    atomic_write(path, write)
+
+
+def atomic_write(path, write, suffix=".npz"):
+    """Create the file ``path`` through ``write(a temporary path)`` in the same folder, synced, then
+    renamed over ``path``: an error or a kill midway leaves an existing file as it was."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0o022)  # read the umask (setting it is the only way), then restore it
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the mode of a plain open(), not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

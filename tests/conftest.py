@@ -1,4 +1,4 @@
-"""Shared pytest setup: import path, hypothesis profiles and the ``gpu`` marker.
+"""Shared pytest setup: import path, hypothesis profiles, the ``gpu`` marker and a fake CIFAR-10 folder.
 
 Profiles (pick with HYPOTHESIS_PROFILE=...):
   default   few examples, no deadline: the whole suite stays fast on 2 cores
@@ -10,6 +10,8 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from fakecifar import write_cifar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # tests import skengine from the checkout, installed or not
@@ -30,9 +32,6 @@ def gpu_available():
         return False
 
 
-requires_gpu = pytest.mark.gpu  # tests carrying it are skipped cleanly without a GPU
-
-
 def pytest_collection_modifyitems(config, items):
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if gpu_items and not gpu_available():
@@ -51,3 +50,8 @@ def deadline():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(write_cifar(tmp_path_factory.mktemp("cifar")))

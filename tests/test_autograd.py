@@ -366,7 +366,7 @@ def test_no_grad_records_nothing():
 def test_no_grad_restores_state_after_exception():
     with pytest.raises(ZeroDivisionError):
         with sk.no_grad():
-            1 / 0
+            _ = 1 / 0
     assert sk.is_grad_enabled()
 
 

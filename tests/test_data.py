@@ -13,8 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from skengine.data import (CIFAR_MEAN_STD, DataLoader, class_names, crop_flip, cutout,
-                           download_and_extract, load_cifar)
+from skengine.data import CIFAR_MEAN_STD, DataLoader, class_names, crop_flip, cutout, download_and_extract, load_cifar
 from skengine.data.cifar import read_pickle
 from skengine.data.download import safe_extract
 

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from fakecifar import NAMES, write_cifar
 
 import skengine
+from fakecifar import NAMES, write_cifar
 from skengine.models import create
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -33,7 +33,7 @@ def test_walkthrough_prints_every_stage_and_passes_gradcheck():
     assert result["attention_sum"] == pytest.approx((1.0, 1.0), abs=1e-6)
     for stage in ("U_1", "U_2", "s = GAP(U)", "z (d = ", "a = attention", "b = attention", "V = a * U_1"):
         assert stage in text, stage
-    assert "skengine/functional.py" in text and "skengine/nn/sk.py" in text
+    assert "skengine/functional/conv.py" in text and "skengine/nn/sk.py" in text
 
 
 def test_enlarge_zooms_into_the_centre():

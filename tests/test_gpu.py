@@ -71,10 +71,11 @@ def test_batch_norm_and_losses():
 
 
 def test_training_step_on_gpu_with_device_augmentation():
+    import cupy
+
     from skengine.data import DataLoader
     from skengine.models import create
     from skengine.optim import SGD
-    import cupy
 
     images = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, 64)

@@ -1,5 +1,5 @@
-"""The training command on a few hundred CIFAR-format images written here: it learns, resumes bit for bit,
-survives Ctrl-C, stops on NaN with the last checkpoint intact, and the evaluator reads what it wrote."""
+"""The training command on a few hundred CIFAR-format images (the ``data_dir`` fixture of conftest.py): it
+learns, resumes bit for bit, survives Ctrl-C and stops on NaN with the last checkpoint intact."""
 import csv
 import importlib.util
 import os
@@ -7,19 +7,15 @@ import signal
 
 import numpy as np
 import pytest
-from fakecifar import write_cifar
 
 import skengine
 import skengine.functional as F
 from skengine import evaluate, train
 from skengine.data import CIFAR_MEAN_STD, DataLoader
 from skengine.models import create
+from skengine.nn import Parameter
 from skengine.optim import SGD
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(write_cifar(tmp_path_factory.mktemp("cifar")))
+from skengine.training import loop, report
 
 
 def cfg(data_dir, out, **kw):
@@ -92,15 +88,6 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, 
     assert open(tmp_path / "checkpoint.npz", "rb").read() == before
 
 
-def test_evaluate_reads_the_checkpoint(data_dir, tmp_path, capsys):
-    last = train.train(cfg(data_dir, tmp_path, epochs=1))
-    result = evaluate.main(["--checkpoint", str(tmp_path / "checkpoint.npz"), "--data-dir", data_dir,
-                            "--device", "cpu"])
-    assert result["acc"] == pytest.approx(last["test_acc"])
-    assert result["confusion"].sum() == 100
-    assert "test accuracy" in capsys.readouterr().out
-
-
 def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_dir, tmp_path):
     train.train(cfg(data_dir, tmp_path, epochs=2, tta=True))
     with open(tmp_path / "metrics.csv") as f:
@@ -109,7 +96,7 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
     # the plain numbers of the TTA pass are those of a plain pass
     net = create("sknet_cifar_tiny", num_classes=10)
     net.load_state_dict(skengine.load(str(tmp_path / "checkpoint.npz"))["model"])
-    (_, _), (x_test, y_test), _ = train.load_data({**train.DEFAULTS, **cfg(data_dir, tmp_path)})
+    (_, _), (x_test, y_test), _ = loop.load_data({**loop.DEFAULTS, **cfg(data_dir, tmp_path)})
     mean, std = CIFAR_MEAN_STD["cifar10"]
     loader = DataLoader(x_test, y_test, 50, mean=mean, std=std)
     plain, flipped = evaluate.evaluate(net, loader), evaluate.evaluate(net, loader, tta=True)
@@ -126,11 +113,20 @@ def test_missing_data_without_download_says_where_to_put_it(tmp_path):
 def test_metrics_csv_takes_every_column_even_one_a_resumed_run_adds(tmp_path):
     """A checkpoint from before a column existed resumes into a history whose rows differ in keys."""
     path = str(tmp_path / "metrics.csv")
-    train._write_metrics(path, [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.6, "test_acc_tta": 0.7}])
+    report.write_metrics(path, [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.6, "test_acc_tta": 0.7}])
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert rows == [{"epoch": "1", "test_acc": "0.5", "test_acc_tta": ""},
                     {"epoch": "2", "test_acc": "0.6", "test_acc_tta": "0.7"}]
+
+
+def test_trainer_onecycle_keeps_momentum_fixed():
+    from skengine.training.loop import build_schedule
+    opt = SGD([Parameter(np.zeros(1))], lr=0.2, momentum=0.9, nesterov=True)
+    sched = build_schedule({"epochs": 2, "schedule": "onecycle", "lr": 0.2}, opt, 4)
+    for _ in range(8):
+        assert opt.param_groups[0]["momentum"] == 0.9
+        sched.step()
 
 
 # ---------------------------------------------------------------- data parallel (two processes)
@@ -202,7 +198,7 @@ def test_two_processes_take_a_short_last_batch_or_drop_one_too_short(data_dir, t
 @two_processes
 @pytest.mark.parametrize("processes", [1, 2])
 def test_ctrl_c_during_the_test_pass_stops_after_that_epoch(data_dir, tmp_path, monkeypatch, processes):
-    real, main = train.evaluate, os.getpid()
+    real, main = loop.evaluate, os.getpid()
 
     def evaluate_then_interrupt(*a, **k):
         result = real(*a, **k)
@@ -210,7 +206,7 @@ def test_ctrl_c_during_the_test_pass_stops_after_that_epoch(data_dir, tmp_path, 
             os.kill(main, signal.SIGINT)
         return result
 
-    monkeypatch.setattr(train, "evaluate", evaluate_then_interrupt)
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_interrupt)
     train.train(cfg(data_dir, tmp_path, processes=processes))
     ckpt = skengine.load(tmp_path / "checkpoint.npz")
     assert (ckpt["epoch"], ckpt["loader"]["batch"], len(ckpt["history"])) == (1, 5, 1)
@@ -218,9 +214,9 @@ def test_ctrl_c_during_the_test_pass_stops_after_that_epoch(data_dir, tmp_path, 
 
 
 def test_process_count(monkeypatch):
-    monkeypatch.setattr(train, "get_num_threads", lambda: 2)
-    assert [train.resolve_processes("auto", "cpu", b) for b in (32, 64, 128, 512)] == [1, 1, 2, 2]
-    assert train.resolve_processes("auto", "cuda", 512) == 1 and train.resolve_processes("3", "cpu", 8) == 3
+    monkeypatch.setattr(loop, "get_num_threads", lambda: 2)
+    assert [loop.resolve_processes("auto", "cpu", b) for b in (32, 64, 128, 512)] == [1, 1, 2, 2]
+    assert loop.resolve_processes("auto", "cuda", 512) == 1 and loop.resolve_processes("3", "cpu", 8) == 3
     for value, device, match in ((0, "cpu", "positive int"), (2, "cuda", "for the CPU"), (9, "cpu", "batch-size 8")):
         with pytest.raises(ValueError, match=match):
-            train.resolve_processes(value, device, 8)
+            loop.resolve_processes(value, device, 8)

@@ -4,6 +4,8 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..functional.args import as_pair
+from ..functional.loss import reduction_mode
 from .init import kaiming_uniform_, uniform_
 from .module import Module, Parameter
 
@@ -24,8 +26,8 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = F._pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Conv2d: invalid padding string {padding!r}, should be one of 'valid', 'same'")
@@ -34,7 +36,7 @@ class Conv2d(Module):
                                  f"got stride {self.stride}")
             self.padding = padding
         else:
-            self.padding = F._pair(padding, "padding")
+            self.padding = as_pair(padding, "padding")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular', "
                              f"got {padding_mode!r}")
@@ -62,7 +64,7 @@ class Conv2d(Module):
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if x.ndim != 4:
             raise ValueError(f"Conv2d: input must be 4-D (N, C, H, W), got shape {x.shape}")
-        x = F._pad2d(x, self._pads(), self.padding_mode)
+        x = F.pad2d(x, self._pads(), self.padding_mode)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self):
@@ -274,7 +276,7 @@ class NLLLoss(Module):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
-        self.reduction = F._reduction(reduction, size_average, reduce, type(self).__name__)
+        self.reduction = reduction_mode(reduction, size_average, reduce, type(self).__name__)
 
     def forward(self, input, target):
         return F.nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
@@ -288,7 +290,7 @@ class CrossEntropyLoss(Module):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
-        self.reduction = F._reduction(reduction, size_average, reduce, type(self).__name__)
+        self.reduction = reduction_mode(reduction, size_average, reduce, type(self).__name__)
 
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,

@@ -167,7 +167,10 @@ class Module:
                 p.grad.data[...] = 0
 
     def to(self, device=None, dtype=None):
-        """Move (and/or cast floating-point) parameters and buffers in place."""
+        """Move (and/or cast floating-point) parameters and buffers in place; ``model.to(sk.float64)``
+        casts, as torch's ``model.to(torch.float64)``."""
+        if device is not None and not isinstance(device, str):  # a dtype given positionally
+            device, dtype = None, device
         device = check_device(device) if device is not None else None
         for t in list(self.parameters()) + list(self.buffers()):
             data = t.data if device is None else to_device(t.data, device)

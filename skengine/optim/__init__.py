@@ -6,15 +6,27 @@
 
 Update rules and ``state_dict()`` layout follow ``torch.optim``.
 """
-from .optimizer import Optimizer, param_groups_no_decay
-from .sgd import SGD
+from . import lr_scheduler
 from .adam import Adam
 from .adamw import AdamW
-from .lr_scheduler import (LRScheduler, WarmupCosineLR, OneCycleLR, StepLR, MultiStepLR,
-                           ConstantLR, LinearLR, ExponentialLR, CosineAnnealingLR, LambdaLR,
-                           SequentialLR, CosineAnnealingWarmRestarts, ReduceLROnPlateau)
 from .ema import ModelEMA
-from . import lr_scheduler
+from .lr_scheduler import (
+                           ConstantLR,
+                           CosineAnnealingLR,
+                           CosineAnnealingWarmRestarts,
+                           ExponentialLR,
+                           LambdaLR,
+                           LinearLR,
+                           LRScheduler,
+                           MultiStepLR,
+                           OneCycleLR,
+                           ReduceLROnPlateau,
+                           SequentialLR,
+                           StepLR,
+                           WarmupCosineLR,
+)
+from .optimizer import Optimizer, param_groups_no_decay
+from .sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups_no_decay", "LRScheduler",
            "WarmupCosineLR", "OneCycleLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",

@@ -1,5 +1,4 @@
 """Adam (L2 or decoupled weight decay), with the exact update rule of torch.optim.Adam."""
-import numbers
 
 from ..backend import get_array_module
 from .optimizer import Optimizer
@@ -44,9 +43,7 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_group(self, group):
-        lr = group["lr"]
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
+        self._check_lr_and_weight_decay(group)
         if not group["eps"] >= 0.0:
             raise ValueError(f"Invalid epsilon value: {group['eps']} (must be >= 0)")
         betas = group["betas"]
@@ -56,8 +53,6 @@ class Adam(Optimizer):
         for i, b in enumerate(group["betas"]):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {b} (must be in [0, 1))")
-        if not group["weight_decay"] >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient."""

@@ -14,12 +14,12 @@ import contextlib
 
 import numpy as np
 
-from ..backend import get_array_module, to_device, device_of, to_numpy
+from ..backend import device_of, get_array_module, is_array, to_device, to_numpy
 
 
 def _array(t):
     """The raw array of a Tensor (or the array itself)."""
-    if isinstance(t, np.ndarray) or type(t).__module__.startswith("cupy"):
+    if is_array(t):
         return t
     return t.data
 

@@ -19,10 +19,11 @@ through the array module of the data (``get_array_module``), never NumPy
 directly, so the same code runs on CPU and GPU.
 """
 import copy
+import numbers
 
 import numpy as np
 
-from ..backend import get_array_module, to_device, to_numpy, device_of
+from ..backend import device_of, get_array_module, is_array, to_device, to_numpy
 
 
 class _Required:
@@ -35,16 +36,12 @@ class _Required:
 required = _Required()
 
 
-def _is_xp_array(x):
-    return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
-
-
 def grad_array(p):
     """The raw gradient array of parameter `p`, or None."""
     g = p.grad
     if g is None:
         return None
-    return g if _is_xp_array(g) else g.data
+    return g if is_array(g) else g.data
 
 
 class _ParamState:
@@ -68,7 +65,7 @@ class _ParamState:
         if state:
             device = device_of(p.data)
             for k, v in state.items():
-                if _is_xp_array(v) and device_of(v) != device:
+                if is_array(v) and device_of(v) != device:
                     state[k] = to_device(v, device)
         return state
 
@@ -122,7 +119,7 @@ class Optimizer:
         self.state = _ParamState()
         self.param_groups = []
 
-        if _is_xp_array(params) or hasattr(params, "grad"):
+        if is_array(params) or hasattr(params, "grad"):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Parameters or dicts, but got {type(params).__name__}")
         param_groups = list(params)
@@ -142,7 +139,7 @@ class Optimizer:
         params = group.get("params")
         if params is None:
             raise ValueError("a parameter group needs a 'params' entry")
-        if hasattr(params, "grad") or _is_xp_array(params):
+        if hasattr(params, "grad") or is_array(params):
             params = [params]
         elif isinstance(params, (set, frozenset)):
             raise TypeError("optimizer parameters need to be organized in ordered collections, "
@@ -171,6 +168,15 @@ class Optimizer:
 
     def _validate_group(self, group):
         """Check a group's hyper-parameters; subclasses raise ValueError."""
+
+    @staticmethod
+    def _check_lr_and_weight_decay(group):
+        """The checks SGD and Adam share: a learning rate and a weight decay >= 0 (torch's messages)."""
+        lr = group["lr"]
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
+        if not group["weight_decay"] >= 0.0:
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
 
     # ------------------------------------------------------------------- steps
     @staticmethod
@@ -265,8 +271,8 @@ class Optimizer:
             return None
         if key == "step":
             return int(to_numpy(value)) if not isinstance(value, (int, float)) else int(value)
-        if _is_xp_array(value) or hasattr(value, "__array__"):
-            arr = to_numpy(value) if not _is_xp_array(value) else value
+        if is_array(value) or hasattr(value, "__array__"):
+            arr = to_numpy(value) if not is_array(value) else value
             dtype = p.data.dtype if np.issubdtype(arr.dtype, np.floating) else arr.dtype
             xp = get_array_module(p.data)
             out = to_device(arr, device_of(p.data))
@@ -288,7 +294,7 @@ def _to_saved(v):
     """State value as NumPy array / Python scalar (copied)."""
     if v is None or isinstance(v, (bool, int, float)):
         return v
-    if _is_xp_array(v):
+    if is_array(v):
         a = np.array(to_numpy(v), copy=True)
         return a
     return copy.deepcopy(v)

@@ -1,6 +1,4 @@
 """Stochastic gradient descent, with the exact update rule of torch.optim.SGD."""
-import numbers
-
 from ..backend import get_array_module
 from .optimizer import Optimizer
 
@@ -38,15 +36,11 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_group(self, group):
-        lr = group["lr"]
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
+        self._check_lr_and_weight_decay(group)
         if group["momentum"] < 0.0:
             raise ValueError(f"Invalid momentum value: {group['momentum']} (must be >= 0)")
         if group["dampening"] < 0.0:
             raise ValueError(f"Invalid dampening value: {group['dampening']} (must be >= 0)")
-        if group["weight_decay"] < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
 

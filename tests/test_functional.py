@@ -1,6 +1,5 @@
 """skengine.functional: forwards against naive loops and invariants, backwards against finite differences."""
 import math
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -9,10 +8,7 @@ from hypothesis import strategies as st
 
 import skengine as sk
 import skengine.functional as F
-from skengine import parallel
-from skengine.im2col import col2im, im2col
-from strategies import (arrays, conv_configs, pool_configs, rng_arrays, seeds, shapes, small_conv_configs,
-                        unique_arrays)
+from strategies import arrays, conv_configs, pool_configs, rng_arrays, seeds, shapes, small_conv_configs, unique_arrays
 
 
 def leaf(a, requires_grad=True):
@@ -173,46 +169,6 @@ def _conv_value_and_grads(cfg, x, w, b):
     return [y.numpy(), xs.grad.numpy(), ws.grad.numpy()] + ([] if b is None else [bs.grad.numpy()])
 
 
-@given(cfg=conv_configs(max_batch=5), seed=seeds(), chunk_bytes=st.integers(1, 1 << 14))
-def test_conv2d_batch_chunking_gives_the_same_result(cfg, seed, chunk_bytes):
-    """CPU conv may process the batch in chunks (Conv2d.chunk_bytes); any chunking must agree with one chunk."""
-    if not hasattr(F.Conv2d, "chunk_bytes"):
-        pytest.skip("Conv2d does not chunk the batch")
-    x, w, b = _conv_inputs(cfg, seed)
-    with mock.patch.object(F.Conv2d, "chunk_bytes", 1 << 40):
-        whole = _conv_value_and_grads(cfg, x, w, b)
-    with mock.patch.object(F.Conv2d, "chunk_bytes", chunk_bytes):
-        chunked = _conv_value_and_grads(cfg, x, w, b)
-    np.testing.assert_allclose(whole[0], naive_conv2d(x, w, b, **cfg.kwargs), rtol=1e-10, atol=1e-12)
-    for a, c in zip(whole, chunked):
-        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
-
-
-@given(cfg=conv_configs(max_batch=5), seed=seeds(), chunk_bytes=st.integers(1, 1 << 14),
-       workers=st.integers(1, 3))
-def test_conv2d_blocks_on_worker_threads_give_the_same_result(cfg, seed, chunk_bytes, workers):
-    """Blocks dealt to worker threads (skengine.parallel) must give what one thread gives, sums of parts included."""
-    x, w, b = _conv_inputs(cfg, seed)
-    old = parallel.get_num_threads()
-    try:
-        with mock.patch.object(F.Conv2d, "chunk_bytes", chunk_bytes):
-            parallel.set_num_threads(1)
-            alone = _conv_value_and_grads(cfg, x, w, b)
-            parallel.set_num_threads(workers)
-            with mock.patch.object(F.Conv2d, "parallel_below", 1 << 40):  # every conv in parallel blocks
-                shared = _conv_value_and_grads(cfg, x, w, b)
-    finally:
-        parallel.set_num_threads(old)
-    for a, c in zip(alone, shared):
-        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
-def test_set_num_threads_rejects_what_is_not_a_positive_int(bad):
-    with pytest.raises(ValueError, match="n must be a positive int"):
-        parallel.set_num_threads(bad)
-
-
 @given(cfg=conv_configs(max_groups=4), seed=seeds())
 def test_grouped_conv_equals_separate_convs_concatenated(cfg, seed):
     x, w, b = _conv_inputs(cfg, seed)
@@ -231,36 +187,6 @@ def test_conv2d_hand_computed():
     np.testing.assert_allclose(y, [[[[-4.5, -4.5], [-4.5, -4.5]]]])  # x[i,j] - x[i+1,j+1] = -5, + 0.5
     y = F.conv2d(leaf(x), leaf(np.ones((1, 1, 1, 1))), padding=1).numpy()
     assert y.shape == (1, 1, 6, 6) and y[0, 0, 0].sum() == 0 and y[0, 0, 1:5, 1:5].sum() == x.sum()
-
-
-# =====================================================================================================
-# im2col / col2im
-# =====================================================================================================
-@given(cfg=conv_configs(max_kernel=4, max_extra=5), seed=seeds())
-def test_im2col_matches_definition(cfg, seed):
-    x = rand(cfg.x_shape, seed)
-    col = im2col(x, cfg.kernel, **cfg.col_kwargs)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = cfg.kernel, cfg.stride, cfg.padding, cfg.dilation
-    OH, OW = cfg.out_hw
-    assert col.shape == (cfg.N, cfg.C_in, kh, kw, OH, OW)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    for i in range(kh):
-        for j in range(kw):
-            ref = xp[:, :, i * dh:i * dh + (OH - 1) * sh + 1:sh, j * dw:j * dw + (OW - 1) * sw + 1:sw]
-            np.testing.assert_array_equal(col[:, :, i, j], ref)
-
-
-@given(cfg=conv_configs(max_kernel=4, max_extra=5), seed=seeds())
-def test_im2col_col2im_adjoint(cfg, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(cfg.x_shape)
-    OH, OW = cfg.out_hw
-    c = rng.standard_normal((cfg.N, cfg.C_in) + tuple(cfg.kernel) + (OH, OW))
-    lhs = float((im2col(x, cfg.kernel, **cfg.col_kwargs) * c).sum())
-    back = col2im(c, (cfg.H, cfg.W), **cfg.col_kwargs)
-    assert back.shape == cfg.x_shape
-    rhs = float((x * back).sum())
-    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
 
 
 # =====================================================================================================

@@ -8,8 +8,16 @@ from hypothesis import strategies as st
 
 import skengine as sk
 from skengine import ops
-from strategies import (arrays, arrays_of_shapes, away_from, broadcast_pairs, nonzero_arrays, positive_arrays,
-                        shapes, unique_arrays)
+from strategies import (
+    arrays,
+    arrays_of_shapes,
+    away_from,
+    broadcast_pairs,
+    nonzero_arrays,
+    positive_arrays,
+    shapes,
+    unique_arrays,
+)
 
 
 def leaf(a, requires_grad=True):

@@ -1,0 +1,191 @@
+"""Grouped, strided, dilated 2-D convolution on raw arrays: the engine under ``F.conv2d``.
+
+Flat im2col (``im2col.py``) and one matmul per group, chunk by chunk.  The
+batch goes through in blocks of images x groups small enough that a block's
+column buffer (C/G*kh*kw*OH*P values per image and group) stays in cache
+(``CHUNK_BYTES``); on the GPU the whole batch is one block.  Nothing bigger
+than the input is needed for backward: the columns are rebuilt.
+
+Backward of a stride-1 convolution is itself a stride-1 convolution: dX is
+gy, padded by d*(k-1) - p, correlated with the flipped, transposed weights;
+and the columns of that padded gy also give dW, as cols @ x^T.  So backward
+builds one column buffer, like forward.  Other strides take the columns of x
+for dW and scatter the column gradient back (col2im).  A 1x1 convolution
+without padding needs no columns at all.
+
+Everything here takes and returns arrays (NumPy or CuPy); the autograd
+Function is ``functional.conv.Conv2d``.  The tuning constants below were
+measured on the CPU (benchmarks/history/2026-11-25-conv-kernels-zen1.md).
+"""
+import numpy as np
+
+from .backend import get_array_module
+from .im2col import col2im_flat, flat_geometry, im2col_flat, pad_phases, unpad_phases
+from .parallel import run_blocks
+
+CHUNK_BYTES = 2 << 20   # the CPU column buffer per chunk
+MIN_WIDTH = 512         # a chunk of fewer groups spans images until its matmul is this wide
+TRANSPOSE_FROM = 16     # from this many outputs per group on, the matmul is formed transposed
+PARALLEL_BELOW = 8192   # per-group matmuls with fewer weights (O/G * C/G*kh*kw) run one block per core
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y = conv(x, w): x (N, C, H, W), w (O, C/groups, kh, kw), all geometry as pairs."""
+    if _is_1x1(w, padding):
+        xs, (OH, OW) = _strided_input(x, stride, groups)
+        return (w.reshape(groups, -1, xs.shape[2]) @ xs).reshape(xs.shape[0], -1, OH, OW)
+    return _flat_conv(x, w, stride, padding, dilation, groups)[0]
+
+
+def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
+    """(dx, dw) of conv2d_forward for the upstream gradient gy."""
+    (kh, kw), (ph, pw), (dh, dw) = w.shape[2:], padding, dilation
+    if _is_1x1(w, padding):
+        gx, gw = _backward_1x1(x, w, gy, stride, groups)
+    elif stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+        gx, gw = _backward_transposed(x, w, gy, padding, dilation, groups)
+    else:
+        gx, gw = _backward_col2im(x, w, gy, stride, padding, dilation, groups)
+    return gx, gw.reshape(w.shape)
+
+
+# -- 1x1, no padding: the (strided) input is the column matrix ----------------
+def _is_1x1(w, padding):
+    return w.shape[2:] == (1, 1) and tuple(padding) == (0, 0)
+
+
+def _strided_input(x, stride, groups):
+    xs = x if tuple(stride) == (1, 1) else x[:, :, ::stride[0], ::stride[1]]
+    N, C, OH, OW = xs.shape
+    return xs.reshape(N, groups, C // groups, OH * OW), (OH, OW)
+
+
+def _backward_1x1(x, w, gy, stride, groups):
+    xp = get_array_module(gy)
+    xs, (OH, OW) = _strided_input(x, stride, groups)
+    (N, C), G = x.shape[:2], groups
+    gy = gy.reshape(N, G, -1, OH * OW)
+    gw = (gy @ xs.swapaxes(2, 3)).sum(axis=0)
+    gxs = (w.reshape(G, -1, C // G).swapaxes(1, 2) @ gy).reshape(N, C, OH, OW)
+    if tuple(stride) == (1, 1):
+        return gxs, gw
+    gx = xp.zeros_like(x)
+    gx[:, :, ::stride[0], ::stride[1]] = gxs
+    return gx, gw
+
+
+# -- the flat-column convolution, chunk by chunk ------------------------------
+def chunks(xp, N, G, unit_bytes, M, chunk_bytes=None):
+    """((n0, n1), (g0, g1)) blocks of images x groups whose columns take about ``chunk_bytes``
+    (default CHUNK_BYTES).
+
+    unit_bytes: the columns of one group of one image; M: their row length.
+    Enough images for each matmul to be MIN_WIDTH wide, then as many groups as
+    fit (a divisor of G), then, with all groups in, more images.
+    """
+    if N == 0 or xp is not np:
+        return [((0, N), (0, G))] if N else []
+    units = max(1, (CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // unit_bytes)  # (image, group) pairs
+    nb = min(N, units, -(-MIN_WIDTH // M))
+    gb = max(d for d in range(1, G + 1) if G % d == 0 and d * nb <= units)
+    if gb == G:
+        nb = max(nb, min(N, units // G))
+    return [((n0, min(N, n0 + nb)), (g0, g0 + gb)) for n0 in range(0, N, nb) for g0 in range(0, G, gb)]
+
+
+def _parallel(rows, cols):
+    """Whether a (rows x cols) weight matrix per group makes matmuls too small to split over threads,
+    so that whole blocks go to the cores instead."""
+    return rows * cols < PARALLEL_BELOW
+
+
+def _flat_conv(x, w, stride, padding, dilation, groups, other=None):
+    """y = conv(x, w), and, given ``other`` shaped like y, also cols @ other^T per group.
+
+    Returns (y, that product (G, C/G*kh*kw, O/G) or None).  Work buffers are
+    zeroed once per chunk shape: pad_phases and im2col_flat never write the
+    padding or the columns' tail, so those stay zero, and the garbage columns
+    of ``other``'s wide copy stay zero too.
+    """
+    xp = get_array_module(x)
+    (N, C), (O, _, kh, kw), G = x.shape[:2], w.shape, groups
+    Cg, Og, Ob = C // G, O // G, (0 if other is None else other.shape[1] // G)
+    g = flat_geometry(x.shape[2:], (kh, kw), stride, padding, dilation)
+    (OH, OW), P, T, S = g.out_size, g.pitch, kh * kw, stride[0] * stride[1]
+    M = OH * P  # a column row: the output grid including its garbage columns
+    wg = w.reshape(G, Og, -1)
+    # BLAS runs faster with the short side of the product last: with many
+    # outputs per group, form it transposed, (groups, m*M, O/G)
+    transposed = Og >= TRANSPOSE_FROM
+    y = xp.empty((N, O, OH, OW), x.dtype)
+
+    def work(blocks):  # one worker's blocks, with its own buffers and its own part of prod
+        prod = None if other is None else xp.zeros((G, Cg * T, Ob), x.dtype)
+        bufs = {}
+        for (n0, n1), (g0, g1) in blocks:
+            m, gb = n1 - n0, g1 - g0
+            if (m, gb) not in bufs:
+                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, g.phase_len), x.dtype),
+                               xp.zeros((gb * Cg, T, m, M), x.dtype),
+                               xp.empty((gb, m * M, Og) if transposed else (gb, Og, m * M), x.dtype),
+                               None if other is None else xp.zeros((gb * Ob, m, OH, P), x.dtype))
+            xph, col, yw, ow = bufs[m, gb]
+            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+            if transposed:
+                xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
+                yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
+            else:
+                xp.matmul(wg[g0:g1], cols, out=yw)
+                yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
+            y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
+            if other is not None:
+                ow[..., :OW] = other[n0:n1, g0 * Ob:g1 * Ob].swapaxes(0, 1)
+                prod[g0:g1] += cols @ ow.reshape(gb, Ob, m * M).swapaxes(1, 2)
+        return prod
+
+    prods = run_blocks(work, chunks(xp, N, G, Cg * T * M * x.itemsize, M), _parallel(Og, Cg * T))
+    return y, (None if other is None else sum(prods[1:], prods[0]))
+
+
+def _backward_transposed(x, w, gy, padding, dilation, groups):
+    """Stride 1: dX = conv(gy, flipped w^T, padding d*(k-1) - p); dW from the same columns."""
+    (O, Cg, kh, kw), G, C = w.shape, groups, x.shape[1]
+    T, Og = kh * kw, O // G
+    (ph, pw), (dh, dw) = padding, dilation
+    # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
+    wt = w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
+    gx, gwt = _flat_conv(gy, wt, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, G, other=x)
+    # gwt[g, o*T + tap, c] = dW[g*Og + o, c, T-1-tap]
+    return gx, gwt.reshape(G, Og, T, Cg)[:, :, ::-1].swapaxes(2, 3)
+
+
+def _backward_col2im(x, w, gy, stride, padding, dilation, groups):
+    """Any stride: dW from the columns of x, dX by scattering the column gradient back."""
+    xp, G = get_array_module(gy), groups
+    (N, C), O, T = x.shape[:2], w.shape[0], w.shape[2] * w.shape[3]
+    Cg, Og = C // G, O // G
+    g = flat_geometry(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    (OH, OW), P = g.out_size, g.pitch
+    M, S, Q = OH * P, stride[0] * stride[1], g.phase_len
+    wg = w.reshape(G, Og, -1)
+    gx = xp.empty_like(x)
+
+    def work(blocks):  # one worker's blocks, with its own buffers and its own part of dW
+        gwt, bufs = xp.zeros((G, Cg * T, Og), wg.dtype), {}
+        for (n0, n1), (g0, g1) in blocks:
+            m, gb = n1 - n0, g1 - g0
+            if (m, gb) not in bufs:
+                bufs[m, gb] = (xp.zeros((m, gb * Cg, S, Q), x.dtype), xp.zeros((gb * Cg, T, m, M), x.dtype),
+                               xp.zeros((gb * Og, m, OH, P), x.dtype), xp.zeros((m, gb * Cg, S, Q), x.dtype))
+            xph, col, gyw, gxph = bufs[m, gb]
+            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+            gyw[..., :OW] = gy[n0:n1, g0 * Og:g1 * Og].swapaxes(0, 1)  # garbage columns stay zero
+            gyg = gyw.reshape(gb, Og, m * M)
+            gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
+            # the column gradient overwrites the columns; its tail is zero like theirs
+            xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=cols)
+            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
+        return gwt
+
+    gwts = run_blocks(work, chunks(xp, N, G, Cg * T * M * x.itemsize, M), _parallel(Og, Cg * T))
+    return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2)

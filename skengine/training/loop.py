@@ -1,0 +1,319 @@
+"""One training run: data, model, optimizer and schedule set up from a config, the epochs on every
+data-parallel rank, checkpoints and resume.  The command line is ``skengine/train.py``; what a run
+reports (progress, metrics.csv, curves, confusion table) is ``report.py``."""
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+from .. import functional as F
+from .. import random as sk_random
+from ..autograd import Tensor
+from ..backend import array_module, resolve_device
+from ..data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
+from ..distributed import ProcessGroup, average_gradients, float_buffers, vector_size
+from ..models import create
+from ..optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
+from ..parallel import get_num_threads, set_num_threads
+from ..serialization import load, save
+from .evaluation import evaluate, reduce_size
+from .report import Progress, confusion_table, write_curves, write_metrics
+
+DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=14, batch_size=256, lr=0.2,
+                wd=5e-4, momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
+                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
+                processes="auto", data_dir=None, download=True, out="runs/latest", resume=None)
+
+
+STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all-reduce sums besides gradients
+
+
+class StopRequested:
+    """Turn the first Ctrl-C into a flag checked between steps (the second one kills)."""
+
+    def __init__(self):
+        self.flag = False
+
+    def __enter__(self):
+        self.old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.old)
+
+
+def load_data(cfg):
+    root = cfg["data_dir"]
+    try:
+        train = load_cifar(root, cfg["dataset"], train=True)
+    except FileNotFoundError:
+        if not cfg["download"]:
+            raise
+        root = download_and_extract(cfg["dataset"], root)
+        train = load_cifar(root, cfg["dataset"], train=True)
+    test = load_cifar(root, cfg["dataset"], train=False)
+    if cfg["limit_train"]:
+        train = tuple(a[:cfg["limit_train"]] for a in train)
+    if cfg["limit_test"]:
+        test = tuple(a[:cfg["limit_test"]] for a in test)
+    return train, test, class_names(root, cfg["dataset"])
+
+
+def build_schedule(cfg, opt, steps_per_epoch):
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["schedule"] == "onecycle":
+        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.25, cycle_momentum=False)
+    if cfg["schedule"] == "cosine":
+        return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
+    return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
+
+
+def _checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, partial):
+    return {"config": cfg, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": sk_random.get_state(),
+            "ema": ema.state_dict() if ema else {}, "epoch": epoch, "history": history, "best_acc": best_acc,
+            "partial": partial}
+
+
+def _find_checkpoint(path):
+    return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
+
+
+def _int_keys(state):
+    return {int(k): v for k, v in state.items()}
+
+
+def train(cfg):
+    """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
+    cfg = {**DEFAULTS, **cfg}
+    resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
+    if resume is not None:  # continue the same run: its own settings, except where it runs
+        saved = {**DEFAULTS, "processes": 1, **resume["config"]}  # runs saved before --processes had one
+        # its process count unless told otherwise (or moving to CUDA, which runs one process);
+        # its data folder unless another is given
+        keep = cfg["processes"] == "auto" and resolve_device(cfg["device"]) != "cuda"
+        cfg = {**saved, **{k: cfg[k] for k in ("out", "resume", "device")},
+               "data_dir": saved["data_dir"] if cfg["data_dir"] == DEFAULTS["data_dir"] else cfg["data_dir"],
+               "processes": saved["processes"] if keep else cfg["processes"]}
+    device = resolve_device(cfg["device"])
+    cfg["processes"] = world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
+    out = cfg["out"]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({**cfg, "resolved_device": device}, f, indent=2)
+
+    sk_random.manual_seed(cfg["seed"])
+    (x_train, y_train), (x_test, y_test), names = load_data(cfg)
+    xp = array_module(device)
+    mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
+    # BatchNorm needs two images per process: a last batch with fewer is dropped
+    short = 0 < len(x_train) % cfg["batch_size"] < 2 * world
+    if short:
+        print(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
+              f"BatchNorm needs at least 2 per process", file=sys.stderr)
+    loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
+                        drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
+    test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
+
+    model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
+    groups = param_groups_no_decay(model, cfg["wd"])
+    if cfg["optimizer"] == "sgd":
+        opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
+    else:
+        opt = AdamW(groups, lr=cfg["lr"])
+    sched = build_schedule(cfg, opt, len(loader))
+    ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
+          + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
+
+    run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names))
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict({"state": _int_keys(resume["optimizer"]["state"]),
+                             "param_groups": resume["optimizer"]["param_groups"]})
+        sched.load_state_dict(resume["scheduler"])
+        loader.load_state_dict(resume["loader"])
+        sk_random.set_state(resume["rng"])
+        if ema:
+            ema.load_state_dict(resume["ema"])
+        run.history, run.best_acc, run.partial = resume["history"], resume["best_acc"], resume["partial"] or None
+        run.start_epoch = resume["epoch"] + (0 if run.partial else 1)
+        print(f"resumed from {cfg['resume']} at epoch {run.start_epoch}", file=sys.stderr)
+
+    if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
+        result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
+    else:
+        size = max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names)))  # a step's or a test's
+        group = ProcessGroup(world, size) if world > 1 else None
+        threads = get_num_threads()
+        try:
+            with StopRequested() as stop:
+                if group:
+                    group.start(run.worker)
+                result, final = run.fit(group, stop)
+        finally:
+            if group:
+                group.close()
+                set_num_threads(threads)
+        if final is None:  # interrupted
+            return result
+    table = confusion_table(final["confusion"], names)
+    with open(os.path.join(out, "confusion.txt"), "w") as f:
+        f.write(table + "\n")
+    print(table, file=sys.stderr)
+    return result
+
+
+def resolve_processes(value, device, batch_size):
+    """The number of data-parallel processes: an int, or "auto": on the CPU one per BLAS thread (one per
+    core unless OPENBLAS_NUM_THREADS or set_num_threads says otherwise), with at least 64 images per
+    process in a batch for BatchNorm's statistics; on CUDA one."""
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    if value == "auto":
+        return 1 if device == "cuda" or not can_fork else max(1, min(get_num_threads(), batch_size // 64))
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"--processes must be a positive int or 'auto', got {value!r}")
+    if n > 1 and device == "cuda":
+        raise ValueError(f"--processes {n}: data-parallel processes are for the CPU; on CUDA use 1")
+    if n > 1 and not can_fork:
+        raise ValueError(f"--processes {n}: data-parallel processes need fork(), which this system lacks")
+    if n > batch_size:
+        raise ValueError(f"--processes {n} cannot share batches of --batch-size {batch_size}")
+    return n
+
+
+class Run:
+    """The state of one training run, and its epochs on each rank of a data-parallel group.
+
+    Every rank runs ``fit`` over its shard of every batch with an identical replica
+    (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
+    """
+
+    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes):
+        self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
+        self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
+        self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
+
+    def worker(self, group):
+        try:
+            self.fit(group, stop=None)
+        except SystemExit:  # a collective stop (NaN loss): rank 0 reports it
+            pass
+
+    def fit(self, group, stop):
+        """Train the remaining epochs; return (last epoch's metrics, its test result or None if interrupted)."""
+        cfg, model, opt, sched, ema, loader = self.cfg, self.model, self.opt, self.sched, self.ema, self.loader
+        rank, world = (group.rank, group.world_size) if group else (0, 1)
+        loader.set_shard(rank, world)
+        self.test_loader.set_shard(rank, world)
+        params, buffers = list(model.parameters()), float_buffers(model)
+        out = cfg["out"]
+        ckpt_path = os.path.join(out, "checkpoint.npz")
+        result, stopping = (self.history[-1] if self.history else {}), False
+        for epoch in range(self.start_epoch, cfg["epochs"] + 1):
+            model.train()
+            sums = self.partial or {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+            self.partial = None
+            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}") if rank == 0 else None, 0
+            t0 = time.perf_counter() - sums["time"]
+            for x, y in loader:
+                opt.zero_grad()
+                loss_sum, correct, failure = 0.0, 0, None
+                if len(y):  # a shard of a short last batch may be empty
+                    logits = model(Tensor(x))
+                    try:
+                        loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
+                    except ValueError as e:
+                        failure = e
+                    else:
+                        loss.backward()
+                        loss_sum = loss.item() * len(y)
+                        correct = int((logits.data.argmax(axis=1) == y).sum())
+                n, bad = len(y), failure is not None
+                if group:  # the batch's mean gradient on every rank, and the batch's totals and flags (STEP_TOTALS)
+                    n, (loss_sum, correct, bad, stopping) = average_gradients(
+                        group, params, buffers, n, (loss_sum, correct, bad, _stop_requested(stop)))
+                if bad:
+                    raise SystemExit(f"training stopped: {failure or 'the loss is not finite on another process'} "
+                                     f"at epoch {epoch}, step {loader.batch}; the last good checkpoint is {ckpt_path}")
+                opt.step()
+                sched.step()
+                if ema:
+                    ema.update(model)
+                sums["loss"] += float(loss_sum)
+                sums["correct"] += int(correct)
+                sums["seen"] += int(n)
+                seen_now += int(n)
+                if bar:
+                    bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"],
+                               acc=sums["correct"] / sums["seen"], lr=sched.get_last_lr()[0])
+                if group is None:  # alone, a Ctrl-C during this step stops right after it
+                    stopping = _stop_requested(stop)
+                if stopping:
+                    break
+            sums["time"] = time.perf_counter() - t0
+            if stopping and loader.batch < len(loader):
+                if rank == 0:
+                    save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, self.history, self.best_acc, sums),
+                         ckpt_path)
+                    print(f"interrupted at epoch {epoch}, step {loader.batch}: checkpoint written to {ckpt_path}; "
+                          f"continue with --resume {out}", file=sys.stderr)
+                return result, None
+            # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
+            tta = cfg["tta"] and epoch == cfg["epochs"]
+            test = _test(model, ema, self.test_loader, tta, group, self.num_classes)
+            plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
+            result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
+                      "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
+                      "test_acc": plain["acc"], "test_acc_tta": test["acc"] if tta else None,
+                      "epoch_time": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9),
+                      "lr": sched.get_last_lr()[0]}
+            if rank == 0:
+                self._end_epoch(epoch, result, test, tta, sums)
+            stopping = _stop_requested(stop)  # a Ctrl-C during the test pass or the checkpoint stops here
+            if group:  # the workers wait here for rank 0's word anyway
+                stopping = group.all_reduce([stopping])[0] > 0
+            if stopping:
+                if rank == 0:
+                    print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
+                return result, None
+        return result, test
+
+    def _end_epoch(self, epoch, result, test, tta, sums):
+        """Rank 0: report the epoch, append it to metrics.csv, write best.npz, the checkpoint and curves."""
+        cfg, out = self.cfg, self.cfg["out"]
+        self.history.append(result)
+        print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
+              f"test loss {result['test_loss']:.4f} acc {100 * result['test_acc']:.2f}%"
+              + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
+              + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
+        write_metrics(os.path.join(out, "metrics.csv"), self.history)
+        if result["test_acc"] > self.best_acc:
+            self.best_acc = result["test_acc"]
+            save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": result["test_acc"]},
+                 os.path.join(out, "best.npz"))
+        save(_checkpoint(cfg, self.model, self.opt, self.sched, self.loader, self.ema, epoch, self.history,
+                         self.best_acc, {}), os.path.join(out, "checkpoint.npz"))
+        write_curves(self.history, os.path.join(out, "curves.png"))
+
+
+def _stop_requested(stop):
+    return bool(stop and stop.flag)  # workers have no StopRequested: rank 0 speaks for them
+
+
+def _test(model, ema, loader, tta, group=None, num_classes=None):
+    kwargs = dict(tta=tta, all_reduce=group.all_reduce if group else None, num_classes=num_classes)
+    if ema is None:
+        return evaluate(model, loader, **kwargs)
+    with ema.swap(model):
+        return evaluate(model, loader, **kwargs)

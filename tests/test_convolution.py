@@ -1,0 +1,99 @@
+"""skengine.convolution, the array engine under F.conv2d: chunked over images and groups, it equals a
+naive convolution that loops over kernel taps on an explicitly padded input, and one chunk.  Gradients are
+checked through the adjoint identities <dX, u> = <gy, conv(u, w)> and <dW, v> = <gy, conv(x, v)>, exact in
+float64."""
+import itertools
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import skengine as sk
+import skengine.functional as F
+from skengine import convolution
+from strategies import conv_configs, seeds
+from test_functional import _conv_inputs, _conv_value_and_grads, naive_conv2d
+from test_im2col import GEOMETRIES
+
+
+def naive_conv(x, w, stride, padding, dilation, groups):
+    """Loop over taps on a padded copy of x."""
+    (N, _, H, W), (O, Cg, kh, kw) = x.shape, w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((N, groups, O // groups, OH, OW), x.dtype)
+    wg = w.reshape(groups, O // groups, Cg, kh, kw)
+    for i, j in itertools.product(range(kh), range(kw)):
+        patch = xpad[:, :, i * dh:i * dh + (OH - 1) * sh + 1:sh, j * dw:j * dw + (OW - 1) * sw + 1:sw]
+        y += np.einsum("ngchw,goc->ngohw", patch.reshape(N, groups, Cg, OH, OW), wg[..., i, j])
+    return y.reshape(N, O, OH, OW)
+
+
+def _conv(x, w, groups, stride, padding, dilation, chunk_bytes, grad=True):
+    with mock.patch.object(convolution, "CHUNK_BYTES", chunk_bytes):
+        tx, tw = sk.Tensor(x, requires_grad=grad), sk.Tensor(w, requires_grad=grad)
+        return tx, tw, F.conv2d(tx, tw, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])  # one image per chunk, uneven chunks, one chunk
+@pytest.mark.parametrize("groups, out_per_group", [(1, 2), (3, 2), (4, 1), (2, 16)])  # 16: the product transposed
+@pytest.mark.parametrize("H, W, kernel, stride, padding, dilation", GEOMETRIES)
+def test_conv2d_chunks_match_naive(H, W, kernel, stride, padding, dilation, groups, out_per_group, chunk_bytes):
+    rng = np.random.default_rng(2)
+    N, C, O = 5, 3 * groups, out_per_group * groups
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((O, C // groups, *kernel))
+    tx, tw, y = _conv(x, w, groups, stride, padding, dilation, chunk_bytes)
+    ref = naive_conv(x, w, stride, padding, dilation, groups)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal(ref.shape)
+    y.backward(gy)
+    u, v = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+    assert np.isclose((tx.grad.numpy() * u).sum(), (gy * naive_conv(u, w, stride, padding, dilation, groups)).sum(),
+                      rtol=1e-10)
+    assert np.isclose((tw.grad.numpy() * v).sum(), (gy * naive_conv(x, v, stride, padding, dilation, groups)).sum(),
+                      rtol=1e-10)
+
+
+def test_conv2d_float32_chunked_equals_one_chunk():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)
+    outs = []
+    for chunk_bytes in (1, 1 << 30):
+        tx, tw, y = _conv(x, w, 4, 1, 2, 2, chunk_bytes)
+        y.backward(np.ones(y.shape, np.float32))
+        outs.append((y.numpy(), tx.grad.numpy(), tw.grad.numpy()))
+        assert y.dtype == tx.grad.dtype == tw.grad.dtype == np.float32
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("N, G, unit_bytes, M", [(5, 4, 100, 7), (5, 4, 1000, 600), (7, 6, 300, 30), (3, 32, 10**9, 9),
+                                                 (64, 32, 76032, 1056), (16, 32, 64512, 56), (9, 1, 50, 1000)])
+@pytest.mark.parametrize("chunk_bytes", [1, 1000, 3000, 1 << 21])
+def test_chunks_tile_images_by_groups(N, G, unit_bytes, M, chunk_bytes):
+    seen = np.zeros((N, G), int)
+    for (n0, n1), (g0, g1) in convolution.chunks(np, N, G, unit_bytes, M, chunk_bytes):
+        assert n1 > n0 and g1 > g0 and G % (g1 - g0) == 0
+        seen[n0:n1, g0:g1] += 1
+        if (n1 - n0) * (g1 - g0) > 1:  # more than one unit only when it fits
+            assert (n1 - n0) * (g1 - g0) * unit_bytes <= chunk_bytes
+    assert (seen == 1).all()
+
+
+@given(cfg=conv_configs(max_batch=5), seed=seeds(), chunk_bytes=st.integers(1, 1 << 14))
+def test_conv2d_batch_chunking_gives_the_same_result(cfg, seed, chunk_bytes):
+    """CPU conv processes the batch in chunks (CHUNK_BYTES); any chunking must agree with one chunk."""
+    x, w, b = _conv_inputs(cfg, seed)
+    with mock.patch.object(convolution, "CHUNK_BYTES", 1 << 40):
+        whole = _conv_value_and_grads(cfg, x, w, b)
+    with mock.patch.object(convolution, "CHUNK_BYTES", chunk_bytes):
+        chunked = _conv_value_and_grads(cfg, x, w, b)
+    np.testing.assert_allclose(whole[0], naive_conv2d(x, w, b, **cfg.kwargs), rtol=1e-10, atol=1e-12)
+    for a, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
