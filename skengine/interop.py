@@ -1,4 +1,4 @@
-"""Load timm checkpoints of the SK networks (skresnet18/34, skresnext50_32x4d) into skengine models.
+"""Load timm checkpoints of the SK networks (skresnet18/34, skresnext50_32x4d) into skengine models, and save back.
 
 skengine's models use timm's module names except inside the SK unit, where
 timm keeps the fuse/select layers in a submodule ``attn`` and writes the FCs as
@@ -14,12 +14,30 @@ a shape that differs, is an error that names the key (BN's
 
     model = skengine.models.create("skresnext50_32x4d")
     skengine.interop.load_timm(model, "skresnext50_32x4d.safetensors")   # or .npz, or a dict of arrays
+
+The way back is the same table read right to left: ``timm_state(model)`` is the
+model's state dict under timm's key names, as host NumPy arrays (FC weights
+as (out, in, 1, 1), BN ``num_batches_tracked`` as int64 scalars), and
+``save_timm(model, path)`` writes it (``.safetensors``, or ``.npz``) so that
+``timm.create_model(name, num_classes=...).load_state_dict(state, strict=True)``
+takes it for skresnet18/34 and skresnext50_32x4d::
+
+    path = skengine.interop.save_timm(model, "skresnext50_32x4d")   # -> "....safetensors" or "....npz"
+    # in torch:  state = safetensors.torch.load_file(path)          (or torch.from_numpy over np.load(path))
+    #            timm.create_model("skresnext50_32x4d", num_classes=1000).load_state_dict(state)
+
+Only key names change, so any skengine model can be saved (sknet50 is
+skresnext50_32x4d, and timm takes it as that): one without a timm twin
+(sknet29, the CIFAR nets, sknet101) gets its SK units in timm's layout and
+every other key as it is, a file that load_timm reads back into the same
+skengine architecture and that no timm model is claimed to load.
 """
 import os
 
 import numpy as np
 
 from .backend import to_device, to_numpy
+from .serialization import atomic_write
 
 _RENAMES = ((".attn.fc_reduce.", ".fc_reduce."), (".attn.bn.", ".bn_reduce."), (".attn.fc_select.", ".fc_select."))
 _FC_FROM_CONV = (".fc_reduce.weight", ".fc_select.weight")  # stored by timm as 1x1 conv weights
@@ -30,6 +48,14 @@ def skengine_key(timm_key):
     key = "." + timm_key
     for old, new in _RENAMES:
         key = key.replace(old, new)
+    return key[1:]
+
+
+def timm_key(key):
+    """The timm state-dict key for an skengine key: skengine_key read backwards (same table)."""
+    key = "." + key
+    for old, new in reversed(_RENAMES):
+        key = key.replace(new, old)
     return key[1:]
 
 
@@ -48,7 +74,7 @@ def read_state(source):
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         raise ValueError(f"load_timm: expected a .safetensors or .npz file, got {path!r}")
-    return {k: to_numpy(v) if type(v).__module__.startswith("cupy") else np.asarray(v) for k, v in source.items()}
+    return {k: to_numpy(v) for k, v in source.items()}
 
 
 def load_timm(model, state):
@@ -71,4 +97,58 @@ def load_timm(model, state):
     return model
 
 
-__all__ = ["load_timm", "read_state", "skengine_key"]
+def timm_state(model):
+    """``model``'s state dict under timm's key names: a new dict of host NumPy arrays (copies, so later
+    training does not change it), each SK unit's FC weights as timm's 1x1 conv weights (out, in, 1, 1) and
+    BN ``num_batches_tracked`` as int64 scalars.  The exact inverse of what load_timm reads: for every key
+    k, ``skengine_key(timm_key(k)) == k``.  Only names and FC shapes change, so it works for any model."""
+    out = {}
+    for key, tensor in model.state_dict().items():
+        name = timm_key(key)
+        if skengine_key(name) != key:  # a name the table cannot carry there and back (so names are distinct)
+            raise ValueError(f"timm_state: {type(model).__name__}'s key {key!r} has no timm name that load_timm "
+                             f"maps back to it (got {name!r})")
+        value = np.array(to_numpy(tensor.data), order="C")  # a C-ordered copy of its own
+        if key.endswith("num_batches_tracked"):
+            value = value.astype(np.int64).reshape(())
+        elif ("." + key).endswith(_FC_FROM_CONV) and value.ndim == 2:
+            value = value.reshape(value.shape + (1, 1))
+        out[name] = value
+    return out
+
+
+def _safetensors_save():
+    try:
+        from safetensors.numpy import save_file
+    except ImportError:
+        return None
+    return save_file
+
+
+def save_timm(model, path):
+    """Write ``model`` as a timm checkpoint (timm_state) and return the path written.
+
+    ``path`` ending in ``.safetensors``: a safetensors file (ImportError, naming ``pip install safetensors``,
+    if the package is missing); ending in ``.npz``: ``np.savez`` (read it in torch with
+    ``{k: torch.from_numpy(v) for k, v in np.load(path).items()}``); any other path gets ``.safetensors``
+    appended when the package is installed, else ``.npz`` (so ``"w.pt"`` becomes ``"w.pt.npz"``).
+    The file is written under a temporary name in the same folder and renamed over ``path``, so a
+    failure leaves an existing file as it was.  Works for any skengine model (see the module docstring);
+    ``timm.create_model(name, num_classes=...)`` loads it strictly for the three timm-mapped families.
+    """
+    path = os.fspath(path)
+    save_file = _safetensors_save()
+    if not path.endswith((".safetensors", ".npz")):
+        path += ".safetensors" if save_file is not None else ".npz"
+    if path.endswith(".safetensors") and save_file is None:
+        raise ImportError(f"writing {path} needs the safetensors package: pip install safetensors "
+                          f"(or save to a .npz path)")
+    state = timm_state(model)
+    if path.endswith(".safetensors"):
+        atomic_write(path, lambda tmp: save_file(state, tmp), ".safetensors")
+    else:
+        atomic_write(path, lambda tmp: np.savez(tmp, **state))
+    return path
+
+
+__all__ = ["load_timm", "read_state", "save_timm", "skengine_key", "timm_key", "timm_state"]
