@@ -20,10 +20,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import blas_threads, limit_threads, machine_report, median, paired_ratio, table, time_alternately  # noqa: E402
-
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
+from common import blas_threads, limit_threads, machine_report, median, paired_ratio, table, time_alternately  # noqa: E402
 from skengine.convolution import CHUNK_BYTES  # noqa: E402
 from skengine.im2col import col2im, im2col  # noqa: E402
 

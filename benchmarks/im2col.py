@@ -31,10 +31,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import limit_threads, machine_report, median, peak_memory, table, time_alternately  # noqa: E402
-
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
+from common import limit_threads, machine_report, median, peak_memory, table, time_alternately  # noqa: E402
 from skengine.convolution import CHUNK_BYTES  # noqa: E402
 from skengine.im2col import col2im, col2im_flat, flat_geometry, im2col, im2col_flat, pad_phases, unpad_phases  # noqa: E402
 
