@@ -442,3 +442,16 @@ def test_forward_hook_semantics():
     h1.remove()
     lin(sk.ones(1, 2))
     assert len(seen) == 2
+
+
+def test_module_to_takes_a_dtype_positionally_as_torch():
+    """model.to(torch.float64) casts in torch; model.to(sk.float64) must too (it raised before)."""
+    m = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    before = [p.numpy().copy() for p in m.parameters()]
+    assert m.to(sk.float64) is m
+    assert {t.dtype for t in list(m.parameters()) + list(m.buffers()) if t.dtype.kind == "f"} == {np.dtype(np.float64)}
+    assert m[1].num_batches_tracked.dtype == np.int64  # integer buffers are not cast, as in torch
+    for p, b in zip(m.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), b)
+    m.to("cpu", sk.float32)
+    assert m[0].weight.dtype == np.float32
