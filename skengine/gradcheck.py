@@ -5,6 +5,10 @@
 The output is projected on a fixed random direction r, so one scalar
 L = sum(f(inputs) * r) is differentiated: its analytic gradient (one
 backward) is compared, element by element, with (L(x+eps) - L(x-eps)) / 2eps.
+As in torch.autograd.gradcheck, an element passes when
+|analytic - numeric| <= atol + rtol * |numeric|; NaN never passes (nor does an
+infinity against anything but the same infinity).  Inputs keep their strides
+(a transposed or sliced view is checked as such) and are nudged in place.
 """
 import numpy as np
 
@@ -24,7 +28,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     identity; fn may return a Tensor or a tuple of Tensors.
     """
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-    xs = [Tensor(x.data.astype(np.float64), requires_grad=x.requires_grad) if isinstance(x, Tensor) else x
+    xs = [Tensor(_float64_copy(x.data), requires_grad=x.requires_grad) if isinstance(x, Tensor) else x
           for x in inputs]
     checked = [i for i, x in enumerate(xs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
@@ -45,25 +49,61 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         x = xs[i]
         analytic = np.zeros(x.shape) if x.grad is None else to_numpy(x.grad.data)
         numeric = np.zeros(x.shape)
-        flat = x.data.reshape(-1)  # a view: perturb in place
-        for k in range(flat.size):
-            orig = float(flat[k])
-            flat[k] = orig + eps
+        # nudge x's own array in place, whatever its strides: a reshape(-1) of a non-contiguous
+        # array would be a copy, and the nudges would never reach fn
+        contiguous = x.data.flags.c_contiguous
+        target = x.data.reshape(-1) if contiguous else x.data
+        positions = range(x.data.size) if contiguous else np.ndindex(*x.shape)
+        for k, pos in enumerate(positions):
+            orig = float(target[pos])
+            target[pos] = orig + eps
             plus = project(_outputs(fn(*xs)))
-            flat[k] = orig - eps
+            target[pos] = orig - eps
             minus = project(_outputs(fn(*xs)))
-            flat[k] = orig
+            target[pos] = orig
             numeric.reshape(-1)[k] = (plus - minus) / (2 * eps)
-        err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-        if (err > 0).any():
-            worst = np.unravel_index(np.argmax(err), x.shape)
+        # torch.allclose(analytic, numeric, rtol, atol): NaN is never close, an infinity only to itself
+        bad = ~np.isclose(analytic, numeric, rtol=rtol, atol=atol, equal_nan=False)
+        if bad.any():
+            nonfinite = bad & ~(np.isfinite(analytic) & np.isfinite(numeric))
+            with np.errstate(invalid="ignore"):
+                err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+            worst = np.argmax(nonfinite) if nonfinite.any() else np.argmax(np.where(bad, err, -np.inf))
+            worst = np.unravel_index(worst, x.shape)
             if raise_exception:
+                what = f"{int(bad.sum())} of {bad.size} elements fail"
+                if nonfinite.any():
+                    what += f", {int(nonfinite.sum())} of them with a NaN or infinite gradient"
                 raise GradcheckError(
                     f"gradcheck: gradient of input {i} (shape {x.shape}) is wrong at index {tuple(map(int, worst))}: "
                     f"analytic {analytic[worst]:.6g}, numeric {numeric[worst]:.6g} "
-                    f"(atol={atol}, rtol={rtol}; {(err > 0).sum()} of {err.size} elements fail)")
+                    f"(atol={atol}, rtol={rtol}; {what})")
             return False
     return True
+
+
+def _float64_copy(a):
+    """A float64 copy of ``a`` with the same strides, up to the itemsize (a transposed, sliced or
+    reversed view stays one, so fn sees the layout it was given); a compact copy where the strides
+    overlap (a broadcast view: one nudge would move several elements) or on another array module."""
+    if not isinstance(a, np.ndarray) or a.ndim == 0 or a.size == 0 or a.flags.c_contiguous:
+        return a.astype(np.float64, copy=True)
+    dims = [(n, s) for n, s in zip(a.shape, a.strides) if n > 1]
+    if any(s % a.itemsize for _, s in dims):
+        return np.array(a, dtype=np.float64, order="C")
+    steps = [(n, s // a.itemsize) for n, s in dims]
+    reach = 0  # elements spanned by the faster axes: the next stride must step past them
+    for n, s in sorted(steps, key=lambda d: abs(d[1])):
+        if abs(s) <= reach:
+            return np.array(a, dtype=np.float64, order="C")
+        reach += abs(s) * (n - 1)
+    low = sum(s * (n - 1) for n, s in steps if s < 0)
+    high = sum(s * (n - 1) for n, s in steps if s > 0)
+    buffer = np.full(high - low + 1, np.nan)  # the gaps between the elements: NaN, should fn read them
+    strides = [s // a.itemsize * 8 if n > 1 else 8 for n, s in zip(a.shape, a.strides)]
+    out = np.lib.stride_tricks.as_strided(buffer[-low:], a.shape, strides)
+    out[...] = a
+    return out
 
 
 def _outputs(y):

@@ -1,4 +1,5 @@
-"""Hypothesis strategies shared by the tests: shapes, float64 arrays, conv and pool configurations.
+"""Hypothesis strategies shared by the tests: shapes, float64 arrays (also as non-contiguous views), conv and pool
+configurations.
 
 Everything here is kept tiny on purpose: ``skengine.gradcheck`` runs two
 forwards per input element, so a few dozen elements per input is the budget.
@@ -74,6 +75,46 @@ def seeds():
 def rng_arrays(shape, lo=-2.0, hi=2.0):
     """Dense random float64 arrays from a drawn seed (quicker than element-wise draws for bigger inputs)."""
     return seeds().map(lambda s: np.random.default_rng(s).uniform(lo, hi, shape))
+
+
+@st.composite
+def strided(draw, array_strategy, fill=np.nan):
+    """The arrays of ``array_strategy``, values unchanged, as non-contiguous views of a bigger array.
+
+    Each draw permutes the axes (a transpose / swapaxes of the stored array), steps every axis by
+    1, 2, -1 or -2 (step and reversed slices) from an offset of 0 or 1, and fills the elements the
+    view skips with ``fill`` (NaN: an op that reads past its view gets NaN, which gradcheck fails).
+    Arrays of more than one element are never C-contiguous; a 0-d array comes back as it was.
+    """
+    a = np.asarray(draw(array_strategy))
+    if a.ndim == 0:
+        return a
+    perm = draw(st.permutations(range(a.ndim)))
+    stored = [a.shape[perm.index(k)] for k in range(a.ndim)]  # view = stored_view.transpose(perm)
+    steps = [draw(st.sampled_from((1, 2, -1, -2))) for _ in stored]
+    offsets = [draw(st.integers(0, 1)) for _ in stored]
+    view = _strided_view(a, perm, stored, steps, offsets, fill)
+    if a.size > 1 and view.flags.c_contiguous:  # identity perm, unit steps: stride the last long axis
+        last = max(k for k, n in enumerate(stored) if n > 1)
+        steps[last] = 2
+        view = _strided_view(a, perm, stored, steps, offsets, fill)
+    assert view.shape == a.shape and not (a.size > 1 and view.flags.c_contiguous)
+    return view
+
+
+def _strided_view(a, perm, stored, steps, offsets, fill):
+    fill = fill if a.dtype.kind in "fc" else 0
+    base = np.full([o + abs(s) * (n - 1) + 1 for n, s, o in zip(stored, steps, offsets)], fill, dtype=a.dtype)
+    index = tuple(slice(o, None, s) if s > 0 else slice(m - 1 - o, None, s)
+                  for s, o, m in zip(steps, offsets, base.shape))
+    view = base[index].transpose(perm)
+    view[...] = a
+    return view
+
+
+def strided_arrays(shape, lo=-2.0, hi=2.0):
+    """``arrays(shape, lo, hi)`` as non-contiguous views (see ``strided``)."""
+    return strided(arrays(shape, lo, hi))
 
 
 # -- convolution configurations ----------------------------------------------------------
