@@ -20,7 +20,7 @@ measured on the CPU (benchmarks/history/2026-11-25-conv-kernels-zen1.md).
 import numpy as np
 
 from .backend import get_array_module
-from .im2col import col2im_flat, flat_geometry, im2col_flat, pad_phases, unpad_phases
+from .im2col import col2im_flat, conv_output_size, flat_geometry, im2col_flat, pad_phases, unpad_phases
 from .parallel import run_blocks
 
 CHUNK_BYTES = 2 << 20   # the CPU column buffer per chunk
@@ -31,6 +31,9 @@ PARALLEL_BELOW = 8192   # per-group matmuls with fewer weights (O/G * C/G*kh*kw)
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv(x, w): x (N, C, H, W), w (O, C/groups, kh, kw), all geometry as pairs."""
+    if x.size == 0 or w.size == 0:  # no images, or no channels in or out: sums over nothing
+        out = [conv_output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+        return get_array_module(x).zeros((x.shape[0], w.shape[0], *out), x.dtype)
     if _is_1x1(w, padding):
         xs, (OH, OW) = _strided_input(x, stride, groups)
         return (w.reshape(groups, -1, xs.shape[2]) @ xs).reshape(xs.shape[0], -1, OH, OW)
@@ -40,6 +43,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
 def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
     """(dx, dw) of conv2d_forward for the upstream gradient gy."""
     (kh, kw), (ph, pw), (dh, dw) = w.shape[2:], padding, dilation
+    if x.size == 0 or w.size == 0:
+        xp = get_array_module(x)
+        return xp.zeros_like(x), xp.zeros_like(w)
     if _is_1x1(w, padding):
         gx, gw = _backward_1x1(x, w, gy, stride, groups)
     elif stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):

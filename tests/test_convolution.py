@@ -97,3 +97,38 @@ def test_conv2d_batch_chunking_gives_the_same_result(cfg, seed, chunk_bytes):
     np.testing.assert_allclose(whole[0], naive_conv2d(x, w, b, **cfg.kwargs), rtol=1e-10, atol=1e-12)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, O, kwargs, out", [
+    (1, 6, {}, (7, 8)), (1, 6, dict(stride=2), (4, 4)), (1, 6, dict(groups=2), (7, 8)),  # the 1x1 path
+    (1, 6, dict(padding=1), (9, 10)), (3, 6, {}, (5, 6)), (3, 6, dict(stride=2, padding=1), (4, 4)),
+    (3, 6, dict(groups=2, padding=1), (7, 8)), (3, 32, {}, (5, 6)), (3, 6, dict(dilation=2, padding=2), (7, 8)),
+    (3, 4, dict(groups=4, stride=(2, 1)), (3, 6)),
+])
+def test_conv2d_empty_batch_on_every_path(kernel, O, kwargs, out):
+    """N = 0 gives torch's empty (0, O, OH, OW) output and zero gradients, forward and backward on every path
+    (the 1x1 path used to fail on a reshape with -1)."""
+    G = kwargs.get("groups", 1)
+    x = sk.Tensor(np.zeros((0, 4, 7, 8)), requires_grad=True)
+    w = sk.Tensor(np.random.default_rng(0).standard_normal((O, 4 // G, kernel, kernel)), requires_grad=True)
+    b = sk.Tensor(np.ones(O), requires_grad=True)
+    y = F.conv2d(x, w, b, **kwargs)
+    assert y.shape == (0, O) + out
+    (y * 2).sum().backward()
+    assert x.grad.shape == x.shape
+    for t in (w, b):
+        assert t.grad.shape == t.shape and not t.grad.numpy().any()
+
+
+def test_conv2d_zero_output_or_input_channels():
+    """O = 0 gives an empty output and zero dX; C = 0 works with an empty batch (torch likewise)."""
+    x = sk.Tensor(np.ones((2, 3, 5, 5)), requires_grad=True)
+    for k, stride, out in ((3, 2, (2, 2)), (3, 1, (3, 3)), (1, 2, (3, 3))):
+        w = sk.Tensor(np.zeros((0, 3, k, k)), requires_grad=True)
+        y = F.conv2d(x, w, stride=stride)
+        assert y.shape == (2, 0) + out
+        y.sum().backward()
+        assert not x.grad.numpy().any() and w.grad.shape == w.shape
+        x.grad = None
+    empty = F.conv2d(sk.Tensor(np.zeros((0, 0, 5, 5))), sk.Tensor(np.zeros((4, 0, 3, 3))), padding=1)
+    assert empty.shape == (0, 4, 5, 5)

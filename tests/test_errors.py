@@ -301,3 +301,32 @@ def test_misc_errors():
         sk.gradcheck(lambda x: 1.0, (sk.Tensor(np.ones(2), requires_grad=True),))
     with pytest.raises(ValueError, match=r"gradcheck: no input has requires_grad=True"):
         sk.gradcheck(lambda x: x, (T(2),))
+
+
+# -- zero sizes: work where torch works, a clear error where it raises --------------------------------------
+def test_zero_size_layers_work_like_torch():
+    lin = nn.Linear(0, 3)  # torch: allowed, the zero-element weight is left as is and the bias bound is 0
+    assert lin.weight.shape == (3, 0) and not lin.bias.numpy().any()
+    x = T(2, 0, dtype=np.float32)
+    assert lin(x).shape == (2, 3)
+    conv = nn.Conv2d(0, 4, 3)  # torch: allowed too
+    assert conv.weight.shape == (4, 0, 3, 3) and not conv.bias.numpy().any()
+    assert conv(T(0, 0, 5, 5, dtype=np.float32)).shape == (0, 4, 3, 3)
+    assert nn.Conv2d(4, 0, 3)(T(2, 4, 5, 5, dtype=np.float32)).shape == (2, 0, 3, 3)
+    # torch's zero-channel convolution fails on a view unless the output is empty too: a clear error here
+    with pytest.raises(ValueError, match=r"conv2d: input \(2, 0, 5, 5\) has 0 channels.*weight \(4, 0, 3, 3\)"):
+        conv(T(2, 0, 5, 5, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"conv2d: weight \(4, 3, 0, 3\) has an empty kernel"):
+        F.conv2d(T(1, 3, 5, 5), T(4, 3, 0, 3))
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: nn.Linear(-1, 3), r"Linear: in_features must be an int >= 0, got -1"),
+    (lambda: nn.Linear(3, 2.5), r"Linear: out_features must be an int >= 0, got 2.5"),
+    (lambda: nn.Conv2d(-2, 4, 3), r"Conv2d: in_channels must be an int >= 0, got -2"),
+    (lambda: nn.Conv2d(4, 4, 3, groups=0), r"Conv2d: groups must be a positive int, got 0"),
+    (lambda: nn.Conv2d(4, 4, (3, 0)), r"Conv2d: kernel_size must be >= 1, got \(3, 0\)"),
+])
+def test_layer_size_errors(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()

@@ -3,12 +3,15 @@
 References: parameter counts of timm 1.0.31 and torchvision, and the SKNet
 paper's (Li et al. 2019, Tables 2 and 7) parameters and FLOPs.
 """
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
 
 import skengine as sk
 import skengine.models as models
-from skengine.nn import SEBlock, SKConv
+from skengine.nn import SEBlock, SKConv, init
 
 
 def n_params(model):
@@ -130,3 +133,23 @@ def test_registry():
     assert models.create("sknet_cifar_tiny", num_classes=100).fc.out_features == 100
     with pytest.raises(KeyError, match="sknet_cifar_small"):
         models.create("sknet_cifar_huge")
+
+
+# -- empty batches and bad arguments ---------------------------------------------------------
+
+def test_every_model_runs_an_empty_batch_in_eval():
+    """N = 0 gives (0, num_classes) in eval, as torch does (the 1x1 shortcut convs and flatten(1) used to fail)."""
+    with contextlib.ExitStack() as stack:  # random weights take the time, and an empty batch needs none
+        for fill in ("uniform_", "normal_"):
+            stack.enter_context(mock.patch.object(init, fill, lambda tensor, *args, **kwargs: tensor))
+        nets = {name: models.create(name, num_classes=3).eval() for name in models.list_models()}
+    for name, net in nets.items():
+        size = 32 if "cifar" in name or name == "sknet29" else 64
+        assert net(sk.randn(0, 3, size, size)).shape == (0, 3), name
+
+
+@pytest.mark.parametrize("name", ["sknet_cifar_tiny", "sknet101"])
+@pytest.mark.parametrize("num_classes", [0, -1, 2.0])
+def test_num_classes_must_be_positive(name, num_classes):
+    with pytest.raises(ValueError, match=rf"num_classes must be a positive int, got {num_classes}"):
+        models.create(name, num_classes=num_classes)

@@ -259,3 +259,31 @@ def test_se_block_matches_numpy():
     h = np.maximum(s @ m.fc1.weight.numpy().T + m.fc1.bias.numpy(), 0)
     a = 1 / (1 + np.exp(-(h @ m.fc2.weight.numpy().T + m.fc2.bias.numpy())))
     np.testing.assert_allclose(m(x).numpy(), x.numpy() * a[:, :, None, None], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(reduction=0), r"SKConv: reduction must be a positive int, got 0"),
+    (dict(reduction=-2), r"SKConv: reduction must be a positive int, got -2"),
+    (dict(min_dim=0), r"SKConv: min_dim must be a positive int, got 0"),
+    (dict(min_dim=-1, rd_divisor=8), r"SKConv: min_dim must be a positive int, got -1"),
+    (dict(groups=0), r"SKConv: groups must be a positive int, got 0"),
+    (dict(rd_channels=0), r"SKConv: rd_channels must be a positive int, got 0"),
+    (dict(rd_divisor=0), r"SKConv: rd_divisor must be a positive int, got 0"),
+    (dict(in_channels=0), r"SKConv: in_channels must be a positive int, got 0"),
+    (dict(out_channels=-8), r"SKConv: out_channels must be a positive int, got -8"),
+    (dict(kernel_sizes=()), r"SKConv: kernel_sizes must be a non-empty tuple of odd positive ints, got \(\)"),
+    (dict(kernel_sizes=(3, 6)), r"kernel_sizes must be .* odd positive ints, got \(3, 6\)"),
+    (dict(kernel_sizes=(3, 5.0)), r"kernel_sizes must be .* odd positive ints, got \(3, 5.0\)"),
+    (dict(kernel_sizes=5), r"kernel_sizes must be a non-empty tuple .*, got 5"),
+    (dict(groups=3), r"divisible by groups=3"),
+])
+def test_bad_sizes_name_the_argument(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        SKConv(**{"in_channels": 8, **kwargs})
+
+
+def test_se_block_bad_sizes():
+    with pytest.raises(ValueError, match=r"SEBlock: reduction must be a positive int, got 0"):
+        SEBlock(8, reduction=0)
+    with pytest.raises(ValueError, match=r"SEBlock: channels must be a positive int, got 0"):
+        SEBlock(0)

@@ -17,6 +17,13 @@ def as_pair(v, name):
     return tuple(int(i) for i in t)
 
 
+def check_int(v, name, minimum=1):
+    """``v`` as an int >= ``minimum``, else a ValueError naming ``name`` (layer sizes and hyperparameters)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name} must be {'a positive int' if minimum == 1 else f'an int >= {minimum}'}, got {v!r}")
+    return int(v)
+
+
 def check_tensor(x, name):
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a skengine.Tensor, got {type(x).__name__}")

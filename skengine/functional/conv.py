@@ -76,6 +76,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if Cg * groups != C:
         raise ValueError(f"conv2d: input has {C} channels but weight {w.shape} with groups={groups} "
                          f"expects {Cg * groups}; input shape {x.shape}")
+    if min(kh, kw) < 1:
+        raise ValueError(f"conv2d: weight {w.shape} has an empty kernel; kh and kw must be >= 1")
+    if C == 0 and N and O:
+        raise ValueError(f"conv2d: input {x.shape} has 0 channels, which (as in PyTorch) works only for "
+                         f"an empty batch or a weight with 0 output channels; weight {w.shape}")
     if bias is not None and tuple(bias.shape) != (O,):
         raise ValueError(f"conv2d: bias must have shape ({O},), got {tuple(bias.shape)}")
     if x.dtype != w.dtype:

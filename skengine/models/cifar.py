@@ -23,6 +23,7 @@ it is cheap: a channel at 4x4 costs 1/16 of one at 16x16.
     sknet_cifar_tiny    stem 16, widths 32-64-128,   315,450 params, 11.5M MACs per 32x32 image
     sknet_cifar_small   stem 32, widths 48-96-256, 1,039,018 params, 31.8M MACs per 32x32 image
 """
+from ..functional.args import check_int
 from ..nn.layers import AdaptiveAvgPool2d, Linear
 from ..nn.module import Module
 from ..nn.sk import conv_bn
@@ -44,6 +45,7 @@ class CifarSKNet(Module):
                  cardinality=1, base_width=64, attention="sk", sk_kwargs=None, se_reduction=16,
                  zero_init_last=False):
         super().__init__()
+        num_classes = check_int(num_classes, "CifarSKNet: num_classes")  # before building the trunk
         self.stem = conv_bn(in_chans, stem_width, 3)
         inplanes = add_stages(self, block, stem_width, channels, layers, strides, attention, sk_kwargs,
                               se_reduction, cardinality, base_width)
@@ -56,7 +58,8 @@ class CifarSKNet(Module):
         x = self.stem(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(self.global_pool(x).flatten(1))
+        x = self.global_pool(x)
+        return self.fc(x.reshape(x.shape[:2]))  # (N, C, 1, 1) -> (N, C); flatten(1) fails on an empty batch
 
 
 def _sk(preset, sk_kwargs):

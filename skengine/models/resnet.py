@@ -26,6 +26,7 @@ and the architecture the paper describes has no room for the difference (biases
 on all the SK units' FCs would add only 34k), so it must lie in how the authors
 counted; timm's count, which we reproduce, is the one checkpoints need.
 """
+from ..functional.args import check_int
 from ..nn.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Module
 from .blocks import BasicBlock, Bottleneck, add_stages, init_weights
@@ -45,6 +46,7 @@ class ResNet(Module):
                  cardinality=1, base_width=64, attention="sk", sk_kwargs=None, se_reduction=16,
                  zero_init_last=False):
         super().__init__()
+        num_classes = check_int(num_classes, "ResNet: num_classes")  # before building the trunk
         self.conv1 = Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = BatchNorm2d(64)
         self.act1 = ReLU()
@@ -63,7 +65,8 @@ class ResNet(Module):
         return x
 
     def forward(self, x):
-        return self.fc(self.global_pool(self.forward_features(x)).flatten(1))
+        x = self.global_pool(self.forward_features(x))
+        return self.fc(x.reshape(x.shape[:2]))  # (N, C, 1, 1) -> (N, C); flatten(1) fails on an empty batch
 
 
 def _sk(preset, sk_kwargs):

@@ -4,10 +4,17 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..functional.args import as_pair
+from ..functional.args import as_pair, check_int
 from ..functional.loss import reduction_mode
 from .init import kaiming_uniform_, uniform_
 from .module import Module, Parameter
+
+
+def _init_weight(weight):
+    """torch's default kaiming_uniform_(a=sqrt(5)); like torch, a weight with no elements (a zero size,
+    so fan-in 0) is left as it is."""
+    if weight.data.size:
+        kaiming_uniform_(weight, a=math.sqrt(5))
 
 
 def _fan_in_bias(bias, fan_in):
@@ -22,11 +29,16 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros"):
         super().__init__()
+        in_channels = check_int(in_channels, "Conv2d: in_channels", 0)
+        out_channels = check_int(out_channels, "Conv2d: out_channels", 0)
+        groups = check_int(groups, "Conv2d: groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = as_pair(kernel_size, "kernel_size")
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"Conv2d: kernel_size must be >= 1, got {kernel_size!r}")
         self.stride, self.dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
@@ -42,10 +54,10 @@ class Conv2d(Module):
                              f"got {padding_mode!r}")
         self.padding_mode = padding_mode
         self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, np.float32))
-        kaiming_uniform_(self.weight, a=math.sqrt(5))
+        _init_weight(self.weight)
         if bias:
             self.bias = Parameter(np.empty(out_channels, np.float32))
-            _fan_in_bias(self.bias, self.weight.data[0].size)
+            _fan_in_bias(self.bias, math.prod(self.weight.shape[1:]))
         else:
             self.bias = None
 
@@ -79,9 +91,10 @@ class Conv2d(Module):
 class Linear(Module):
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features = check_int(in_features, "Linear: in_features", 0)
+        self.out_features = check_int(out_features, "Linear: out_features", 0)
         self.weight = Parameter(np.empty((out_features, in_features), np.float32))
-        kaiming_uniform_(self.weight, a=math.sqrt(5))
+        _init_weight(self.weight)
         if bias:
             self.bias = Parameter(np.empty(out_features, np.float32))
             _fan_in_bias(self.bias, in_features)

@@ -31,8 +31,10 @@ The SE block (Hu et al., 2018) is the one-path ancestor: squeeze s, excite with
 a sigmoid gate per channel, rescale.
 """
 from collections import OrderedDict
+from numbers import Integral
 
 from .. import functional as F
+from ..functional.args import check_int
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Linear, ReLU
 from .module import Module, ModuleList, Sequential
 
@@ -94,10 +96,20 @@ class SKConv(Module):
                  reduction=16, min_dim=32, rd_channels=None, rd_divisor=None, keep_3x3=True, split_input=False,
                  attention="softmax"):
         super().__init__()
-        out_channels = out_channels or in_channels
-        kernel_sizes = tuple(kernel_sizes)
-        if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
-            raise ValueError(f"SKConv: kernel_sizes must be odd positive ints, got {kernel_sizes}")
+        in_channels = check_int(in_channels, "SKConv: in_channels")
+        out_channels = check_int(out_channels or in_channels, "SKConv: out_channels")
+        for name, v in (("groups", groups), ("reduction", reduction), ("min_dim", min_dim),
+                        ("rd_channels", rd_channels), ("rd_divisor", rd_divisor)):
+            if v is not None or not name.startswith("rd_"):  # rd_channels and rd_divisor may be None
+                check_int(v, f"SKConv: {name}")
+        try:
+            ks = tuple(kernel_sizes)
+        except TypeError:  # one int, None, ...
+            ks = ()
+        if not ks or any(not isinstance(k, Integral) or k < 1 or k % 2 == 0 for k in ks):
+            raise ValueError(f"SKConv: kernel_sizes must be a non-empty tuple of odd positive ints, got "
+                             f"{kernel_sizes!r}")
+        kernel_sizes = ks
         if keep_3x3 and min(kernel_sizes) < 3:
             raise ValueError(f"SKConv: keep_3x3 realises k x k as a dilated 3x3, so every k must be >= 3, "
                              f"got {kernel_sizes}")
@@ -120,7 +132,7 @@ class SKConv(Module):
             conv_bn(c, out_channels, k, stride, dilation, groups)
             for c, k in zip(path_in, kernel_sizes))
         # Fuse: s (N, C) -> z (N, d)
-        d = rd_channels or attention_width(out_channels, reduction, min_dim, rd_divisor)
+        d = rd_channels if rd_channels is not None else attention_width(out_channels, reduction, min_dim, rd_divisor)
         self.fc_reduce = Linear(out_channels, d, bias=False)
         self.bn_reduce = BatchNorm1d(d)
         # Select: z -> one logit per path and channel; rows [m*C, (m+1)*C) are the paper's A_m
@@ -149,7 +161,8 @@ class SEBlock(Module):
 
     def __init__(self, channels, reduction=16, rd_channels=None):
         super().__init__()
-        d = rd_channels or max(channels // reduction, 1)
+        channels, reduction = check_int(channels, "SEBlock: channels"), check_int(reduction, "SEBlock: reduction")
+        d = check_int(rd_channels, "SEBlock: rd_channels") if rd_channels is not None else max(channels // reduction, 1)
         self.fc1 = Linear(channels, d)
         self.fc2 = Linear(d, channels)
         self.last_attention = None
