@@ -3,11 +3,18 @@
 Arrays are stored under their "/"-joined key path; plain values (numbers,
 strings, bools, None, lists) go into one JSON entry.  The file is written to
 a temporary name beside the target and renamed over it, so a crash never
-leaves a half-written checkpoint where a good one was.
+leaves a half-written checkpoint where a good one was.  load() checks every
+entry's declared sizes before it reads anything, so a small file cannot make
+it allocate much more than the file holds.
 """
+import contextlib
 import json
+import math
 import os
+import re
+import struct
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -15,42 +22,60 @@ from .autograd import Tensor
 from .backend import is_array, to_numpy
 
 _JSON_KEY = "__json__"
+_MAX_RATIO = 1000  # deflate never exceeds ~1032x; save() stores entries uncompressed (ratio 1)
+_TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"\.tmp-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")  # mkstemp(prefix=_TMP_PREFIX, suffix=...)
 
 
-def _flatten(obj, prefix, arrays, plain):
+def _show(path):
+    return "".join(f"[{k!r}]" for k in path)
+
+
+def _flatten(obj, path, flat):
+    """Fill ``flat`` ("/"-joined str key -> (key path, array or JSON-able value)); keys are stored as str."""
     if isinstance(obj, dict):
-        if not obj and prefix:
-            plain[prefix] = {}
-        for k, v in obj.items():
-            k = str(k)
-            if "/" in k:
-                raise ValueError(f"save: key {k!r} contains '/', which separates nesting levels")
-            _flatten(v, f"{prefix}/{k}" if prefix else k, arrays, plain)
+        if not obj and path:
+            value = {}
+        else:
+            for k, v in obj.items():
+                if "/" in str(k):
+                    raise ValueError(f"save: key {str(k)!r} contains '/', which separates nesting levels")
+                _flatten(v, path + (k,), flat)
+            return
     elif isinstance(obj, Tensor) or is_array(obj) or isinstance(obj, np.generic):
-        arrays[prefix] = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        if arrays[prefix].dtype.hasobject:  # np.savez would pickle it, and load() refuses pickles
-            raise TypeError(f"save: array at {prefix!r} has dtype object, which cannot be saved without pickle")
+        value = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
+        if value.dtype.hasobject:  # write_array would pickle it, and load() refuses pickles
+            raise TypeError(f"save: array at {_show(path)} has dtype object, which cannot be saved without pickle")
     else:
         try:
             json.dumps(obj)
         except TypeError as e:
-            raise TypeError(f"save: value at {prefix!r} of type {type(obj).__name__} cannot be saved") from e
-        plain[prefix] = obj
+            raise TypeError(f"save: value at {_show(path)} of type {type(obj).__name__} cannot be saved") from e
+        value = obj
+    key = "/".join(map(str, path))
+    if key in flat:
+        raise ValueError(f"save: the keys {_show(flat[key][0])} and {_show(path)} would both be stored as "
+                         f"{key!r} (keys are saved as str), so one would be lost")
+    flat[key] = (path, value)
 
 
 def save(obj, path):
     """Write a (nested) dict of Tensors, arrays and JSON-able values to ``path`` (.npz)."""
     if not isinstance(obj, dict):
         raise TypeError(f"save: expected a dict (e.g. model.state_dict()), got {type(obj).__name__}")
-    arrays, plain = {}, {}
-    _flatten(obj, "", arrays, plain)
+    flat = {}
+    _flatten(obj, (), flat)
+    arrays = {k: v for k, (_, v) in flat.items() if isinstance(v, np.ndarray)}
+    plain = {k: v for k, (_, v) in flat.items() if not isinstance(v, np.ndarray)}
     if _JSON_KEY in arrays:
         raise ValueError(f"save: the key {_JSON_KEY!r} is reserved")
     arrays[_JSON_KEY] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    def write(tmp):  # what np.savez does, without its keyword arguments ("file", "allow_pickle") taking keys
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, a in arrays.items():
+                with z.open(name + ".npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, a, allow_pickle=False)
 
     atomic_write(path, write)
 
@@ -59,7 +84,7 @@ def atomic_write(path, write, suffix=".npz"):
     """Create the file ``path`` through ``write(a temporary path)`` in the same folder, synced, then
     renamed over ``path``: an error or a kill midway leaves an existing file as it was."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=_TMP_PREFIX, suffix=suffix)
     os.close(fd)
     try:
         write(tmp)
@@ -75,15 +100,97 @@ def atomic_write(path, write, suffix=".npz"):
         raise
 
 
+def remove_stale_temporaries(folder):
+    """Delete the temporaries that atomic_write leaves in ``folder`` when killed midway (regular files
+    named like .tmp-abcd1234.npz; links, folders and other names are left alone); return their paths."""
+    removed = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if _TMP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(e.path)  # removes a link itself should one appear here meanwhile, never its target
+                    removed.append(e.path)
+    return removed
+
+
+def _memory_bytes():
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+@contextlib.contextmanager
+def _foreign(path):
+    """Turn what zipfile, numpy and json raise on a damaged or foreign file into one ValueError naming it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, NotImplementedError,
+            struct.error) as e:
+        raise _not_npz(path, f"{type(e).__name__}: {e}") from e
+
+
+def _not_npz(path, why):
+    return ValueError(f"skengine.load: {path} is not an .npz file written by skengine.save ({why})")
+
+
+def _read_npz(path):
+    """The arrays of the .npz at ``path`` by entry name. Every entry's sizes are checked before anything
+    is read: its .npy header must declare exactly the entry's size, which must not be an absurd expansion
+    of the bytes stored; all together they must fit in memory and in the file."""
+    arrays = {}
+    with open(path, "rb") as raw:
+        with _foreign(path):
+            z = zipfile.ZipFile(raw)
+            infos = z.infolist()
+        for i in infos:
+            if not i.filename.endswith(".npy"):
+                raise _not_npz(path, f"entry {i.filename!r} is not an .npy array")
+            if i.file_size > _MAX_RATIO * i.compress_size + 4096:
+                raise _not_npz(path, f"entry {i.filename!r} expands {i.compress_size} bytes to {i.file_size}, "
+                                     f"more than {_MAX_RATIO}x: a zip bomb")
+        stored, size = sum(i.compress_size for i in infos), os.fstat(raw.fileno()).st_size
+        if stored > size:
+            raise _not_npz(path, f"its entries claim {stored} stored bytes, the file has {size}: they overlap")
+        total, memory = sum(i.file_size for i in infos), _memory_bytes()
+        if memory and total > memory:
+            raise ValueError(f"skengine.load: {path} declares {total} bytes of arrays, more than this "
+                             f"machine's memory ({memory} bytes)")
+        for i in infos:
+            with _foreign(path), z.open(i) as f:
+                version = np.lib.format.read_magic(f)  # 3.0 differs from 2.0 only in the header's text encoding
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                declared = f.tell() + math.prod(shape) * dtype.itemsize
+            if dtype.hasobject:
+                raise ValueError(f"skengine.load: {path}: entry {i.filename!r} holds Python objects, which would "
+                                 f"need a pickle; load reads with allow_pickle=False")
+            if declared != i.file_size:
+                raise _not_npz(path, f"entry {i.filename!r} is {i.file_size} bytes, its .npy header declares "
+                                     f"{declared}")
+            with _foreign(path), z.open(i) as f:
+                arrays[i.filename[:-len(".npy")]] = np.lib.format.read_array(f, allow_pickle=False)
+    return arrays
+
+
 def load(path):
     """Read what save() wrote: nested dicts with Tensors (on the CPU) and plain values."""
-    with np.load(os.fspath(path), allow_pickle=False) as f:
-        flat = {k: f[k] for k in f.files}
-    plain = json.loads(flat.pop(_JSON_KEY).tobytes().decode()) if _JSON_KEY in flat else {}
+    path = os.fspath(path)
+    flat = _read_npz(path)
+    with _foreign(path):
+        plain = json.loads(flat.pop(_JSON_KEY).tobytes().decode()) if _JSON_KEY in flat else {}
+    if not isinstance(plain, dict):
+        raise _not_npz(path, f"entry {_JSON_KEY!r} is not a JSON object")
     out = {}
     for key, value in [(k, Tensor(v)) for k, v in flat.items()] + list(plain.items()):
         node, parts = out, key.split("/")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise _not_npz(path, f"key {key!r} passes through a value")
+        if parts[-1] in node:
+            raise _not_npz(path, f"key {key!r} is stored twice")
         node[parts[-1]] = value
     return out

@@ -6,7 +6,10 @@ import http.server
 import io
 import os
 import pickle
+import re
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -86,7 +89,7 @@ def test_missing_directory_message(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         load_cifar(tmp_path / "nowhere", "cifar10")
     msg = str(e.value)
-    assert "cifar-10-batches-py" in msg and "--download" in msg and "make_cifar10.py" in msg
+    assert "cifar-10-batches-py" in msg and "download_and_extract" in msg and "make_cifar10.py" in msg
     with pytest.raises(ValueError):
         load_cifar(tmp_path, "mnist")
 
@@ -128,6 +131,74 @@ def test_restricted_unpickler_allows_only_latin1_codec(tmp_path):
     dump(path, Rot13())
     with pytest.raises(pickle.UnpicklingError, match="rot13"):
         read_pickle(path)
+
+
+class Reduce:
+    """Pickles as func(*args) without calling it."""
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+
+@pytest.mark.parametrize("payload,pattern", [
+    (Reduce(bytes, 2 ** 31), r"refusing bytes\(n\) of 2147483648 bytes"),  # 40 bytes asking for 2 GB
+    (Reduce(_reconstruct, np.ndarray, (2 ** 31,), b"b"), r"refusing an array of 2147483648 bytes"),
+    (Reduce(np.ndarray, (2 ** 28,)), r"refusing to call numpy\.ndarray"),
+    (np.array([1, None], dtype=object), r"refusing to set the state of a .*DType"),  # object arrays: no
+], ids=["bytes", "_reconstruct", "ndarray", "object-dtype"])
+def test_restricted_unpickler_caps_allocations(tmp_path, payload, pattern):
+    path = tmp_path / "data_batch_1"
+    dump(path, payload)
+    assert path.stat().st_size < 200
+    with pytest.raises(pickle.UnpicklingError, match=re.escape(str(path)) + ".*" + pattern):
+        read_pickle(path)
+
+
+def test_restricted_unpickler_refuses_declared_lengths_beyond_the_file(tmp_path):
+    """BINBYTES8 declaring a terabyte: the C unpickler allocates it before reading."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(b"\x80\x04\x8e" + (2 ** 40).to_bytes(8, "little") + b"abc")
+    with pytest.raises(pickle.UnpicklingError, match=re.escape(f"{path} is not a valid CIFAR pickle")):
+        read_pickle(path)
+
+
+def test_object_array_with_a_short_list_does_not_crash(tmp_path):
+    """numpy's own unpickling of an object array whose list is shorter than its shape reads out of bounds
+    (a segfault in NumPy 2.4): refused before numpy sees it. In a child process, since it may crash."""
+    path = tmp_path / "data_batch_1"
+    dump(path, np.array([1, None], dtype=object))
+    path.write_bytes(path.read_bytes().replace(b"K\x01Ne", b"e"))  # the list [1, None] becomes []
+    code = ("import pickle, sys; from skengine.data.cifar import read_pickle\n"
+            "try: read_pickle(sys.argv[1])\nexcept pickle.UnpicklingError as e: print(e)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0 and "refusing to set the state" in out.stdout, (out.returncode, out.stderr[-500:])
+
+
+def test_oversized_file_is_refused_unread(tmp_path):
+    from skengine.data.cifar import MAX_FILE_BYTES
+    big = tmp_path / "huge"
+    with open(big, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(pickle.UnpicklingError, match=re.escape(f"{big}: {MAX_FILE_BYTES + 1} bytes, more than")):
+        read_pickle(big)
+
+
+def test_truncated_batch_error_names_the_file(tmp_path):
+    batch = os.path.join(write_cifar10(tmp_path), "data_batch_2")
+    with open(batch, "rb+") as f:
+        f.truncate(os.path.getsize(batch) // 2)
+    with pytest.raises(pickle.UnpicklingError, match=re.escape(f"{batch} is not a valid CIFAR pickle")):
+        load_cifar(tmp_path, "cifar10")
 
 
 # ---------------------------------------------------------------- download.py
@@ -242,6 +313,35 @@ def test_malicious_archive_through_download(tmp_path):
     with pytest.raises(ValueError):
         download_and_extract("cifar10", root, url=archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest())
     assert not (tmp_path / "evil").exists() and not (root / "cifar-10-batches-py").exists()
+
+
+@pytest.mark.parametrize("target", ["other", "."])
+def test_archive_whose_dataset_folder_is_a_symlink_is_refused(tmp_path, target):
+    archive, root = tmp_path / "link.tar", tmp_path / "root"
+    root.mkdir()
+    with tarfile.open(archive, "w") as tar:
+        tar.addfile(member("other", tarfile.DIRTYPE))
+        tar.addfile(member("other/data_batch_1"), io.BytesIO(b"x"))
+        tar.addfile(member("cifar-10-batches-py", tarfile.SYMTYPE, target))
+    with pytest.raises(ValueError, match=r"unsafe archive member 'cifar-10-batches-py' .*a symlink"):
+        safe_extract(archive, root, "cifar-10-batches-py")
+    assert os.listdir(root) == []
+
+
+@pytest.mark.parametrize("kind", ["dangling", "file"])
+def test_existing_symlink_at_the_destination_is_left_alone(tmp_path, kind):
+    archive, md5 = make_archive(tmp_path)
+    root, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    root.mkdir()
+    if kind == "file":
+        elsewhere.write_bytes(b"mine")
+    (root / "cifar-10-batches-py").symlink_to(elsewhere)
+    dest = root / "cifar-10-batches-py"
+    with pytest.raises(FileExistsError, match=re.escape(str(dest)) + r" already exists \(a symlink"):
+        download_and_extract("cifar10", root, url=archive.as_uri(), md5=md5)
+    assert os.readlink(root / "cifar-10-batches-py") == str(elsewhere)
+    assert (elsewhere.read_bytes() == b"mine") if kind == "file" else not os.path.lexists(elsewhere)
+    assert sorted(os.listdir(root)) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]  # no temp left
 
 
 # ---------------------------------------------------------------- loader.py

@@ -1,5 +1,9 @@
 """skengine.serialization: save / load of state dicts and nested checkpoints (.npz without pickle, atomic writes)."""
+import io
 import os
+import pickle
+import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -90,11 +94,11 @@ def test_save_failing_mid_write_keeps_existing_file(tmp_path, monkeypatch):
     sk.save({"a": sk.ones(3)}, path)
     original = path.read_bytes()
 
-    def broken_savez(f, **arrays):
-        f.write(b"PK\x03\x04 half a zip")
+    def broken_write_array(f, array, **kwargs):
+        f.write(b"\x93NUMPY half an array")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", broken_savez)
+    monkeypatch.setattr(np.lib.format, "write_array", broken_write_array)
     with pytest.raises(OSError, match="disk full"):
         sk.save({"a": sk.zeros(3)}, path)
     monkeypatch.undo()
@@ -108,3 +112,121 @@ def test_save_rejects_non_dict_and_bad_keys(tmp_path):
     with pytest.raises(ValueError, match="'/'"):
         sk.save({"a/b": 1}, tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- hostile or foreign files
+
+
+def _zip(path, entries, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npy_header(shape, descr="|u1"):
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+    return f.getvalue()
+
+
+def test_load_refuses_npy_header_larger_than_its_entry(tmp_path):
+    """A 200-byte file whose .npy header declares a terabyte: refused before numpy allocates it."""
+    path = _zip(tmp_path / "lie.npz", {"w.npy": _npy_header((2 ** 40,)) + b"abc"})
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*'w\.npy' is \d+ bytes, its \.npy header declares"):
+        sk.load(path)
+
+
+def test_load_refuses_zip_bomb(tmp_path):
+    """8 MB of zeros compressed to a few dozen bytes (bzip2): an absurd ratio, refused before decompressing."""
+    path = _zip(tmp_path / "bomb.npz", {"z.npy": _npy_header((8 << 20,)) + bytes(8 << 20)}, zipfile.ZIP_BZIP2)
+    assert path.stat().st_size < 2000
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*'z\.npy' expands \d+ bytes to \d+.*zip bomb"):
+        sk.load(path)
+
+
+def test_load_refuses_more_than_memory(tmp_path, monkeypatch):
+    path = tmp_path / "big.npz"
+    sk.save({"w": np.zeros(1000)}, path)
+    monkeypatch.setattr(sk.serialization, "_memory_bytes", lambda: 4000)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r" declares \d+ bytes.*memory \(4000 bytes\)"):
+        sk.load(path)
+    monkeypatch.undo()
+    assert sk.load(path)["w"].shape == (1000,)
+
+
+def _written(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _truncated(path):
+    sk.save({"w": np.arange(100.0)}, path)
+    return _written(path, path.read_bytes()[:900])
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: _written(p, b"epoch 3, loss 0.12\n"),
+    lambda p: _written(p, pickle.dumps({"w": [1.0, 2.0]})),  # an old-style .pt: a plain pickle
+    lambda p: _zip(p, {"archive/data.pkl": pickle.dumps({"w": 1}), "archive/data/0": bytes(16)}),  # torch.save's zip
+    _truncated,
+    lambda p: _zip(p, {"w.npy": b"not an array at all"}),
+], ids=["text", "pickle", "torch-zip", "truncated", "not-npy-data"])
+def test_load_of_a_foreign_file_says_so(tmp_path, make):
+    path = make(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=re.escape(f"skengine.load: {path} is not an .npz file written by skengine.")):
+        sk.load(path)
+
+
+def test_load_refuses_pickled_content_naming_the_file(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, x=np.array([1, None], dtype=object))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r": entry 'x\.npy' holds Python objects"):
+        sk.load(path)
+
+
+@pytest.mark.parametrize("obj,first,second,stored", [
+    ({1: sk.ones(2), "1": sk.zeros(2)}, "[1]", "['1']", "'1'"),
+    ({"m": {True: 1, "True": 2}}, "['m'][True]", "['m']['True']", "'m/True'"),
+    ({"opt": {0.5: [1], "0.5": sk.ones(1)}}, "['opt'][0.5]", "['opt']['0.5']", "'opt/0.5'"),
+])
+def test_save_refuses_keys_that_collide(tmp_path, obj, first, second, stored):
+    path = tmp_path / "x.npz"
+    with pytest.raises(ValueError, match=re.escape(f"the keys {first} and {second} would both be stored as {stored}")):
+        sk.save(obj, path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_round_trips_empty_and_argument_like_keys(tmp_path):
+    """An empty-string key nests like any other; keys named like np.savez's own arguments are kept."""
+    obj = {"": {"x": sk.ones(2), "n": 1}, "x": sk.zeros(3), "n": 2, "file": sk.ones(1), "allow_pickle": sk.ones(4)}
+    path = tmp_path / "k.npz"
+    sk.save(obj, path)
+    out = sk.load(path)
+    assert sorted(out) == sorted(obj) and sorted(out[""]) == ["n", "x"] and out[""]["n"] == 1 and out["n"] == 2
+    assert out[""]["x"].shape == (2,) and out["x"].shape == (3,) and out["allow_pickle"].shape == (4,)
+    assert out["file"].shape == (1,)
+
+
+def test_remove_stale_temporaries(tmp_path):
+    import tempfile
+
+    from skengine.serialization import remove_stale_temporaries
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.npz").write_bytes(b"precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = [tempfile.mkstemp(dir=run, prefix=".tmp-", suffix=s) for s in (".npz", ".safetensors")]  # as atomic_write
+    for fd, _ in stale:
+        os.close(fd)
+    (run / ".tmp-lnk00000.npz").symlink_to(outside / "keep.npz")  # a link with the pattern: the link stays
+    (run / ".tmp-dir00000.npz").mkdir()
+    for name in ("ckpt.npz", ".tmp-notes.txt", "x.tmp-abcd1234.npz", ".tmp-abcd1234.npz.bak"):
+        (run / name).write_bytes(b"keep")
+    sk.save({"a": sk.ones(1)}, run / "last.npz")
+    removed = remove_stale_temporaries(run)
+    assert sorted(removed) == sorted(p for _, p in stale)
+    assert sorted(os.listdir(run)) == sorted([".tmp-lnk00000.npz", ".tmp-dir00000.npz", "ckpt.npz", ".tmp-notes.txt",
+                                              "x.tmp-abcd1234.npz", ".tmp-abcd1234.npz.bak", "last.npz"])
+    assert (outside / "keep.npz").read_bytes() == b"precious" and remove_stale_temporaries(run) == []

@@ -55,7 +55,13 @@ def check_member(member):
 
 
 def safe_extract(archive, root, folder):
-    """Extract `archive` (which must hold `folder`) into `root`; `root/folder` appears only when complete."""
+    """Extract `archive` (which must hold the directory `folder`, not a link) into `root`; `root/folder`
+    appears only when complete, and only where nothing (not even a dangling link) is in the way."""
+    dest = os.path.join(root, folder)
+    if os.path.lexists(dest):  # e.g. a dangling symlink: never replace it or write through it
+        kind = "symlink" if os.path.islink(dest) else "directory" if os.path.isdir(dest) else "file"
+        raise FileExistsError(f"{dest} already exists (a {kind}), so {archive} is not extracted there; "
+                              f"remove it, or make it the dataset directory, and run again")
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         for m in members:
@@ -64,9 +70,13 @@ def safe_extract(archive, root, folder):
         try:
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(tmp, members, **extra)
-            if not os.path.isdir(os.path.join(tmp, folder)):
+            src = os.path.join(tmp, folder)
+            if os.path.islink(src):  # it would point elsewhere in `root` once moved there
+                raise ValueError(f"unsafe archive member {folder!r} in {archive}: a symlink to "
+                                 f"{os.readlink(src)!r}, not a directory")
+            if not os.path.isdir(src):
                 raise RuntimeError(f"{archive} does not contain the directory {folder}/")
-            os.replace(os.path.join(tmp, folder), os.path.join(root, folder))
+            os.replace(src, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
