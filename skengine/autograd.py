@@ -9,11 +9,18 @@ iteratively, latest generation first, calling each Function's ``backward``
 on raw arrays and accumulating into the leaves' ``.grad``.  The graph is
 released as it is consumed.
 
-In-place ops (``+=``, ``x[i] = v``, ``add_``, ...) write into a tensor's
-array and bump its version; a Function that kept an input's array for its
-backward records that version, and backward refuses (as torch does) if the
-array was changed since.  Inside a graph, an in-place op instead makes the
-tensor the output of a new node, leaving the old value to what used it.
+A Function keeps no input Tensors (as in Chainer): only the raw arrays its
+backward needs, on itself, and for each input an edge.  So an intermediate
+tensor that no backward needs is freed once the caller drops it.
+
+In-place ops (``+=``, ``x[i] = v``, ``add_``, ...) and every other write into
+a tensor's array (optimizer steps, ``nn.init``, ``load_state_dict``, BatchNorm's
+running statistics, the all-reduce) go through ``Tensor._write_``, which bumps
+the tensor's version (shared with the views ops made of it); a Function that
+kept an input's array for its backward records that version, and backward
+refuses (as torch does) if the array was changed since.  Inside a graph, an
+in-place op instead makes the tensor the output of a new node, leaving the old
+value to what used it.
 """
 import contextlib
 import heapq
@@ -66,12 +73,17 @@ def _as_array(data, dtype=None):
     return arr
 
 
+NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floating point: the dtypes a tensor holds
+
+
 class Tensor:
     """An n-dimensional array that can record the operations applied to it."""
     __array_priority__ = 1000  # numpy scalars/arrays defer to our operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)
+        if self.data.dtype.kind not in NUMERIC_KINDS:  # strings, objects, complex: as torch.tensor refuses
+            raise TypeError(f"a tensor holds bool, integer or floating-point numbers, got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         if self.requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
@@ -197,7 +209,16 @@ class Tensor:
         if not get_array_module(self.data).can_cast(result.dtype, self.dtype, "same_kind"):
             raise TypeError(f"{name}: the result has dtype {result.dtype}, which cannot be stored in "
                             f"this tensor's dtype {self.dtype}")
-        self.data[...] = result.data
+        return self._write_(result.data)
+
+    def _write_(self, value=None):
+        """The one way to change this tensor's array in place outside the graph (in-place ops under
+        no_grad, optimizer steps, init, load_state_dict, BatchNorm's running statistics): store
+        ``value`` (an array or number, cast to this dtype) into the array, or, with no value, mark that
+        the caller changes ``.data`` in place itself (an optimizer's arithmetic).  Either way the version
+        is bumped, so a backward that kept the old array raises instead of using the new values."""
+        if value is not None:
+            self.data[...] = value
         self._version[0] += 1
         return self
 
@@ -407,10 +428,10 @@ def sum_to(g, shape):
 class Function:
     """One differentiable operation: ``forward`` and ``backward`` on raw arrays.
 
-    Subclasses keep what backward needs on ``self``; backward receives one
+    Subclasses keep what backward needs on ``self`` (raw arrays, never the input
+    Tensors: the node keeps only an edge per input); backward receives one
     upstream gradient per output and returns one gradient (or None) per input.
     """
-    inputs = None
     generation = 0
 
     def __call__(self, *inputs):
@@ -420,12 +441,16 @@ class Function:
         ys = self.forward(*(x.data for x in inputs))
         single = not isinstance(ys, tuple)
         outputs = [Tensor(y) for y in ((ys,) if single else ys)]
+        for o in outputs:  # a view of an input (reshape, transpose, slice) shares its version, as in torch
+            for x in inputs:
+                if _views(o.data, x.data):
+                    o._version = x._version
+                    break
         if _grad_enabled and any(x.requires_grad for x in inputs):
             self.generation = max(x.generation for x in inputs)
             for k, o in enumerate(outputs):
                 o.requires_grad = o.data.dtype.kind == "f"
                 o.set_creator(self, k)
-            self.inputs = inputs
             # where each input's gradient goes: (its creator, which output) or (None, the leaf)
             self.edges = [None if not x.requires_grad else (x.creator, x.output_index, x.shape)
                           if x.creator is not None else (None, x, x.shape) for x in inputs]
@@ -443,11 +468,11 @@ class Function:
         raise NotImplementedError
 
     def release(self):
-        """Drop the inputs and the arrays saved for backward, keeping the edges: a second backward
-        through a Function that saved nothing works (as in torch), one that needs them raises."""
+        """Drop the arrays saved for backward, keeping the edges: a second backward through a
+        Function that saved nothing works (as in torch), one that needs them raises."""
         saved = [k for k, v in self.__dict__.items() if _is_array(v)]
-        for k in saved + ["inputs"]:
-            self.__dict__.pop(k, None)
+        for k in saved:
+            del self.__dict__[k]
         self.freed = bool(saved)
 
 

@@ -86,6 +86,7 @@ def load_timm(model, state):
     if missing or unexpected:
         raise KeyError(f"load_timm: the checkpoint does not fit {type(model).__name__}: "
                        f"missing keys {missing}, unexpected keys {unexpected}")
+    values = {}
     for key, (timm_key, value) in mapped.items():
         target = own[key]
         if ("." + key).endswith(_FC_FROM_CONV) and value.ndim == 4 and value.shape[2:] == (1, 1):
@@ -93,7 +94,10 @@ def load_timm(model, state):
         if tuple(value.shape) != target.shape:
             raise ValueError(f"load_timm: size mismatch for {timm_key}: checkpoint has shape "
                              f"{tuple(value.shape)}, model's {key} has shape {target.shape}")
-        target.data[...] = to_device(np.asarray(value, dtype=target.dtype), target.device)
+        values[key] = value
+    for key, value in values.items():  # all checked first: a bad entry leaves the model as it was
+        target = own[key]
+        target._write_(to_device(np.asarray(value, dtype=target.dtype), target.device))
     return model
 
 

@@ -295,9 +295,8 @@ def test_every_function_released_after_backward():
     w = leaf(np.array([1.0, -1.0, 2.0]))
     y = ((x * w).exp() / (x + 1.0)).log().tanh().sum()
     fns = _graph_functions(y)
-    assert len(fns) >= 6 and all(fn.inputs is not None for fn in fns)
+    assert len(fns) >= 6
     y.backward()
-    assert all("inputs" not in vars(fn) for fn in fns)
     assert all(not any(hasattr(v, "__array_interface__") for v in vars(fn).values()) for fn in fns)  # no array left
     assert all(fn.freed == any(isinstance(fn, k) for k in (ops.Mul, ops.Div, ops.Exp, ops.Log, ops.Tanh))
                for fn in fns)  # marked freed where backward needed what was dropped
@@ -320,11 +319,11 @@ def test_saved_arrays_are_freed_after_backward():
     h_ref = weakref.ref(h)
     del h
     gc.collect()
-    assert saved() is not None and h_ref() is not None  # held by the graph until backward
+    assert saved() is not None  # the array Pow's backward needs is held until backward ...
+    assert h_ref() is None  # ... but not the input Tensor itself (a node keeps no inputs, as in Chainer)
     y.sum().backward()
     gc.collect()
     assert saved() is None
-    assert h_ref() is None
 
 
 def test_retain_graph_keeps_saved_arrays():

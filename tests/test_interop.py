@@ -136,6 +136,21 @@ def test_missing_unexpected_and_misshapen_keys_are_errors(sk_state):
         load_timm(models.create("sknet_cifar_tiny"), state)
 
 
+def test_load_timm_checks_every_shape_before_writing_and_bumps_versions(sk_state):
+    cfg, state = sk_state
+    net = SKConv(**cfg)
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    last = list(state)[-1]  # a bad shape on the last key: nothing before it may be written
+    with pytest.raises(ValueError, match="size mismatch for " + last.replace(".", r"\.")):
+        load_timm(net, dict(state, **{last: np.zeros((99,), np.float32)}))
+    assert all(np.array_equal(v.numpy(), before[k]) for k, v in net.state_dict().items())
+    loss = net(sk.Tensor(REFS["sk/split_input/x"])).sum()  # its graph keeps the FC weights
+    loss.backward(retain_graph=True)
+    load_timm(net, state)
+    with pytest.raises(RuntimeError, match="changed in place"):  # not a silent backward with the new weights
+        loss.backward()
+
+
 def test_npz_and_safetensors_files(tmp_path, sk_state):
     cfg, state = sk_state
     ref = load_timm(SKConv(**cfg), state).eval()

@@ -408,6 +408,81 @@ def test_load_state_dict_casts_like_copy_and_reports_every_problem():
     np.testing.assert_array_equal(dst[0].weight.numpy(), src[0].weight.numpy())  # nothing half-loaded
 
 
+def test_load_state_dict_checks_every_value_before_writing_any():
+    src, dst = _model(0), _model(1)
+    before = {k: v.numpy().copy() for k, v in dst.state_dict().items()}
+    sd = dict(src.state_dict())
+    sd["3.bias"] = np.array(["a", "b"])  # the right shape, but no numbers: its cast fails
+    with pytest.raises(RuntimeError, match=r"3\.bias: expected a tensor or an array of numbers, got ndarray of "
+                                           r"dtype <U1"):
+        dst.load_state_dict(sd)
+    sd["3.bias"], sd["1.weight"], sd["0.bias"] = 1.0, [[0.5] * 4], sk.zeros(3)  # what torch refuses too
+    with pytest.raises(RuntimeError, match=r"size mismatch for 0\.bias.*; 1\.weight: expected a tensor or an array "
+                                           r"of numbers, got list; 3\.bias: expected a tensor or an array of "
+                                           r"numbers, got float"):  # one error listing every problem
+        dst.load_state_dict(sd)
+    for k, v in dst.state_dict().items():  # nothing half-loaded
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+
+
+def test_load_state_dict_and_init_bump_versions_so_a_retained_graph_refuses():
+    def retained():
+        m = _model(0)
+        loss = m(sk.randn(2, 3, 3, 3)).sum()  # the Linear's MatMul keeps its weight for the input's gradient
+        loss.backward(retain_graph=True)
+        return m, loss
+
+    m, loss = retained()
+    m.load_state_dict(_model(1).state_dict())
+    with pytest.raises(RuntimeError, match="MatMul.backward: an input it saved .* was changed in place"):
+        loss.backward()  # would silently use the loaded weights
+    for init in (nn.init.zeros_, nn.init.kaiming_uniform_, lambda w: nn.init.normal_(w, 0.0, 0.1)):
+        m, loss = retained()
+        init(m[3].weight)
+        with pytest.raises(RuntimeError, match="MatMul.backward"):
+            loss.backward()
+
+
+def test_running_statistics_updates_bump_the_buffers_versions_without_breaking_training():
+    bn = nn.BatchNorm1d(3)
+    w = leaf([1.0, 2.0, 3.0])
+    y = (w * bn.running_var).sum()  # Mul keeps the buffer's array for w's gradient
+    bn(sk.randn(8, 3))  # training: the running statistics change in place
+    with pytest.raises(RuntimeError, match="Mul.backward"):
+        y.backward()  # would silently use the new running_var
+    # two training forwards through one BatchNorm, then one backward through both, as torch allows
+    lin, x = nn.Linear(3, 3), sk.randn(8, 3)
+    (F.relu(bn(lin(x))).sum() + bn(lin(x * 2.0)).sum()).backward()
+    assert lin.weight.grad is not None
+    # an evaluation-mode graph keeps a copy of the running statistics: later training leaves it valid
+    bn.eval()
+    xe = sk.Tensor(np.linspace(-1.0, 1.0, 24).reshape(8, 3), requires_grad=True)
+    ye = (bn(xe) * sk.Tensor(np.arange(24.0).reshape(8, 3))).sum()
+    ye.backward(retain_graph=True)
+    expected = xe.grad.numpy().copy()
+    bn.train()
+    bn(sk.randn(8, 3))
+    xe.grad = None
+    ye.backward()
+    np.testing.assert_array_equal(xe.grad.numpy(), expected)
+
+
+def test_a_node_keeps_no_input_tensors_so_an_unneeded_activation_is_freed():
+    # conv -> BN -> ReLU: ReLU's backward needs only its output, so BN's output (ReLU's input) is garbage
+    # once the caller drops it; a node that kept its inputs held it (about a third of the activations)
+    import gc
+    import weakref
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+    h = bn(conv(sk.randn(2, 3, 8, 8)))
+    h_tensor, h_array = weakref.ref(h), weakref.ref(h.data)
+    y = F.relu(h)
+    del h
+    gc.collect()
+    assert h_tensor() is None and h_array() is None
+    y.sum().backward()  # the graph still differentiates
+    assert conv.weight.grad is not None and bn.weight.grad is not None
+
+
 def test_non_persistent_buffer_stays_out_of_the_state_dict():
     m = nn.Linear(2, 2)
     m.register_buffer("scratch", sk.zeros(3), persistent=False)

@@ -420,3 +420,38 @@ def test_optimizer_on_gpu_matches_torch_and_resumes(case):
         opt2.step()
     flat = np.concatenate([cp.asnumpy(p.data).ravel() for p in params2])
     np.testing.assert_allclose(flat, expected[-1], **TOL)
+
+
+# ------------------------------------------------ steps bump the weights' versions
+def _retained_loss():
+    """A two-layer net and its loss, backpropagated once with the graph kept: MatMul kept fc2's weight."""
+    net = _Net()
+    x = Tensor(np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(4, 3))
+    loss = net.fc2(net.fc1(x).tanh()).sum()
+    loss.backward(retain_graph=True)
+    return net, loss
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1), lambda ps: SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: Adam(ps, lr=0.1), lambda ps: AdamW(ps, lr=0.1)],
+                         ids=["sgd", "sgd-momentum", "adam", "adamw"])
+def test_a_retained_graph_refuses_a_second_backward_after_a_step_like_torch(make):
+    net, loss = _retained_loss()
+    loss.backward(retain_graph=True)  # the weights are unchanged: a second backward works
+    make(net.parameters()).step()  # writes the weights in place
+    with pytest.raises(RuntimeError, match="MatMul.backward: an input it saved .* was changed in place"):
+        loss.backward()  # would silently use the new weights
+
+
+def test_ema_writes_into_the_model_bump_its_versions():
+    from skengine.optim import ModelEMA
+    net, loss = _retained_loss()
+    ema = ModelEMA(net)
+    with ema.swap(net):
+        pass
+    with pytest.raises(RuntimeError, match="changed in place"):
+        loss.backward()
+    net, loss = _retained_loss()
+    ModelEMA(net).copy_to(net)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        loss.backward()

@@ -513,3 +513,21 @@ def test_one_unbatched_image_gives_the_batch_of_one_result():
     (F.conv2d(b, w, padding=1) ** 2).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy()[0], rtol=1e-6)
     assert F.adaptive_avg_pool2d(x.unsqueeze(0), (None, 4)).shape == (1, 3, 7, 4)
+
+
+@pytest.mark.parametrize("data, dtype", [(["a"], None), (np.array(["1.5", "2"]), None), ([1, 2], str),
+                                         (np.array([1, None], dtype=object), None), (None, None),
+                                         ([1 + 2j], None), (np.zeros(2, np.complex64), None),
+                                         (np.array(["2024-01-01"], dtype="datetime64[D]"), None)])
+def test_a_tensor_refuses_strings_objects_and_complex_numbers(data, dtype):
+    """torch.tensor(["a"]) is a TypeError; skengine has no complex ops, so complex is refused alike."""
+    with pytest.raises(TypeError, match="a tensor holds bool, integer or floating-point numbers, got dtype"):
+        sk.Tensor(data, dtype=dtype)
+    with pytest.raises(TypeError, match="got dtype"):
+        sk.tensor(data, dtype=dtype)
+
+
+def test_a_tensor_holds_bool_integer_and_floating_point_numbers():
+    for data in ([True], [1], np.array([1], np.uint8), np.array([1], np.int16), [1.5], np.array([1], np.float16)):
+        assert sk.Tensor(data).numel() == 1
+    assert (sk.Tensor([1, 2]) + 1).tolist() == [2, 3]

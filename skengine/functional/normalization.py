@@ -10,10 +10,12 @@ class BatchNorm(Function):
     """Normalise over every axis but the channel axis 1: y = (x - mean) / sqrt(var + eps) * weight + bias.
 
     In training the statistics are the batch's (computed here, and folded
-    into ``running_mean``/``running_var`` when given); in evaluation they are
-    the running ones.  Per channel the whole map is y = x * scale + shift, so
-    forward makes one new array and keeps nothing the size of x (the input
-    is kept by the graph anyway); backward is gx = a * gy + b * (x - mean) + c
+    into the ``running_mean``/``running_var`` tensors when given, in place
+    through ``Tensor._write_``, which bumps their versions); in evaluation they
+    are the running ones, copied, so that a later update of the buffers does
+    not change this node's backward.  Per channel the whole map is
+    y = x * scale + shift, so forward makes one new array and keeps nothing
+    the size of x but x itself; backward is gx = a * gy + b * (x - mean) + c
     per channel, from two channel sums.
     """
 
@@ -36,10 +38,9 @@ class BatchNorm(Function):
             var = xp.einsum("ncl,ncl->c", y, y) / self.n - self.r * self.r
             for running, value in ((self.running_mean, self.mean), (self.running_var, var * (self.n / (self.n - 1)))):
                 if running is not None:
-                    running *= 1 - self.momentum
-                    running += self.momentum * value
+                    running._write_((1 - self.momentum) * running.data + self.momentum * value)
         else:
-            self.mean, var = self.running_mean.copy(), self.running_var  # the buffers may change before backward
+            self.mean, var = self.running_mean.data.copy(), self.running_var.data  # the buffers may change
             self.r = 0
             y = x3 - self.mean[:, None]
         self.inv_std = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype)
@@ -87,5 +88,4 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
     weight = weight if weight is not None else Tensor(xp.ones(C, x.dtype))
     bias = bias if bias is not None else Tensor(xp.zeros(C, x.dtype))
-    stats = [None if t is None else t.data for t in (running_mean, running_var)]
-    return BatchNorm(*stats, eps, momentum, training)(x, weight, bias)
+    return BatchNorm(running_mean, running_var, eps, momentum, training)(x, weight, bias)

@@ -6,8 +6,7 @@ from ..backend import to_device
 
 
 def _fill(tensor, values):
-    tensor.data[...] = to_device(values.astype(tensor.dtype), tensor.device)
-    return tensor
+    return tensor._write_(to_device(values.astype(tensor.dtype), tensor.device))
 
 
 def _fans(tensor):
@@ -39,8 +38,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 
 def constant_(tensor, value):
-    tensor.data[...] = value
-    return tensor
+    return tensor._write_(value)
 
 
 def zeros_(tensor):

@@ -135,7 +135,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked._write_(self.num_batches_tracked.data + 1)
             if self.momentum is None:  # a cumulative moving average, as PyTorch
                 factor = 1.0 / float(self.num_batches_tracked.data)
         return F.batch_norm(x, self.running_mean if self.track_running_stats else None,

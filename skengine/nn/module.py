@@ -4,8 +4,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..autograd import Tensor
-from ..backend import check_device, to_device, to_numpy
+from ..autograd import NUMERIC_KINDS, Tensor
+from ..backend import check_device, is_array, to_device, to_numpy
 
 
 class Parameter(Tensor):
@@ -213,22 +213,34 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values in place, cast to each tensor's dtype (like torch's copy_).
 
-        With ``strict``, keys must match exactly.  Shapes must always match.
-        All problems are reported together in one RuntimeError, as torch does,
-        naming the keys and, for a size mismatch, both shapes.
+        With ``strict``, keys must match exactly.  Values must be tensors or arrays of numbers
+        (torch refuses a float or a list too) and shapes must always match.  Every entry is checked
+        before anything is written, and all problems are reported together in one RuntimeError, as
+        torch does, naming the keys and, for a size mismatch, both shapes.
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        values = {k: v.data if isinstance(v, Tensor) else v for k, v in state_dict.items() if k in own}
         errors = [f"missing keys {missing}, unexpected keys {unexpected}"] if strict and (missing or unexpected) else []
-        errors += [f"size mismatch for {k}: checkpoint has shape {tuple(v.shape)}, model has shape {own[k].shape}"
-                   for k, v in values.items() if tuple(v.shape) != own[k].shape]
+        values = {}
+        for k, v in state_dict.items():
+            if k not in own:
+                continue
+            v = v.data if isinstance(v, Tensor) else v
+            v = v if is_array(v) or not hasattr(v, "__array__") else np.asarray(v)  # NumPy scalars, torch tensors
+            if not is_array(v) or v.dtype.kind not in NUMERIC_KINDS:
+                errors.append(f"{k}: expected a tensor or an array of numbers, got {type(v).__name__}"
+                              + (f" of dtype {v.dtype}" if is_array(v) else ""))
+            elif tuple(v.shape) != own[k].shape:
+                errors.append(f"size mismatch for {k}: checkpoint has shape {tuple(v.shape)}, "
+                              f"model has shape {own[k].shape}")
+            else:
+                values[k] = v
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: " + "; ".join(errors))
         for k, v in values.items():
             t = own[k]
-            t.data[...] = to_device(to_numpy(v), t.device).astype(t.dtype, copy=False)
+            t._write_(to_device(to_numpy(v), t.device).astype(t.dtype, copy=False))
         return _IncompatibleKeys(missing, unexpected)
 
     # -- printing -------------------------------------------------------------------

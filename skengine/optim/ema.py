@@ -24,6 +24,15 @@ def _array(t):
     return t.data
 
 
+def _store(t, value):
+    """Write ``value`` into a Tensor's array (through ``Tensor._write_``, which bumps its version) or into
+    an array."""
+    if is_array(t):
+        t[...] = value
+    else:
+        t._write_(value)
+
+
 def _named(model, which):
     fn = getattr(model, which, None)
     return list(fn()) if fn is not None else []
@@ -98,12 +107,10 @@ class ModelEMA:
         """Write the averaged parameters and the buffers into `model`, in place."""
         for name, p in _named(model, "named_parameters"):
             if name in self.shadow:
-                a = _array(p)
-                a[...] = to_device(self.shadow[name], device_of(a))
+                _store(p, to_device(self.shadow[name], device_of(_array(p))))
         for name, b in _named(model, "named_buffers"):
             if b is not None and name in self.buffers:
-                a = _array(b)
-                a[...] = to_device(self.buffers[name], device_of(a))
+                _store(b, to_device(self.buffers[name], device_of(_array(b))))
 
     @contextlib.contextmanager
     def swap(self, model):
@@ -118,7 +125,7 @@ class ModelEMA:
             for kind in ("named_parameters", "named_buffers"):
                 for name, t in _named(model, kind):
                     if t is not None and name in saved:
-                        _array(t)[...] = saved[name]
+                        _store(t, saved[name])
 
     def weights(self):
         """name -> NumPy array of the averaged parameters and the buffers

@@ -14,9 +14,10 @@ Mirrors ``torch.optim.Optimizer``:
   state as Python scalars, so it can go straight into an ``.npz``;
   ``load_state_dict()`` moves arrays back to each parameter's device and dtype.
 
-Optimizers update ``p.data`` (a NumPy or CuPy array) in place; all math goes
-through the array module of the data (``get_array_module``), never NumPy
-directly, so the same code runs on CPU and GPU.
+Optimizers update ``p.data`` (a NumPy or CuPy array) in place, bumping p's
+version (see ``_params_with_grad``); all math goes through the array module of
+the data (``get_array_module``), never NumPy directly, so the same code runs
+on CPU and GPU.
 """
 import copy
 import numbers
@@ -182,11 +183,14 @@ class Optimizer:
     @staticmethod
     def _params_with_grad(group):
         """(p, its array, its gradient array) for each parameter of ``group`` that has a gradient;
-        with the group's ``maximize`` the gradient is negated (a new array: p.grad is never touched)."""
+        with the group's ``maximize`` the gradient is negated (a new array: p.grad is never touched).
+        The step updates that array in place, so p's version is bumped here (``Tensor._write_``): a
+        graph kept with retain_graph that saved the old weights then refuses to backward, as in torch."""
         maximize = bool(group.get("maximize", False))
         for p in group["params"]:
             g = grad_array(p)
             if g is not None:
+                p._write_()
                 yield p, p.data, (-g if maximize else g)
 
     def zero_grad(self, set_to_none=True):
