@@ -17,7 +17,9 @@ workers (ranks 1..world_size-1), each running ``fn(group)``.  ``all_reduce``
 writes this rank's row, rank 0 sums the rows in a fixed order into the
 result row, and a byte over a pipe per worker says "written" and "summed".
 A process that dies closes its pipe, so the others get an error instead of
-waiting for ever.
+waiting for ever; one that is stopped or hangs is given ``timeout`` seconds
+(WorkerError naming its rank), and ``close(abort=True)`` kills the workers
+(SIGKILL: a stopped process ignores anything else) without waiting.
 """
 import mmap
 import multiprocessing
@@ -37,10 +39,11 @@ class WorkerError(RuntimeError):
 class ProcessGroup:
     """Rank 0 (this process) and ``world_size - 1`` forked workers, summing vectors of up to ``numel``."""
 
-    def __init__(self, world_size, numel):
+    def __init__(self, world_size, numel, timeout=600.0):
         if not isinstance(world_size, (int, np.integer)) or world_size < 1:
             raise ValueError(f"ProcessGroup: world_size must be a positive int, got {world_size!r}")
         self.world_size, self.rank, self.numel = int(world_size), 0, int(numel)
+        self.timeout = float(timeout)  # seconds one rank waits for another at an all-reduce
         self._mem = mmap.mmap(-1, 8 * (self.world_size + 1) * max(1, self.numel))  # MAP_SHARED: survives fork
         self.rows = np.frombuffer(self._mem, np.float64).reshape(self.world_size + 1, -1)
         self.workers, self.pipes = [], []
@@ -98,19 +101,24 @@ class ProcessGroup:
 
     def _recv(self, pipe, who):
         try:
+            if not pipe.poll(self.timeout):
+                raise WorkerError(f"{who} of the process group sent nothing for {self.timeout:g} s: it is "
+                                  f"stopped or hung")
             pipe.recv_bytes()
         except (EOFError, ConnectionResetError):
             raise WorkerError(f"{who} of the process group has exited (see its error above)") from None
 
-    def close(self, timeout=30.0):
-        """Rank 0: wait for the workers to finish (they stop when their ``fn`` returns), then reap them."""
+    def close(self, timeout=30.0, abort=False):
+        """Rank 0: wait up to ``timeout`` s for the workers to finish (they stop when their ``fn`` returns),
+        then kill what is left; with ``abort`` (an error or a second Ctrl-C on rank 0) kill them at once."""
         for pipe in self.pipes:
             pipe.close()
         for proc in self.workers:
-            proc.join(timeout)
+            if not abort:
+                proc.join(timeout)
             if proc.is_alive():
-                proc.terminate()
-                proc.join()
+                proc.kill()
+            proc.join()
         self.workers, self.pipes = [], []
 
 
@@ -144,7 +152,7 @@ def average_gradients(group, params, buffers, count, extras=()):
         o += p.data.size
     for b in buffers:
         if n:
-            b.data[...] = (total[o:o + b.data.size] * scale).reshape(b.data.shape)
+            b._write_((total[o:o + b.data.size] * scale).reshape(b.data.shape))
         o += b.data.size
     return n, total[o + len(params) + 1:]
 

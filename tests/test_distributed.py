@@ -111,6 +111,19 @@ def test_batchnorm_running_statistics_are_averaged_over_ranks():
         np.testing.assert_array_equal(b, 1.0 + np.arange(4))
 
 
+def test_averaging_the_buffers_bumps_their_versions():
+    """The all-reduce writes the running statistics in place: a retained graph that kept one refuses a
+    second backward (as after any in-place write) instead of silently using the averaged values."""
+    net = tiny_net()
+    running_var = float_buffers(net)[1]
+    w = Tensor(np.ones(4), requires_grad=True)
+    y = (w * running_var).sum()  # Mul keeps the buffer's array for w's gradient
+    y.backward(retain_graph=True)
+    average_gradients(ProcessGroup(1, vector_size(net, 0)), [], float_buffers(net), 1)
+    with pytest.raises(RuntimeError, match="Mul.backward: an input it saved .* was changed in place"):
+        y.backward()
+
+
 @pytest.mark.parametrize("how", ["raises", "exits"])
 def test_a_worker_that_fails_is_reported_not_waited_for(how, capfd):
     def fn(group):
@@ -186,3 +199,44 @@ def test_sharded_evaluation_equals_the_whole_evaluation(n):
     np.testing.assert_array_equal(sharded["confusion"], whole["confusion"])
     for k in ("loss", "acc", "plain_loss", "plain_acc"):
         assert sharded[k] == pytest.approx(whole[k], rel=1e-6), k
+
+
+def test_a_stopped_worker_is_named_within_the_timeout_and_killed_on_abort():
+    """A worker stopped with SIGSTOP made rank 0 wait for ever; now rank 0 names it after ``timeout`` s, and
+    close(abort=True) kills it (SIGTERM stays pending on a stopped process) instead of waiting."""
+    import time
+
+    def fn(group):
+        while True:
+            group.all_reduce(np.ones(3))
+
+    group = ProcessGroup(2, 3, timeout=1.0).start(fn)
+    try:
+        group.all_reduce(np.ones(3))
+        os.kill(group.workers[0].pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError, match="worker rank 1 of the process group sent nothing for 1 s"):
+            for _ in range(3):
+                group.all_reduce(np.ones(3))
+        assert time.monotonic() - t0 < 10
+    finally:
+        proc, t0 = group.workers[0], time.monotonic()
+        group.close(abort=True)
+        assert time.monotonic() - t0 < 10 and not proc.is_alive()
+
+
+def test_a_worker_whose_rank_0_hangs_gives_up_after_the_timeout():
+    def fn(group):
+        try:
+            group.all_reduce(np.ones(2))
+            group.all_reduce(np.ones(2))  # rank 0 never comes to this one
+        except WorkerError as e:
+            os._exit(3 if "rank 0 of the process group sent nothing for 1 s" in str(e) else 4)
+
+    group = ProcessGroup(2, 2, timeout=1.0).start(fn)
+    try:
+        group.all_reduce(np.ones(2))
+        group.workers[0].join(20)
+        assert group.workers[0].exitcode == 3
+    finally:
+        group.close()
