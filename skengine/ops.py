@@ -4,6 +4,7 @@ Gradients of broadcast inputs are summed back to shape by the engine
 (``autograd.sum_to``), so the binary ops here ignore broadcasting.
 """
 import builtins
+import math
 import numbers
 from collections import namedtuple
 
@@ -564,7 +565,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     s, e = _dim(start_dim, x.ndim, "flatten"), _dim(end_dim, x.ndim, "flatten")
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
-    shape = x.shape[:s] + (-1,) + x.shape[e + 1:]
+    shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]  # not -1: sizes 0 have no -1
     return Reshape(shape)(x)
 
 

@@ -535,3 +535,10 @@ def test_min_dim_values_and_indices(args, data):
     np.testing.assert_array_equal(indices.numpy(), np.argmin(a, axis=dim, keepdims=keepdim))
     check(lambda x: x.min(dim, keepdim).values, a)
     check(lambda x: x.amin(dim, keepdim), a, ref=lambda x: np.min(x, axis=dim, keepdims=keepdim))
+
+
+def test_flatten_of_an_empty_tensor_keeps_its_shape_as_torch():
+    """(0, C, 1, 1).flatten(1) raised (a reshape with -1 cannot size an empty array)."""
+    x = sk.zeros(0, 3, 2, 2)
+    assert x.flatten(1).shape == (0, 12) and x.flatten().shape == (0,) and x.flatten(0, 1).shape == (0, 2, 2)
+    assert sk.zeros(2, 0, 3).flatten(1).shape == (2, 0)
