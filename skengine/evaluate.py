@@ -1,35 +1,68 @@
 """Test accuracy of a model or a saved checkpoint: ``python -m skengine.evaluate --checkpoint run/best.npz``."""
 import argparse
+import os
 import sys
 
 from .backend import array_module, resolve_device
-from .data import CIFAR_MEAN_STD, DataLoader, class_names, load_cifar
+from .data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
 from .models import create
 from .serialization import load
 from .training.evaluation import evaluate
 from .training.report import confusion_table
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="skengine-evaluate", description=__doc__)
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a user's mistake: one line on stderr, exit code 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser():
+    p = _Parser(prog="skengine-evaluate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="checkpoint.npz or best.npz written by skengine.train")
     p.add_argument("--data-dir", help="folder holding the CIFAR data (default: the trainer's cache)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download the official archive if the data is absent")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                    help="average with the horizontally flipped image")
+    return p
+
+
+def main(argv=None):
+    """The command: prints the confusion table (stderr) and the accuracy; a mistake (a missing or foreign
+    checkpoint, missing data, no GPU for --device cuda) is one line on stderr with exit code 2."""
+    p = build_parser()
     args = p.parse_args(argv)
-    ckpt = load(args.checkpoint)
-    cfg = ckpt["config"]
-    device = resolve_device(args.device)
-    names = class_names(args.data_dir, cfg["dataset"])
-    model = create(cfg["model"], num_classes=len(names), **cfg.get("model_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
-    model.to(device)
-    x, y = load_cifar(args.data_dir, cfg["dataset"], train=False)
-    xp = array_module(device)
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        p.error(f"--data-dir {args.data_dir} is not a folder")
+    try:
+        ckpt = load(args.checkpoint)
+        cfg = ckpt["config"]
+        model = ckpt["model"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        p.error(f"--checkpoint {args.checkpoint}: not a checkpoint written by skengine.train ({e})")
+    try:
+        device = resolve_device(args.device)
+        root = args.data_dir
+        try:
+            x, y = load_cifar(root, cfg["dataset"], train=False)
+        except FileNotFoundError:
+            if not args.download:
+                raise
+            root = download_and_extract(cfg["dataset"], root)
+            x, y = load_cifar(root, cfg["dataset"], train=False)
+        names = class_names(root, cfg["dataset"])
+    except (RuntimeError, OSError, ValueError) as e:  # no GPU, no data, a failed download
+        p.error(str(e))
+    net = create(cfg["model"], num_classes=len(names), **cfg.get("model_kwargs", {}))
+    net.load_state_dict(model)
+    net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
-    result = evaluate(model, DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=xp), tta=args.tta)
+    loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
+    result = evaluate(net, loader, tta=args.tta)
     print(confusion_table(result["confusion"], names), file=sys.stderr)
     print(f"{cfg['model']} ({args.checkpoint}): test loss {result['loss']:.4f}, "
           f"test accuracy {100 * result['acc']:.2f}% on {len(y)} images")

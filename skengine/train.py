@@ -9,13 +9,24 @@ exits; a NaN/inf loss stops the run and leaves the last good checkpoint.
 """
 import argparse
 import json
+import sys
 
-from .training.loop import DEFAULTS, train
+from .distributed import WorkerError
+from .training.config import DEFAULTS, ConfigError
+from .training.loop import train
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="skengine-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a user's mistake: one line on stderr, exit code 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(defaults=True):
+    """The command's parser; with ``defaults=False`` an option not given is absent from the result (what a
+    resumed run must know: which settings the user asked for)."""
+    p = _Parser(prog="skengine-train", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                argument_default=None if defaults else argparse.SUPPRESS)
     p.add_argument("--model", help="any name from skengine.models.list_models()")
     p.add_argument("--model-kwargs", type=json.loads, metavar="JSON",
                    help='constructor options, e.g. \'{"attention": "se"}\' or '
@@ -44,16 +55,31 @@ def build_parser():
                                       "or ~/.cache/skengine)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction,
                    help="download the official archive if the data is absent")
-    p.add_argument("--out", help="output folder")
+    p.add_argument("--out", help="output folder (with --resume: the run's own folder unless given)")
     p.add_argument("--resume", help="checkpoint.npz (or its folder) to continue from")
-    p.set_defaults(**DEFAULTS)
+    p.add_argument("--overwrite", action="store_true", help="replace a run that --out already holds")
+    if defaults:
+        p.set_defaults(**DEFAULTS)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    result = train(vars(args))
-    if result:
+    """The command: exit code 0 when the run ends, 2 for a setting that cannot work (one line on stderr,
+    before anything is written), 130 after a Ctrl-C (with the command that continues the run), 1 when a
+    data-parallel process fails."""
+    parser = build_parser()
+    parser.parse_args(argv)  # --help, and what argparse itself refuses
+    try:
+        result = train(vars(build_parser(defaults=False).parse_args(argv)))
+    except ConfigError as e:
+        parser.error(str(e))
+    except WorkerError as e:  # a data-parallel process died, stopped or hung: the others were killed
+        parser.exit(1, f"{parser.prog}: training stopped: {e}\n")
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
+        parser.exit(130, f"{parser.prog}: aborted; the last checkpoint written is kept\n")
+    if result.get("interrupted"):
+        sys.exit(130)
+    if "test_acc" in result:
         tta = result.get("test_acc_tta")
         print(f"final test accuracy: {100 * result['test_acc']:.2f}%"
               + (f", {100 * tta:.2f}% with flip TTA" if tta is not None else ""))

@@ -12,3 +12,28 @@ def test_evaluate_reads_the_checkpoint(data_dir, tmp_path, capsys):
     assert result["acc"] == pytest.approx(last["test_acc"])
     assert result["confusion"].sum() == 100
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_mistakes_are_one_line_with_exit_code_2(data_dir, tmp_path, capsys):
+    """A missing or foreign checkpoint and missing data are one line, and no flag the command lacks is
+    suggested (the data error said --download, which evaluate did not have)."""
+    train.train(cfg(data_dir, tmp_path / "run", epochs=1))
+    ckpt = str(tmp_path / "run" / "best.npz")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text.npz").write_text("not a checkpoint")
+    cases = [(["--checkpoint", str(tmp_path / "nope.npz")], "--checkpoint"),
+             (["--checkpoint", str(tmp_path / "text.npz")], "not a checkpoint written by skengine.train"),
+             (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "missing")], "is not a folder"),
+             (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "empty"), "--no-download"],
+              "cifar-10-batches-py"),
+             (["--checkpoint", ckpt, "--batch-size", "0"], "--batch-size must be an integer >= 1")]
+    capsys.readouterr()
+    parser_flags = set(evaluate.build_parser()._option_string_actions)
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(argv + ["--device", "cpu"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+        for flag in (w.strip("().,'") for w in err.split() if w.startswith("--")):
+            assert flag in parser_flags, (flag, err)
+

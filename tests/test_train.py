@@ -15,7 +15,7 @@ from skengine.data import CIFAR_MEAN_STD, DataLoader
 from skengine.models import create
 from skengine.nn import Parameter
 from skengine.optim import SGD
-from skengine.training import loop, report
+from skengine.training import DEFAULTS, ConfigError, loop, report
 
 
 def cfg(data_dir, out, **kw):
@@ -84,7 +84,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, 
     train.train(cfg(data_dir, tmp_path, epochs=1))
     before = open(tmp_path / "checkpoint.npz", "rb").read()
     with pytest.raises(SystemExit, match=r"nan.*epoch 1, step \d+.*checkpoint"):
-        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30))
+        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, overwrite=True))
     assert open(tmp_path / "checkpoint.npz", "rb").read() == before
 
 
@@ -96,7 +96,7 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
     # the plain numbers of the TTA pass are those of a plain pass
     net = create("sknet_cifar_tiny", num_classes=10)
     net.load_state_dict(skengine.load(str(tmp_path / "checkpoint.npz"))["model"])
-    (_, _), (x_test, y_test), _ = loop.load_data({**loop.DEFAULTS, **cfg(data_dir, tmp_path)})
+    (_, _), (x_test, y_test), _ = loop.load_data({**DEFAULTS, **cfg(data_dir, tmp_path)})
     mean, std = CIFAR_MEAN_STD["cifar10"]
     loader = DataLoader(x_test, y_test, 50, mean=mean, std=std)
     plain, flipped = evaluate.evaluate(net, loader), evaluate.evaluate(net, loader, tta=True)
@@ -106,8 +106,12 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
 
 
 def test_missing_data_without_download_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+    with pytest.raises(ConfigError, match="cifar-10-batches-py"):
         train.train(cfg(str(tmp_path / "nothing"), tmp_path / "out", epochs=1))
+    os.mkdir(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="cifar-10-batches-py"):
+        train.train(cfg(str(tmp_path / "empty"), tmp_path / "out", epochs=1))
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_metrics_csv_takes_every_column_even_one_a_resumed_run_adds(tmp_path):
@@ -168,7 +172,7 @@ def test_two_processes_stop_together_on_nan(data_dir, tmp_path):
     train.train(cfg(data_dir, tmp_path, epochs=1, processes=2))
     before = open(tmp_path / "checkpoint.npz", "rb").read()
     with pytest.raises(SystemExit, match=r"nan.*epoch 1, step \d+.*checkpoint"):
-        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, processes=2))
+        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, processes=2, overwrite=True))
     assert open(tmp_path / "checkpoint.npz", "rb").read() == before
 
 
@@ -220,3 +224,111 @@ def test_process_count(monkeypatch):
     for value, device, match in ((0, "cpu", "positive int"), (2, "cuda", "for the CPU"), (9, "cpu", "batch-size 8")):
         with pytest.raises(ValueError, match=match):
             loop.resolve_processes(value, device, 8)
+
+
+# -- the command: settings checked before anything is written, resume in place, Ctrl-C, short runs ----------
+def run_cli(argv, capsys):
+    """(exit code, stdout, stderr) of ``skengine-train ARGV``."""
+    try:
+        train.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def small_argv(data_dir, out, *extra):
+    return ["--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 1, "--batch-size", 64,
+            "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", *extra]
+
+
+def test_cli_mistakes_are_one_line_with_exit_code_2_and_write_nothing(data_dir, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    weights_only = tmp_path / "best.npz"
+    skengine.save({"config": dict(DEFAULTS), "model": {}, "epoch": 1, "test_acc": 0.5}, weights_only)
+    out = tmp_path / "out"
+    cases = [(["--batch-size", 0], "--batch-size must be an integer >= 1, got 0"),
+             (["--epochs", -1], "--epochs must be an integer >= 1, got -1"),
+             (["--label-smoothing", 2], "--label-smoothing must be a finite number >= 0 and <= 1, got 2.0"),
+             (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+             (["--lr", 0], "--lr must be a finite number > 0"),
+             (["--limit-train", 0], "--limit-train must be an integer >= 1, got 0"),
+             (["--limit-test", -3], "--limit-test must be an integer >= 1, got -3"),
+             (["--processes", 33], "--processes 33 is more than half of --batch-size 64"),
+             (["--processes", "two"], "--processes must be a positive integer or 'auto'"),
+             (["--model", "sknet_nope"], "--model 'sknet_nope' is not a model; known: "),
+             (["--model-kwargs", '{"no_such_option": 1}'], "no_such_option"),
+             (["--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
+             (["--data-dir", tmp_path / "missing"], "is not a folder (it should hold cifar-10-batches-py/"),
+             (["--out", a_file], f"--out {a_file} is a file, not a folder"),
+             (["--resume", weights_only], "holds model weights only (best.npz does)"),
+             (["--resume", tmp_path / "nowhere"], "no checkpoint there"),
+             (["--resume", a_file], "cannot read it as a checkpoint"),
+             (["--epochs", "x"], "argument --epochs: invalid int value: 'x'")]
+    for extra, message in cases:
+        code, stdout, stderr = run_cli(small_argv(data_dir, out, *extra), capsys)
+        assert code == 2, (extra, code, stderr)
+        assert stderr.count("\n") == 1 and stderr.startswith("skengine-train: error: ") and message in stderr, \
+            (extra, stderr)
+        assert not out.exists(), extra
+
+
+@pytest.mark.skipif(skengine.cuda_available(), reason="the message for a machine without CUDA")
+def test_cli_cuda_without_a_gpu_is_one_line(data_dir, tmp_path, capsys):
+    code, _, stderr = run_cli(small_argv(data_dir, tmp_path / "out", "--device", "cuda"), capsys)
+    assert code == 2 and stderr.count("\n") == 1 and "pip install skengine[cuda12]" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_writes_where_its_checkpoint_lives_and_says_what_it_ignores(data_dir, tmp_path, monkeypatch, capsys):
+    """--resume runs/B without --out continued in the default runs/latest, overwriting the run there."""
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "runs" / "latest"
+    train.train(cfg(data_dir, other, epochs=1))  # a run a user keeps in the default folder
+    kept = open(other / "checkpoint.npz", "rb").read()
+    restore = interrupt_at(monkeypatch, 2)
+    code, stdout, stderr = run_cli(small_argv(data_dir, tmp_path / "B", "--epochs", 2), capsys)
+    restore()
+    continue_with = f"interrupted at epoch 1 step 2; continue with: python -m skengine.train --resume {tmp_path / 'B'}"
+    assert code == 130 and continue_with in stderr and "final test accuracy" not in stdout
+    code, stdout, stderr = run_cli(["--resume", tmp_path / "B", "--lr", 0.5, "--no-download"], capsys)
+    assert code == 0 and "final test accuracy" in stdout
+    assert "--lr 0.5 is ignored: a resumed run keeps its own (0.05)" in stderr
+    assert skengine.load(tmp_path / "B" / "checkpoint.npz")["epoch"] == 2
+    assert open(other / "checkpoint.npz", "rb").read() == kept
+
+
+def test_out_holding_another_run_is_refused_unless_overwrite(data_dir, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train.train(cfg(data_dir, a, epochs=1))
+    train.train(cfg(data_dir, b, epochs=1))
+    kept = open(a / "checkpoint.npz", "rb").read()
+    with pytest.raises(ConfigError, match="already holds a run .*--overwrite"):
+        train.train(cfg(data_dir, a, epochs=1, seed=1))
+    with pytest.raises(ConfigError, match="already holds a run"):  # continuing b into a
+        train.train({"resume": str(b), "out": str(a)})
+    assert open(a / "checkpoint.npz", "rb").read() == kept
+    (a / ".tmp-k9x2ab7q.npz").write_bytes(b"what a kill -9 during a save leaves")
+    train.train(cfg(data_dir, a, epochs=1, seed=1, overwrite=True))
+    assert open(a / "checkpoint.npz", "rb").read() != kept
+    assert not (a / ".tmp-k9x2ab7q.npz").exists()
+
+
+@pytest.mark.parametrize("images", [64, 128, 192, 256])  # 1, 2, 3 and 4 steps (4 crashed OneCycleLR)
+def test_short_runs_train(data_dir, tmp_path, images):
+    result = train.train(cfg(data_dir, tmp_path, epochs=1, limit_train=images, limit_test=100))
+    assert np.isfinite(result["train_loss"])
+    assert skengine.load(tmp_path / "checkpoint.npz")["loader"]["batch"] == images // 64
+
+
+def test_resume_warns_when_the_blas_thread_count_differs(data_dir, tmp_path, monkeypatch, capsys):
+    restore = interrupt_at(monkeypatch, 2)
+    train.train(cfg(data_dir, tmp_path))
+    restore()
+    saved = skengine.load(tmp_path / "checkpoint.npz")["blas_threads"]
+    monkeypatch.setattr(loop, "get_num_threads", lambda: saved + 1)
+    capsys.readouterr()
+    train.train({"resume": str(tmp_path), "epochs": 1})
+    assert f"checkpointed with {saved} BLAS threads and continues with {saved + 1}" in capsys.readouterr().err

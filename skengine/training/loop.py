@@ -4,6 +4,7 @@ reports (progress, metrics.csv, curves, confusion table) is ``report.py``."""
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import sys
 import time
@@ -15,17 +16,12 @@ from ..backend import array_module, resolve_device
 from ..data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
 from ..distributed import ProcessGroup, average_gradients, float_buffers, vector_size
 from ..models import create
-from ..optim import SGD, AdamW, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
+from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from ..parallel import get_num_threads, set_num_threads
-from ..serialization import load, save
+from ..serialization import remove_stale_temporaries, save
+from .config import ConfigError, resolve
 from .evaluation import evaluate, reduce_size
 from .report import Progress, confusion_table, write_curves, write_metrics
-
-DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=14, batch_size=256, lr=0.2,
-                wd=5e-4, momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
-                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
-                processes="auto", data_dir=None, download=True, out="runs/latest", resume=None)
-
 
 STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all-reduce sums besides gradients
 
@@ -51,13 +47,18 @@ class StopRequested:
 
 
 def load_data(cfg):
+    """(train images, labels), (test images, labels), class names; the data is downloaded if absent unless
+    --no-download.  Missing data or a failed download is a ConfigError with what to do."""
     root = cfg["data_dir"]
     try:
         train = load_cifar(root, cfg["dataset"], train=True)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         if not cfg["download"]:
-            raise
-        root = download_and_extract(cfg["dataset"], root)
+            raise ConfigError(str(e)) from None
+        try:
+            root = download_and_extract(cfg["dataset"], root)
+        except RuntimeError as e:  # offline: the message says where to put the archive
+            raise ConfigError(str(e)) from None
         train = load_cifar(root, cfg["dataset"], train=True)
     test = load_cifar(root, cfg["dataset"], train=False)
     if cfg["limit_train"]:
@@ -70,21 +71,14 @@ def load_data(cfg):
 def build_schedule(cfg, opt, steps_per_epoch):
     total = cfg["epochs"] * steps_per_epoch
     if cfg["schedule"] == "onecycle":
-        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.25, cycle_momentum=False)
+        if total < 3:  # no room for a warm-up step and a decay step: a constant learning rate
+            return LambdaLR(opt, lambda step: 1.0)
+        # a warm-up of at least one whole step (torch's OneCycleLR divides by zero where pct_start*total is 1)
+        pct_start = max(0.25, 2 / total)
+        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=pct_start, cycle_momentum=False)
     if cfg["schedule"] == "cosine":
         return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
     return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
-
-
-def _checkpoint(cfg, model, opt, sched, loader, ema, epoch, history, best_acc, partial):
-    return {"config": cfg, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "loader": loader.state_dict(), "rng": sk_random.get_state(),
-            "ema": ema.state_dict() if ema else {}, "epoch": epoch, "history": history, "best_acc": best_acc,
-            "partial": partial}
-
-
-def _find_checkpoint(path):
-    return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
 
 
 def _int_keys(state):
@@ -92,23 +86,14 @@ def _int_keys(state):
 
 
 def train(cfg):
-    """Run training as configured (a dict with DEFAULTS' keys); return the last epoch's metrics."""
-    cfg = {**DEFAULTS, **cfg}
-    resume = load(_find_checkpoint(cfg["resume"])) if cfg["resume"] else None
-    if resume is not None:  # continue the same run: its own settings, except where it runs
-        saved = {**DEFAULTS, "processes": 1, **resume["config"]}  # runs saved before --processes had one
-        # its process count unless told otherwise (or moving to CUDA, which runs one process);
-        # its data folder unless another is given
-        keep = cfg["processes"] == "auto" and resolve_device(cfg["device"]) != "cuda"
-        cfg = {**saved, **{k: cfg[k] for k in ("out", "resume", "device")},
-               "data_dir": saved["data_dir"] if cfg["data_dir"] == DEFAULTS["data_dir"] else cfg["data_dir"],
-               "processes": saved["processes"] if keep else cfg["processes"]}
+    """Run training as configured (a dict with some of DEFAULTS' keys, the others default); return the last
+    epoch's metrics (with "interrupted": (epoch, step) if a Ctrl-C stopped it).  Every setting is checked
+    (ConfigError) and the data and the model are set up before anything is written."""
+    cfg, resume, notes = resolve(cfg)
+    for note in notes:
+        print(f"--resume: {note}", file=sys.stderr)
     device = resolve_device(cfg["device"])
     cfg["processes"] = world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
-    out = cfg["out"]
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({**cfg, "resolved_device": device}, f, indent=2)
 
     sk_random.manual_seed(cfg["seed"])
     (x_train, y_train), (x_test, y_test), names = load_data(cfg)
@@ -122,8 +107,14 @@ def train(cfg):
     loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
                         drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
+    if len(loader) == 0:
+        raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
+                          f"{cfg['batch_size']} with at least 2 images per process")
 
-    model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
+    try:
+        model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"--model {cfg['model']} --model-kwargs {json.dumps(cfg['model_kwargs'])}: {e}") from None
     groups = param_groups_no_decay(model, cfg["wd"])
     if cfg["optimizer"] == "sgd":
         opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
@@ -131,6 +122,12 @@ def train(cfg):
         opt = AdamW(groups, lr=cfg["lr"])
     sched = build_schedule(cfg, opt, len(loader))
     ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
+
+    out = cfg["out"]
+    os.makedirs(out, exist_ok=True)
+    remove_stale_temporaries(out)  # what a kill during a save left behind
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({**cfg, "resolved_device": device}, f, indent=2)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
           + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
@@ -148,6 +145,11 @@ def train(cfg):
         run.history, run.best_acc, run.partial = resume["history"], resume["best_acc"], resume["partial"] or None
         run.start_epoch = resume["epoch"] + (0 if run.partial else 1)
         print(f"resumed from {cfg['resume']} at epoch {run.start_epoch}", file=sys.stderr)
+        saved_threads = resume.get("blas_threads")
+        if saved_threads is not None and saved_threads != run.blas_threads:
+            print(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
+                  f"{run.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
+                  f"restores that)", file=sys.stderr)
 
     if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
         result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
@@ -155,17 +157,21 @@ def train(cfg):
         size = max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names)))  # a step's or a test's
         group = ProcessGroup(world, size) if world > 1 else None
         threads = get_num_threads()
+        failed = True
         try:
             with StopRequested() as stop:
                 if group:
                     group.start(run.worker)
                 result, final = run.fit(group, stop)
+            failed = False
         finally:
-            if group:
-                group.close()
+            if group:  # after an error or a second Ctrl-C the workers are killed, not waited for
+                group.close(abort=failed)
                 set_num_threads(threads)
-        if final is None:  # interrupted
-            return result
+        if final is None:  # interrupted, with the checkpoint written
+            print(f"interrupted at epoch {run.interrupted['epoch']} step {run.interrupted['step']}; continue "
+                  f"with: python -m skengine.train --resume {shlex.quote(out)}", file=sys.stderr)
+            return {**result, "interrupted": run.interrupted}
     table = confusion_table(final["confusion"], names)
     with open(os.path.join(out, "confusion.txt"), "w") as f:
         f.write(table + "\n")
@@ -203,6 +209,17 @@ class Run:
         self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
         self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
         self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
+        self.interrupted = None  # {"epoch", "step"} where a Ctrl-C stopped fit
+        # BLAS threads of each process while it computes: bit-exact resume needs the same (ranks run one each)
+        self.blas_threads = 1 if cfg["processes"] > 1 else get_num_threads()
+
+    def checkpoint(self, epoch, partial):
+        """All that --resume needs to continue bit for bit (``partial``: the sums of an unfinished epoch)."""
+        return {"config": self.cfg, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "loader": self.loader.state_dict(),
+                "rng": sk_random.get_state(), "ema": self.ema.state_dict() if self.ema else {}, "epoch": epoch,
+                "history": self.history, "best_acc": self.best_acc, "partial": partial,
+                "blas_threads": self.blas_threads}
 
     def worker(self, group):
         try:
@@ -264,10 +281,8 @@ class Run:
             sums["time"] = time.perf_counter() - t0
             if stopping and loader.batch < len(loader):
                 if rank == 0:
-                    save(_checkpoint(cfg, model, opt, sched, loader, ema, epoch, self.history, self.best_acc, sums),
-                         ckpt_path)
-                    print(f"interrupted at epoch {epoch}, step {loader.batch}: checkpoint written to {ckpt_path}; "
-                          f"continue with --resume {out}", file=sys.stderr)
+                    save(self.checkpoint(epoch, sums), ckpt_path)
+                self.interrupted = {"epoch": epoch, "step": loader.batch}
                 return result, None
             # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
             tta = cfg["tta"] and epoch == cfg["epochs"]
@@ -284,8 +299,7 @@ class Run:
             if group:  # the workers wait here for rank 0's word anyway
                 stopping = group.all_reduce([stopping])[0] > 0
             if stopping:
-                if rank == 0:
-                    print(f"interrupted after epoch {epoch}: continue with --resume {out}", file=sys.stderr)
+                self.interrupted = {"epoch": epoch, "step": loader.batch}
                 return result, None
         return result, test
 
@@ -302,8 +316,7 @@ class Run:
             self.best_acc = result["test_acc"]
             save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": result["test_acc"]},
                  os.path.join(out, "best.npz"))
-        save(_checkpoint(cfg, self.model, self.opt, self.sched, self.loader, self.ema, epoch, self.history,
-                         self.best_acc, {}), os.path.join(out, "checkpoint.npz"))
+        save(self.checkpoint(epoch, {}), os.path.join(out, "checkpoint.npz"))
         write_curves(self.history, os.path.join(out, "curves.png"))
 
 

@@ -1,0 +1,154 @@
+"""A training run's settings: the defaults, the checks every setting passes before anything is written,
+and what ``resume`` keeps of the run it continues."""
+import math
+import numbers
+import os
+
+from ..backend import resolve_device
+from ..models import list_models
+from ..serialization import load
+
+DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=14, batch_size=256, lr=0.2,
+                wd=5e-4, momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
+                cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
+                processes="auto", data_dir=None, download=True, out="runs/latest", resume=None, overwrite=False)
+
+# what a resumed run may change: where it runs, where it writes, and nothing of what it computes
+WHERE = ("out", "resume", "device", "data_dir", "processes", "download", "overwrite")
+KEPT = ("data_dir", "processes")  # of WHERE: the run's own unless given
+RUN_FILES = ("checkpoint.npz", "best.npz", "config.json", "metrics.csv")  # a folder with one holds a run
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, named as on the command line; raised before anything is written."""
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def _int(cfg, key, low, allow_none=False):
+    v = cfg[key]
+    if v is None and allow_none:
+        return
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+        raise ConfigError(f"{_flag(key)} must be an integer >= {low}, got {v!r}")
+
+
+def _real(cfg, key, low, high=math.inf, low_open=False, high_open=False):
+    v = cfg[key]
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo = f"> {low}" if low_open else f">= {low}"
+        bound = lo if high == math.inf else f"{lo} and {'<' if high_open else '<='} {high}"
+        raise ConfigError(f"{_flag(key)} must be a finite number {bound}, got {v!r}")
+
+
+def validate(cfg):
+    """Raise ConfigError for the first setting of ``cfg`` (all of DEFAULTS' keys) that cannot work."""
+    if cfg["model"] not in list_models():
+        raise ConfigError(f"--model {cfg['model']!r} is not a model; known: {', '.join(list_models())}")
+    if not isinstance(cfg["model_kwargs"], dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object, got {cfg['model_kwargs']!r}")
+    for key, choices in (("dataset", ("cifar10", "cifar100")), ("optimizer", ("sgd", "adamw")),
+                         ("schedule", ("onecycle", "cosine", "step")), ("device", ("auto", "cpu", "cuda"))):
+        if cfg[key] not in choices:
+            raise ConfigError(f"{_flag(key)} must be one of {', '.join(choices)}, got {cfg[key]!r}")
+    if cfg["device"] == "cuda":
+        try:
+            resolve_device("cuda")
+        except RuntimeError as e:
+            raise ConfigError(f"--device cuda: {e}") from None
+    _int(cfg, "epochs", 1)
+    _int(cfg, "batch_size", 1)
+    _int(cfg, "cutout", 0)
+    _int(cfg, "seed", 0)
+    _int(cfg, "limit_train", 1, allow_none=True)
+    _int(cfg, "limit_test", 1, allow_none=True)
+    _real(cfg, "lr", 0, low_open=True)
+    _real(cfg, "wd", 0)
+    _real(cfg, "momentum", 0, 1, high_open=True)
+    _real(cfg, "warmup_epochs", 0)
+    _real(cfg, "label_smoothing", 0, 1)
+    _real(cfg, "ema", 0, 1, high_open=True)
+    processes = cfg["processes"]
+    if processes != "auto":
+        try:
+            n = int(processes)
+            if n < 1 or str(processes).strip() != str(n):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"--processes must be a positive integer or 'auto', got {processes!r}") from None
+        if n > 1 and n > cfg["batch_size"] // 2:
+            raise ConfigError(f"--processes {n} is more than half of --batch-size {cfg['batch_size']}: "
+                              f"BatchNorm needs at least 2 images per process")
+    if cfg["data_dir"] is not None and not os.path.isdir(cfg["data_dir"]):
+        folder = "cifar-10-batches-py" if cfg["dataset"] == "cifar10" else "cifar-100-python"
+        raise ConfigError(f"--data-dir {cfg['data_dir']} is not a folder (it should hold {folder}/; leave "
+                          f"--data-dir out to use the cache, where the data is downloaded if absent)")
+    _check_out(cfg)
+
+
+def _check_out(cfg):
+    """--out must be a folder we can write, and hold no other run unless --overwrite says so."""
+    out = cfg["out"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    existing = out
+    while not os.path.exists(existing):
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot write into {existing}")
+    run_folder = cfg["resume"] and os.path.dirname(os.path.abspath(checkpoint_path(cfg["resume"])))
+    own = bool(run_folder) and os.path.isdir(out) and os.path.samefile(run_folder, out)  # resumed in place
+    if os.path.isdir(out) and not own and not cfg["overwrite"]:
+        held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+        if held:
+            raise ConfigError(f"--out {out} already holds a run ({', '.join(held)}): choose another --out, "
+                              f"continue it with --resume {out}, or pass --overwrite to replace it")
+
+
+def checkpoint_path(path):
+    """checkpoint.npz in a run folder, or the file given."""
+    return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
+
+
+def resolve(given):
+    """The settings of a run from those ``given`` (a dict of some of DEFAULTS' keys), checked, with the
+    checkpoint to continue from (or None) and notes for the user (settings a resumed run ignores).
+
+    A resumed run keeps its own settings except where it runs (WHERE); it writes where its checkpoint
+    lives unless ``out`` is given; its process count and data folder stay unless given.
+    """
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    cfg = {**DEFAULTS, **given}
+    if cfg["resume"] is None:
+        validate(cfg)
+        return cfg, None, []
+    path = checkpoint_path(cfg["resume"])
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume {cfg['resume']}: no checkpoint there (expected a run folder or its "
+                          f"checkpoint.npz)")
+    try:
+        state = load(path)
+    except Exception as e:  # a damaged or foreign file: say which and why, in one line
+        raise ConfigError(f"--resume {path}: cannot read it as a checkpoint ({e})") from None
+    if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
+        raise ConfigError(f"--resume {path}: this file holds model weights only (best.npz does); resume "
+                          f"from the run's checkpoint.npz or its folder")
+    saved = {**DEFAULTS, "processes": 1, **{k: v for k, v in state["config"].items() if k in DEFAULTS}}
+    notes = [f"{_flag(k)} {given[k]!r} is ignored: a resumed run keeps its own ({saved[k]!r})"
+             for k in sorted(given) if k not in WHERE and given[k] != saved[k]]
+    # the data folder and the process count stay the run's own unless another is given (their defaults,
+    # None and "auto", mean "not given")
+    where = {k: given[k] for k in WHERE if k in given and not (k in KEPT and given[k] == DEFAULTS[k])}
+    cfg = {**saved, **where, "resume": cfg["resume"]}
+    if "out" not in given:
+        cfg["out"] = os.path.dirname(path) or "."
+    validate(cfg)
+    if "processes" not in where and resolve_device(cfg["device"]) == "cuda":
+        cfg["processes"] = "auto"  # CUDA runs one process
+    return cfg, state, notes
