@@ -332,3 +332,45 @@ def test_resume_warns_when_the_blas_thread_count_differs(data_dir, tmp_path, mon
     capsys.readouterr()
     train.train({"resume": str(tmp_path), "epochs": 1})
     assert f"checkpointed with {saved} BLAS threads and continues with {saved + 1}" in capsys.readouterr().err
+
+
+def test_an_offline_download_failure_is_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    def offline(dataset, root=None):
+        raise RuntimeError(f"could not download {dataset} from https://example.invalid: no network. Without "
+                           f"network access, fetch the archive elsewhere and put it at {root}, then run again.")
+
+    monkeypatch.setattr(loop, "download_and_extract", offline)
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run_cli(small_argv(str(tmp_path / "empty"), tmp_path / "out", "--download"), capsys)
+    assert code == 2 and stderr.count("\n") == 1 and "could not download cifar10" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+@two_processes
+def test_ctrl_c_twice_while_a_worker_is_stopped_aborts_and_leaves_no_worker(data_dir, tmp_path, monkeypatch, capsys):
+    """A worker stopped with SIGSTOP made rank 0 wait, and two Ctrl-C's then hung in the group's close()
+    (SIGTERM stays pending on a stopped process); now the second Ctrl-C kills the workers at once."""
+    import multiprocessing
+    import threading
+    import time
+
+    real_step, calls = SGD.step, []
+
+    def step_then_stop_the_worker(self, *a):
+        real_step(self, *a)
+        calls.append(1)
+        if len(calls) == 2:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGSTOP)
+            for delay in (0.5, 1.0):  # two Ctrl-C's while rank 0 waits for the stopped worker
+                threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    monkeypatch.setattr(SGD, "step", step_then_stop_the_worker)
+    t0 = time.monotonic()
+    try:
+        code, _, stderr = run_cli(small_argv(data_dir, tmp_path / "out", "--processes", 2), capsys)
+    finally:
+        for child in multiprocessing.active_children():  # what the old close() left behind
+            os.kill(child.pid, signal.SIGKILL)
+    assert code == 130 and "aborted" in stderr and time.monotonic() - t0 < 60
+    assert multiprocessing.active_children() == []
