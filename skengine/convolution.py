@@ -27,6 +27,7 @@ CHUNK_BYTES = 2 << 20   # the CPU column buffer per chunk
 MIN_WIDTH = 512         # a chunk of fewer groups spans images until its matmul is this wide
 TRANSPOSE_FROM = 16     # from this many outputs per group on, the matmul is formed transposed
 PARALLEL_BELOW = 8192   # per-group matmuls with fewer weights (O/G * C/G*kh*kw) run one block per core
+BATCH_1X1_UP_TO = 64    # a 1x1 conv with at most this many output pixels an image: one matmul over the batch
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -35,8 +36,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         out = [conv_output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
         return get_array_module(x).zeros((x.shape[0], w.shape[0], *out), x.dtype)
     if _is_1x1(w, padding):
-        xs, (OH, OW) = _strided_input(x, stride, groups)
-        return (w.reshape(groups, -1, xs.shape[2]) @ xs).reshape(xs.shape[0], -1, OH, OW)
+        return _forward_1x1(x, w, stride, groups)
     return _flat_conv(x, w, stride, padding, dilation, groups)[0]
 
 
@@ -61,18 +61,37 @@ def _is_1x1(w, padding):
 
 
 def _strided_input(x, stride, groups):
+    """The (strided) input as (N, G, C/G, OH*OW): the column matrix of each image and group."""
     xs = x if tuple(stride) == (1, 1) else x[:, :, ::stride[0], ::stride[1]]
     N, C, OH, OW = xs.shape
     return xs.reshape(N, groups, C // groups, OH * OW), (OH, OW)
 
 
+def _forward_1x1(x, w, stride, groups):
+    xs, (OH, OW) = _strided_input(x, stride, groups)
+    N, G, Cg, L = xs.shape
+    wg = w.reshape(G, -1, Cg)
+    if L > BATCH_1X1_UP_TO:  # one matmul per image and group, wide enough
+        return (wg @ xs).reshape(N, -1, OH, OW)
+    y = wg @ xs.transpose(1, 2, 0, 3).reshape(G, Cg, N * L)  # few pixels: one matmul over the whole batch
+    return y.reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()
+
+
 def _backward_1x1(x, w, gy, stride, groups):
     xp = get_array_module(gy)
     xs, (OH, OW) = _strided_input(x, stride, groups)
-    (N, C), G = x.shape[:2], groups
-    gy = gy.reshape(N, G, -1, OH * OW)
-    gw = (gy @ xs.swapaxes(2, 3)).sum(axis=0)
-    gxs = (w.reshape(G, -1, C // G).swapaxes(1, 2) @ gy).reshape(N, C, OH, OW)
+    N, G, Cg, L = xs.shape
+    wt = w.reshape(G, -1, Cg).swapaxes(1, 2)
+    gy = gy.reshape(N, G, -1, L)
+    if L > BATCH_1X1_UP_TO:  # per image; dW summed image by image (no N x O x C intermediate)
+        gw = xp.zeros((G, gy.shape[2], Cg), w.dtype)
+        for n in range(N):
+            gw += gy[n] @ xs[n].swapaxes(1, 2)
+        gxs = (wt @ gy).reshape(N, -1, OH, OW)
+    else:  # few pixels: each product one matmul over the whole batch
+        gyc = gy.transpose(1, 2, 0, 3).reshape(G, -1, N * L)
+        gw = gyc @ xs.transpose(1, 0, 3, 2).reshape(G, N * L, Cg)
+        gxs = (wt @ gyc).reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()
     if tuple(stride) == (1, 1):
         return gxs, gw
     gx = xp.zeros_like(x)
