@@ -43,7 +43,7 @@ class ProcessGroup:
         if not isinstance(world_size, (int, np.integer)) or world_size < 1:
             raise ValueError(f"ProcessGroup: world_size must be a positive int, got {world_size!r}")
         self.world_size, self.rank, self.numel = int(world_size), 0, int(numel)
-        self.timeout = float(timeout)  # seconds one rank waits for another at an all-reduce
+        self.timeout = float(timeout)  # seconds one rank waits for another at an all-reduce (whole s)
         self._mem = mmap.mmap(-1, 8 * (self.world_size + 1) * max(1, self.numel))  # MAP_SHARED: survives fork
         self.rows = np.frombuffer(self._mem, np.float64).reshape(self.world_size + 1, -1)
         self.workers, self.pipes = [], []
@@ -101,9 +101,14 @@ class ProcessGroup:
 
     def _recv(self, pipe, who):
         try:
-            if not pipe.poll(self.timeout):
-                raise WorkerError(f"{who} of the process group sent nothing for {self.timeout:g} s: it is "
-                                  f"stopped or hung")
+            waited = 0.0
+            while not pipe.poll(1.0):
+                # counted in slices of at most a second of wall time: while this process itself is stopped
+                # (Ctrl-Z, a whole suspended group) the clock runs on, but the others are not to blame
+                waited += 1.0
+                if waited >= self.timeout:
+                    raise WorkerError(f"{who} of the process group sent nothing for {self.timeout:g} s: it "
+                                      f"is stopped or hung")
             pipe.recv_bytes()
         except (EOFError, ConnectionResetError):
             raise WorkerError(f"{who} of the process group has exited (see its error above)") from None

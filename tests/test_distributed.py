@@ -240,3 +240,28 @@ def test_a_worker_whose_rank_0_hangs_gives_up_after_the_timeout():
         assert group.workers[0].exitcode == 3
     finally:
         group.close()
+
+
+def test_a_rank_that_was_stopped_itself_does_not_blame_the_others():
+    """Ctrl-Z stops a whole group; on continue, a rank's wait must not count the time it was stopped itself
+    (it used wall time, so the run died on 'fg' although every rank was healthy)."""
+    import time
+
+    def fn(group):
+        for _ in range(3):
+            group.all_reduce(np.ones(2))
+
+    group = ProcessGroup(2, 2, timeout=2.0).start(fn)
+    try:
+        group.all_reduce(np.ones(2))
+        worker = group.workers[0]
+        time.sleep(0.3)  # the worker now waits in its next all-reduce for rank 0
+        os.kill(worker.pid, signal.SIGSTOP)
+        time.sleep(4.0)  # longer than the timeout, with the waiting worker stopped
+        os.kill(worker.pid, signal.SIGCONT)
+        np.testing.assert_array_equal(group.all_reduce(np.ones(2)), [2.0, 2.0])
+        np.testing.assert_array_equal(group.all_reduce(np.ones(2)), [2.0, 2.0])
+        worker.join(10)
+        assert worker.exitcode == 0
+    finally:
+        group.close(abort=True)
