@@ -37,7 +37,7 @@ import os
 import numpy as np
 
 from .backend import to_device, to_numpy
-from .serialization import atomic_write
+from .serialization import atomic_write, write_npz
 
 _RENAMES = ((".attn.fc_reduce.", ".fc_reduce."), (".attn.bn.", ".bn_reduce."), (".attn.fc_select.", ".fc_select."))
 _FC_FROM_CONV = (".fc_reduce.weight", ".fc_select.weight")  # stored by timm as 1x1 conv weights
@@ -151,7 +151,7 @@ def save_timm(model, path):
     if path.endswith(".safetensors"):
         atomic_write(path, lambda tmp: save_file(state, tmp), ".safetensors")
     else:
-        atomic_write(path, lambda tmp: np.savez(tmp, **state))
+        write_npz(path, state)
     return path
 
 

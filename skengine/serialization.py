@@ -18,11 +18,11 @@ import zipfile
 
 import numpy as np
 
-from .autograd import Tensor
+from .autograd import NUMERIC_KINDS, Tensor
 from .backend import is_array, to_numpy
 
 _JSON_KEY = "__json__"
-_MAX_RATIO = 1000  # deflate never exceeds ~1032x; save() stores entries uncompressed (ratio 1)
+_MAX_RATIO = 100  # how far a compressed entry may expand (save() stores entries uncompressed, ratio 1)
 _TMP_PREFIX = ".tmp-"
 _TMP_NAME = re.compile(r"\.tmp-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")  # mkstemp(prefix=_TMP_PREFIX, suffix=...)
 
@@ -38,14 +38,15 @@ def _flatten(obj, path, flat):
             value = {}
         else:
             for k, v in obj.items():
-                if "/" in str(k):
-                    raise ValueError(f"save: key {str(k)!r} contains '/', which separates nesting levels")
+                if "/" in str(k) or "\0" in str(k):  # "/" separates levels; a zip name ends at NUL
+                    raise ValueError(f"save: key {str(k)!r} contains '/' or NUL, which a stored name cannot hold")
                 _flatten(v, path + (k,), flat)
             return
     elif isinstance(obj, Tensor) or is_array(obj) or isinstance(obj, np.generic):
         value = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        if value.dtype.hasobject:  # write_array would pickle it, and load() refuses pickles
-            raise TypeError(f"save: array at {_show(path)} has dtype object, which cannot be saved without pickle")
+        if value.dtype.kind not in NUMERIC_KINDS:  # load() gives Tensors, which hold numbers only
+            raise TypeError(f"save: array at {_show(path)} has dtype {value.dtype}; save holds bool, integer and "
+                            f"floating-point arrays (what a Tensor holds)")
     else:
         try:
             json.dumps(obj)
@@ -71,7 +72,13 @@ def save(obj, path):
         raise ValueError(f"save: the key {_JSON_KEY!r} is reserved")
     arrays[_JSON_KEY] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
 
-    def write(tmp):  # what np.savez does, without its keyword arguments ("file", "allow_pickle") taking keys
+    write_npz(path, arrays)
+
+
+def write_npz(path, arrays):
+    """Write {name: array} as an uncompressed .npz, atomically: what np.savez does, without its keyword
+    arguments ("file", "allow_pickle") taking names away from the arrays."""
+    def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
             for name, a in arrays.items():
                 with z.open(name + ".npy", "w", force_zip64=True) as f:
@@ -140,6 +147,8 @@ def _read_npz(path):
     is read: its .npy header must declare exactly the entry's size, which must not be an absurd expansion
     of the bytes stored; all together they must fit in memory and in the file."""
     arrays = {}
+    if os.path.exists(path) and not os.path.isfile(path):  # a device or a pipe: zipfile would read for ever
+        raise _not_npz(path, "not a regular file")
     with open(path, "rb") as raw:
         with _foreign(path):
             z = zipfile.ZipFile(raw)

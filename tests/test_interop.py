@@ -333,7 +333,7 @@ def test_save_timm_failure_leaves_an_existing_file_untouched(tmp_path, monkeypat
         raise OSError("No space left on device")
 
     if fmt == "npz":
-        monkeypatch.setattr(np, "savez", lambda file, **arrays: fail_midway(arrays, file))
+        monkeypatch.setattr(np.lib.format, "write_array", lambda f, array, **kw: fail_midway(array, f))
     else:
         monkeypatch.setattr(st, "save_file", fail_midway)
     with pytest.raises(OSError, match="No space left"):

@@ -230,3 +230,32 @@ def test_remove_stale_temporaries(tmp_path):
     assert sorted(os.listdir(run)) == sorted([".tmp-lnk00000.npz", ".tmp-dir00000.npz", "ckpt.npz", ".tmp-notes.txt",
                                               "x.tmp-abcd1234.npz", ".tmp-abcd1234.npz.bak", "last.npz"])
     assert (outside / "keep.npz").read_bytes() == b"precious" and remove_stale_temporaries(run) == []
+
+
+def test_save_refuses_what_load_could_not_give_back(tmp_path):
+    """Arrays of strings, complex numbers or dates, and keys with NUL, were saved, then refused by load()
+    (a Tensor holds numbers only; a zip name ends at NUL)."""
+    for bad in (np.array(["cat", "dog"]), np.array([1 + 2j]), np.array(["2026-12-02"], dtype="datetime64[D]")):
+        with pytest.raises(TypeError, match=re.escape(f"has dtype {bad.dtype};")):
+            sk.save({"x": bad}, tmp_path / "a.npz")
+    with pytest.raises(ValueError, match="contains '/' or NUL"):
+        sk.save({"a\0b": np.zeros(2)}, tmp_path / "a.npz")
+    assert not (tmp_path / "a.npz").exists()
+
+
+def test_load_of_a_device_file_is_refused_not_read_for_ever():
+    with pytest.raises(ValueError, match="not a regular file"):
+        sk.load("/dev/zero")
+
+
+def test_save_timm_npz_keeps_keys_named_like_savez_arguments(tmp_path):
+    from skengine.interop import read_state, save_timm
+
+    class Odd(sk.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.file = sk.nn.Linear(2, 2)
+            self.allow_pickle = sk.nn.Linear(2, 2)
+
+    path = save_timm(Odd(), tmp_path / "odd.npz")
+    assert sorted(read_state(path)) == ["allow_pickle.bias", "allow_pickle.weight", "file.bias", "file.weight"]
