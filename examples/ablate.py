@@ -44,7 +44,8 @@ def run(args):
             result = trainer.train(dict(model=args.model, model_kwargs=kwargs, seed=seed, epochs=args.epochs,
                                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir,
                                         limit_train=args.limit_train, limit_test=args.limit_test,
-                                        device=args.device, download=False, out=out, tta=False))
+                                        device=args.device, download=False, out=out, tta=False,
+                                        overwrite=True))  # each run's folder is this grid's own: rerun, replaced
             accs.append(result["test_acc"])
             speeds.append(result["images_per_s"])
         rows.append({"variant": name, "model_kwargs": kwargs, "seeds": len(accs),

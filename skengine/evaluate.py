@@ -1,6 +1,7 @@
 """Test accuracy of a model or a saved checkpoint: ``python -m skengine.evaluate --checkpoint run/best.npz``."""
 import argparse
 import os
+import pickle
 import sys
 
 from .backend import array_module, resolve_device
@@ -18,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     p = _Parser(prog="skengine-evaluate", description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="checkpoint.npz or best.npz written by skengine.train")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.npz or checkpoint.npz written by skengine.train, or the run's folder (its best.npz)")
     p.add_argument("--data-dir", help="folder holding the CIFAR data (default: the trainer's cache)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                    help="download the official archive if the data is absent")
@@ -38,12 +40,19 @@ def main(argv=None):
         p.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         p.error(f"--data-dir {args.data_dir} is not a folder")
+    path = args.checkpoint
+    if os.path.isdir(path):  # a run folder: its best model, else its last checkpoint
+        path = next((os.path.join(path, f) for f in ("best.npz", "checkpoint.npz")
+                     if os.path.isfile(os.path.join(path, f))), os.path.join(path, "best.npz"))
     try:
-        ckpt = load(args.checkpoint)
-        cfg = ckpt["config"]
-        model = ckpt["model"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        p.error(f"--checkpoint {args.checkpoint}: not a checkpoint written by skengine.train ({e})")
+        ckpt = load(path)
+        cfg, weights = ckpt["config"], ckpt["model"]
+        net = create(cfg["model"], num_classes=100 if cfg["dataset"] == "cifar100" else 10,
+                     **(cfg.get("model_kwargs") or {}))
+        net.load_state_dict(weights)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        p.error(f"--checkpoint {path}: not a checkpoint of skengine.train that this version can read "
+                f"({type(e).__name__}: {e})")
     try:
         device = resolve_device(args.device)
         root = args.data_dir
@@ -55,16 +64,14 @@ def main(argv=None):
             root = download_and_extract(cfg["dataset"], root)
             x, y = load_cifar(root, cfg["dataset"], train=False)
         names = class_names(root, cfg["dataset"])
-    except (RuntimeError, OSError, ValueError) as e:  # no GPU, no data, a failed download
+    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:  # no GPU, no data, a bad download
         p.error(str(e))
-    net = create(cfg["model"], num_classes=len(names), **cfg.get("model_kwargs", {}))
-    net.load_state_dict(model)
     net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
     result = evaluate(net, loader, tta=args.tta)
     print(confusion_table(result["confusion"], names), file=sys.stderr)
-    print(f"{cfg['model']} ({args.checkpoint}): test loss {result['loss']:.4f}, "
+    print(f"{cfg['model']} ({path}): test loss {result['loss']:.4f}, "
           f"test accuracy {100 * result['acc']:.2f}% on {len(y)} images")
     return result
 

@@ -13,7 +13,11 @@ import sys
 
 from .distributed import WorkerError
 from .training.config import DEFAULTS, ConfigError
-from .training.loop import train
+
+# what scripts imported from this module before it became the command alone stays importable from here
+from .training.evaluation import evaluate  # noqa: F401
+from .training.loop import Run, StopRequested, build_schedule, load_data, resolve_processes, train  # noqa: F401
+from .training.report import Progress, confusion_table, pyplot, write_curves  # noqa: F401
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,7 +80,7 @@ def main(argv=None):
     except WorkerError as e:  # a data-parallel process died, stopped or hung: the others were killed
         parser.exit(1, f"{parser.prog}: training stopped: {e}\n")
     except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
-        parser.exit(130, f"{parser.prog}: aborted; the last checkpoint written is kept\n")
+        parser.exit(130, f"{parser.prog}: aborted; checkpoints written before (if any) are kept\n")
     if result.get("interrupted"):
         sys.exit(130)
     if "test_acc" in result:

@@ -22,7 +22,7 @@ def test_evaluate_mistakes_are_one_line_with_exit_code_2(data_dir, tmp_path, cap
     (tmp_path / "empty").mkdir()
     (tmp_path / "text.npz").write_text("not a checkpoint")
     cases = [(["--checkpoint", str(tmp_path / "nope.npz")], "--checkpoint"),
-             (["--checkpoint", str(tmp_path / "text.npz")], "not a checkpoint written by skengine.train"),
+             (["--checkpoint", str(tmp_path / "text.npz")], "not a checkpoint of skengine.train"),
              (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "missing")], "is not a folder"),
              (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "empty"), "--no-download"],
               "cifar-10-batches-py"),
@@ -37,3 +37,19 @@ def test_evaluate_mistakes_are_one_line_with_exit_code_2(data_dir, tmp_path, cap
         for flag in (w.strip("().,'") for w in err.split() if w.startswith("--")):
             assert flag in parser_flags, (flag, err)
 
+
+
+def test_evaluate_takes_a_run_folder_and_refuses_a_damaged_checkpoint(data_dir, tmp_path, capsys):
+    import skengine
+    train.train(cfg(data_dir, tmp_path / "run", epochs=1))
+    result = evaluate.main(["--checkpoint", str(tmp_path / "run"), "--data-dir", data_dir, "--device", "cpu"])
+    assert "best.npz" in capsys.readouterr().out and result["confusion"].sum() == 100
+    best = skengine.load(tmp_path / "run" / "best.npz")
+    for name, state in (("unknown_model", {**best, "config": {**best["config"], "model": "nope"}}),
+                        ("wrong_weights", {**best, "model": {"x": skengine.zeros(2)}}),
+                        ("no_dataset", {**best, "config": {"model": best["config"]["model"]}})):
+        skengine.save(state, tmp_path / f"{name}.npz")
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(["--checkpoint", str(tmp_path / f"{name}.npz"), "--data-dir", data_dir])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "not a checkpoint of skengine.train" in err, err

@@ -80,12 +80,28 @@ def test_ctrl_c_checkpoints_and_resume_continues_bit_for_bit(data_dir, tmp_path,
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, tmp_path):
-    train.train(cfg(data_dir, tmp_path, epochs=1))
-    before = open(tmp_path / "checkpoint.npz", "rb").read()
-    with pytest.raises(SystemExit, match=r"nan.*epoch 1, step \d+.*checkpoint"):
-        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, overwrite=True))
-    assert open(tmp_path / "checkpoint.npz", "rb").read() == before
+def nan_in_epoch_2(monkeypatch):
+    """Make the loss fail as a NaN does (cross_entropy raises) from the first step of epoch 2 (5 steps an
+    epoch), in every process."""
+    real, calls = F.cross_entropy, []
+
+    def cross_entropy(*a, **k):
+        calls.append("label_smoothing" in k)  # the training step's call, not the test pass's
+        if sum(calls) > 5 and calls[-1]:
+            raise ValueError("cross_entropy: the loss is nan: the logits contain NaN or inf")
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "cross_entropy", cross_entropy)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, tmp_path, monkeypatch):
+    nan_in_epoch_2(monkeypatch)
+    with pytest.raises(SystemExit, match=r"nan.*epoch 2, step 1; the last good checkpoint is .*checkpoint.npz"):
+        train.train(cfg(data_dir, tmp_path, epochs=2))
+    ckpt = skengine.load(tmp_path / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["loader"]["batch"], len(ckpt["history"])) == (1, 5, 1)
+    with pytest.raises(SystemExit, match=r"nan.*epoch 1, step 1; no checkpoint was written yet"):
+        train.train(cfg(data_dir, tmp_path / "fresh", epochs=1, lr=1e30))
 
 
 def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_dir, tmp_path):
@@ -168,12 +184,11 @@ def test_two_processes_resume_bit_for_bit(data_dir, tmp_path, monkeypatch, strai
 
 
 @two_processes
-def test_two_processes_stop_together_on_nan(data_dir, tmp_path):
-    train.train(cfg(data_dir, tmp_path, epochs=1, processes=2))
-    before = open(tmp_path / "checkpoint.npz", "rb").read()
-    with pytest.raises(SystemExit, match=r"nan.*epoch 1, step \d+.*checkpoint"):
-        train.train(cfg(data_dir, tmp_path, epochs=1, lr=1e30, processes=2, overwrite=True))
-    assert open(tmp_path / "checkpoint.npz", "rb").read() == before
+def test_two_processes_stop_together_on_nan(data_dir, tmp_path, monkeypatch):
+    nan_in_epoch_2(monkeypatch)
+    with pytest.raises(SystemExit, match=r"nan.*epoch 2, step 1; the last good checkpoint is .*checkpoint.npz"):
+        train.train(cfg(data_dir, tmp_path, epochs=2, processes=2))
+    assert skengine.load(tmp_path / "checkpoint.npz")["epoch"] == 1
 
 
 @two_processes
@@ -262,11 +277,17 @@ def test_cli_mistakes_are_one_line_with_exit_code_2_and_write_nothing(data_dir, 
              (["--model-kwargs", '{"no_such_option": 1}'], "no_such_option"),
              (["--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
              (["--data-dir", tmp_path / "missing"], "is not a folder (it should hold cifar-10-batches-py/"),
-             (["--out", a_file], f"--out {a_file} is a file, not a folder"),
+             (["--out", a_file], f"--out {a_file} is a file (or a broken link), not a folder"),
              (["--resume", weights_only], "holds model weights only (best.npz does)"),
              (["--resume", tmp_path / "nowhere"], "no checkpoint there"),
              (["--resume", a_file], "cannot read it as a checkpoint"),
-             (["--epochs", "x"], "argument --epochs: invalid int value: 'x'")]
+             (["--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+             (["--batch-size", 1], "--batch-size 1: BatchNorm needs at least 2 images a batch"),
+             (["--schedule", "cosine", "--warmup-epochs", 5], "--warmup-epochs 5.0 is longer than the run"),
+             (["--schedule", "cosine", "--warmup-epochs", "1e308"], "is longer than the run"),
+             (["--out", ""], "--out must name a folder, got ''"),
+             (["--out", tmp_path / "dangling"], "is a file (or a broken link), not a folder")]
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
     for extra, message in cases:
         code, stdout, stderr = run_cli(small_argv(data_dir, out, *extra), capsys)
         assert code == 2, (extra, code, stderr)
@@ -374,3 +395,82 @@ def test_ctrl_c_twice_while_a_worker_is_stopped_aborts_and_leaves_no_worker(data
             os.kill(child.pid, signal.SIGKILL)
     assert code == 130 and "aborted" in stderr and time.monotonic() - t0 < 60
     assert multiprocessing.active_children() == []
+
+
+def test_resume_never_inherits_overwrite_and_only_its_own_checkpoint_resumes_in_place(data_dir, tmp_path):
+    """Found by an attack: --overwrite was saved with a run and applied again by a later --resume, and
+    --resume DIR/any.npz counted DIR as its own folder; either replaced an unrelated run."""
+    victim, ow = tmp_path / "victim", tmp_path / "ow"
+    train.train(cfg(data_dir, victim, epochs=1, seed=5))
+    kept = open(victim / "checkpoint.npz", "rb").read()
+    ow.mkdir()
+    (ow / "config.json").write_text("{}")
+    train.train(cfg(data_dir, ow, epochs=1, overwrite=True))
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train.train({"resume": str(ow), "out": str(victim)})
+    with open(ow / "checkpoint.npz", "rb") as src, open(victim / "from_ow.npz", "wb") as dst:
+        dst.write(src.read())  # another run's checkpoint copied into victim's folder
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train.train({"resume": str(victim / "from_ow.npz")})
+    assert open(victim / "checkpoint.npz", "rb").read() == kept
+
+
+def test_overwrite_replaces_the_old_runs_files(data_dir, tmp_path, monkeypatch):
+    """A new run that stopped early beside the old run's checkpoint, best and metrics made a folder that
+    mixed two runs (and --resume quietly continued the old one)."""
+    train.train(cfg(data_dir, tmp_path, epochs=1))
+    restore = interrupt_at(monkeypatch, 2)
+    result = train.train(cfg(data_dir, tmp_path, epochs=1, seed=3, overwrite=True))
+    restore()
+    assert result["interrupted"] == {"epoch": 1, "step": 2}
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "config.json"]
+    assert skengine.load(tmp_path / "checkpoint.npz")["config"]["seed"] == 3
+
+
+def test_damaged_or_foreign_checkpoints_are_one_clear_error_before_anything_is_written(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train.train(cfg(data_dir, run, epochs=1))
+    good = skengine.load(run / "checkpoint.npz")
+    for name, state in (("no_scheduler", {k: v for k, v in good.items() if k != "scheduler"}),
+                        ("wrong_model", {**good, "model": {"fc.weight": np.zeros((3, 3), np.float32)}}),
+                        ("bad_config", {**good, "config": [1, 2]})):
+        skengine.save(state, tmp_path / f"{name}.npz")
+        config_before = open(run / "config.json").read()
+        with pytest.raises(ConfigError, match=f"--resume .*{name}.npz: "):
+            train.train({"resume": str(tmp_path / f"{name}.npz"), "out": str(run), "overwrite": True})
+        assert open(run / "config.json").read() == config_before
+
+
+def test_numpy_numbers_and_paths_as_settings(data_dir, tmp_path):
+    """A library caller's np.int64 and pathlib.Path broke config.json's JSON midway (a truncated file)."""
+    train.train(cfg(data_dir, tmp_path, epochs=np.int64(1), batch_size=np.int64(64), lr=np.float32(0.05)))
+    import json
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["out"]) == (1, 64, str(tmp_path))
+
+
+def test_ctrl_c_in_the_last_step_of_the_last_epoch_completes_the_run(data_dir, tmp_path, monkeypatch, capsys):
+    restore = interrupt_at(monkeypatch, 5)  # 5 steps: the run's last
+    code, stdout, _ = run_cli(small_argv(data_dir, tmp_path / "out"), capsys)
+    restore()
+    assert code == 0 and "final test accuracy" in stdout and (tmp_path / "out" / "confusion.txt").exists()
+
+
+def test_best_npz_of_an_ema_run_holds_the_weights_it_was_tested_with(data_dir, tmp_path):
+    """best.npz held the raw weights but the EMA weights' accuracy."""
+    train.train(cfg(data_dir, tmp_path, epochs=1, ema=0.9))
+    best = skengine.load(tmp_path / "best.npz")
+    net = create("sknet_cifar_tiny", num_classes=10)
+    net.load_state_dict(best["model"])
+    (_, _), (x_test, y_test), _ = loop.load_data({**DEFAULTS, **cfg(data_dir, tmp_path)})
+    mean, std = CIFAR_MEAN_STD["cifar10"]
+    acc = evaluate.evaluate(net, DataLoader(x_test, y_test, 50, mean=mean, std=std))["acc"]
+    assert acc == pytest.approx(float(best["test_acc"]))
+
+
+def test_a_run_resumed_into_a_new_folder_takes_its_best_model_along(data_dir, tmp_path, monkeypatch):
+    restore = interrupt_at(monkeypatch, 7)  # in epoch 2, after epoch 1 wrote best.npz
+    train.train(cfg(data_dir, tmp_path / "a"))
+    restore()
+    train.train({"resume": str(tmp_path / "a"), "out": str(tmp_path / "b")})
+    assert (tmp_path / "b" / "best.npz").exists()

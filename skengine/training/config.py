@@ -4,6 +4,8 @@ import math
 import numbers
 import os
 
+import numpy as np
+
 from ..backend import resolve_device
 from ..models import list_models
 from ..serialization import load
@@ -16,11 +18,20 @@ DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", e
 # what a resumed run may change: where it runs, where it writes, and nothing of what it computes
 WHERE = ("out", "resume", "device", "data_dir", "processes", "download", "overwrite")
 KEPT = ("data_dir", "processes")  # of WHERE: the run's own unless given
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "loader", "rng", "ema", "epoch", "history",
+                   "best_acc", "partial")
 RUN_FILES = ("checkpoint.npz", "best.npz", "config.json", "metrics.csv")  # a folder with one holds a run
 
 
 class ConfigError(ValueError):
     """A setting that cannot work, named as on the command line; raised before anything is written."""
+
+
+def _plain(value):
+    """A setting as the JSON of config.json holds it: NumPy scalars as Python numbers, paths as str."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def _flag(key):
@@ -72,6 +83,10 @@ def validate(cfg):
     _real(cfg, "warmup_epochs", 0)
     _real(cfg, "label_smoothing", 0, 1)
     _real(cfg, "ema", 0, 1, high_open=True)
+    if cfg["batch_size"] < 2:
+        raise ConfigError(f"--batch-size {cfg['batch_size']}: BatchNorm needs at least 2 images a batch")
+    if cfg["schedule"] == "cosine" and cfg["warmup_epochs"] > cfg["epochs"]:
+        raise ConfigError(f"--warmup-epochs {cfg['warmup_epochs']} is longer than the run (--epochs {cfg['epochs']})")
     processes = cfg["processes"]
     if processes != "auto":
         try:
@@ -93,20 +108,31 @@ def validate(cfg):
 def _check_out(cfg):
     """--out must be a folder we can write, and hold no other run unless --overwrite says so."""
     out = cfg["out"]
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out} is a file, not a folder")
+    if not isinstance(out, str) or not out:
+        raise ConfigError(f"--out must name a folder, got {out!r}")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a file (or a broken link), not a folder")
     existing = out
     while not os.path.exists(existing):
         existing = os.path.dirname(os.path.abspath(existing))
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: cannot write into {existing}")
-    run_folder = cfg["resume"] and os.path.dirname(os.path.abspath(checkpoint_path(cfg["resume"])))
-    own = bool(run_folder) and os.path.isdir(out) and os.path.samefile(run_folder, out)  # resumed in place
+    own = os.path.isdir(out) and _resumes_in(cfg["resume"], out)
     if os.path.isdir(out) and not own and not cfg["overwrite"]:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
         if held:
             raise ConfigError(f"--out {out} already holds a run ({', '.join(held)}): choose another --out, "
                               f"continue it with --resume {out}, or pass --overwrite to replace it")
+
+
+def _resumes_in(resume, folder):
+    """Whether ``resume`` is the run that ``folder`` holds: the folder itself or its checkpoint.npz (another
+    file there, a copy of some other run's checkpoint, is not)."""
+    if not resume:
+        return False
+    path = checkpoint_path(resume)
+    return os.path.basename(path) == "checkpoint.npz" and os.path.samefile(os.path.dirname(os.path.abspath(path)),
+                                                                              folder)
 
 
 def checkpoint_path(path):
@@ -124,6 +150,7 @@ def resolve(given):
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    given = {k: _plain(v) for k, v in given.items()}
     cfg = {**DEFAULTS, **given}
     if cfg["resume"] is None:
         validate(cfg)
@@ -139,7 +166,12 @@ def resolve(given):
     if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
         raise ConfigError(f"--resume {path}: this file holds model weights only (best.npz does); resume "
                           f"from the run's checkpoint.npz or its folder")
-    saved = {**DEFAULTS, "processes": 1, **{k: v for k, v in state["config"].items() if k in DEFAULTS}}
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["config"], dict):
+        raise ConfigError(f"--resume {path}: a damaged checkpoint (missing {', '.join(missing) or 'its config'})")
+    # of where it ran, only the data folder and the process count are the run's own (KEPT): never --overwrite
+    saved = {**DEFAULTS, "processes": 1,
+             **{k: v for k, v in state["config"].items() if k in DEFAULTS and (k not in WHERE or k in KEPT)}}
     notes = [f"{_flag(k)} {given[k]!r} is ignored: a resumed run keeps its own ({saved[k]!r})"
              for k in sorted(given) if k not in WHERE and given[k] != saved[k]]
     # the data folder and the process count stay the run's own unless another is given (their defaults,

@@ -1,10 +1,13 @@
 """One training run: data, model, optimizer and schedule set up from a config, the epochs on every
 data-parallel rank, checkpoints and resume.  The command line is ``skengine/train.py``; what a run
 reports (progress, metrics.csv, curves, confusion table) is ``report.py``."""
+import contextlib
 import json
 import multiprocessing
 import os
+import pickle
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -18,8 +21,8 @@ from ..distributed import ProcessGroup, average_gradients, float_buffers, vector
 from ..models import create
 from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from ..parallel import get_num_threads, set_num_threads
-from ..serialization import remove_stale_temporaries, save
-from .config import ConfigError, resolve
+from ..serialization import atomic_write, remove_stale_temporaries, save
+from .config import RUN_FILES, ConfigError, checkpoint_path, resolve
 from .evaluation import evaluate, reduce_size
 from .report import Progress, confusion_table, write_curves, write_metrics
 
@@ -52,6 +55,8 @@ def load_data(cfg):
     root = cfg["data_dir"]
     try:
         train = load_cifar(root, cfg["dataset"], train=True)
+    except pickle.UnpicklingError as e:  # a damaged or hostile file among the batches
+        raise ConfigError(str(e)) from None
     except FileNotFoundError as e:
         if not cfg["download"]:
             raise ConfigError(str(e)) from None
@@ -60,7 +65,10 @@ def load_data(cfg):
         except RuntimeError as e:  # offline: the message says where to put the archive
             raise ConfigError(str(e)) from None
         train = load_cifar(root, cfg["dataset"], train=True)
-    test = load_cifar(root, cfg["dataset"], train=False)
+    try:
+        test = load_cifar(root, cfg["dataset"], train=False)
+    except pickle.UnpicklingError as e:
+        raise ConfigError(str(e)) from None
     if cfg["limit_train"]:
         train = tuple(a[:cfg["limit_train"]] for a in train)
     if cfg["limit_test"]:
@@ -83,6 +91,32 @@ def build_schedule(cfg, opt, steps_per_epoch):
 
 def _int_keys(state):
     return {int(k): v for k, v in state.items()}
+
+
+def start_folder(cfg, config):
+    """Make the run's folder: remove what a kill during a save left there, and, with --overwrite, the files
+    of the run it held (so that nothing of it can be mistaken for this run's); copy the best model of a run
+    resumed into a new folder; write config.json."""
+    out = cfg["out"]
+    try:
+        os.makedirs(out, exist_ok=True)
+        remove_stale_temporaries(out)
+        resumed_from = cfg["resume"] and os.path.dirname(os.path.abspath(checkpoint_path(cfg["resume"])))
+        moved = bool(resumed_from) and not os.path.samefile(resumed_from, out)
+        if cfg["overwrite"] and (not cfg["resume"] or moved):
+            for name in RUN_FILES + ("confusion.txt", "curves.png"):
+                if os.path.isfile(os.path.join(out, name)):
+                    os.remove(os.path.join(out, name))
+        if moved and os.path.isfile(os.path.join(resumed_from, "best.npz")):
+            shutil.copyfile(os.path.join(resumed_from, "best.npz"), os.path.join(out, "best.npz"))
+        text = json.dumps(config, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.write(text)
+        atomic_write(os.path.join(out, "config.json"), write, ".json")
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write the run there ({e})") from None
 
 
 def train(cfg):
@@ -123,33 +157,24 @@ def train(cfg):
     sched = build_schedule(cfg, opt, len(loader))
     ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
 
-    out = cfg["out"]
-    os.makedirs(out, exist_ok=True)
-    remove_stale_temporaries(out)  # what a kill during a save left behind
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({**cfg, "resolved_device": device}, f, indent=2)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
-          + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
-
     run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names))
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict({"state": _int_keys(resume["optimizer"]["state"]),
-                             "param_groups": resume["optimizer"]["param_groups"]})
-        sched.load_state_dict(resume["scheduler"])
-        loader.load_state_dict(resume["loader"])
-        sk_random.set_state(resume["rng"])
-        if ema:
-            ema.load_state_dict(resume["ema"])
-        run.history, run.best_acc, run.partial = resume["history"], resume["best_acc"], resume["partial"] or None
-        run.start_epoch = resume["epoch"] + (0 if run.partial else 1)
+        try:
+            run.restore(resume)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
         print(f"resumed from {cfg['resume']} at epoch {run.start_epoch}", file=sys.stderr)
         saved_threads = resume.get("blas_threads")
         if saved_threads is not None and saved_threads != run.blas_threads:
             print(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
                   f"{run.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
                   f"restores that)", file=sys.stderr)
+
+    out = cfg["out"]
+    start_folder(cfg, {**cfg, "resolved_device": device})
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
+          + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
 
     if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
         result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
@@ -213,6 +238,20 @@ class Run:
         # BLAS threads of each process while it computes: bit-exact resume needs the same (ranks run one each)
         self.blas_threads = 1 if cfg["processes"] > 1 else get_num_threads()
 
+    def restore(self, state):
+        """Continue from a checkpoint (what ``checkpoint`` wrote)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict({"state": _int_keys(state["optimizer"]["state"]),
+                                  "param_groups": state["optimizer"]["param_groups"]})
+        self.sched.load_state_dict(state["scheduler"])
+        self.loader.load_state_dict(state["loader"])
+        sk_random.set_state(state["rng"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        self.history, self.best_acc, self.partial = list(state["history"]), float(state["best_acc"]), \
+            (state["partial"] or None)
+        self.start_epoch = int(state["epoch"]) + (0 if self.partial else 1)
+
     def checkpoint(self, epoch, partial):
         """All that --resume needs to continue bit for bit (``partial``: the sums of an unfinished epoch)."""
         return {"config": self.cfg, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -261,8 +300,10 @@ class Run:
                     n, (loss_sum, correct, bad, stopping) = average_gradients(
                         group, params, buffers, n, (loss_sum, correct, bad, _stop_requested(stop)))
                 if bad:
+                    kept = (f"the last good checkpoint is {ckpt_path}" if os.path.exists(ckpt_path) else
+                            "no checkpoint was written yet")
                     raise SystemExit(f"training stopped: {failure or 'the loss is not finite on another process'} "
-                                     f"at epoch {epoch}, step {loader.batch}; the last good checkpoint is {ckpt_path}")
+                                     f"at epoch {epoch}, step {loader.batch}; {kept}")
                 opt.step()
                 sched.step()
                 if ema:
@@ -298,7 +339,7 @@ class Run:
             stopping = _stop_requested(stop)  # a Ctrl-C during the test pass or the checkpoint stops here
             if group:  # the workers wait here for rank 0's word anyway
                 stopping = group.all_reduce([stopping])[0] > 0
-            if stopping:
+            if stopping and epoch < cfg["epochs"]:  # after the last epoch the run is complete anyway
                 self.interrupted = {"epoch": epoch, "step": loader.batch}
                 return result, None
         return result, test
@@ -312,10 +353,11 @@ class Run:
               + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
               + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
         write_metrics(os.path.join(out, "metrics.csv"), self.history)
-        if result["test_acc"] > self.best_acc:
+        if result["test_acc"] > self.best_acc:  # the weights that were tested: the EMA's, with --ema
             self.best_acc = result["test_acc"]
-            save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch, "test_acc": result["test_acc"]},
-                 os.path.join(out, "best.npz"))
+            with self.ema.swap(self.model) if self.ema else contextlib.nullcontext():
+                save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch,
+                      "test_acc": result["test_acc"]}, os.path.join(out, "best.npz"))
         save(self.checkpoint(epoch, {}), os.path.join(out, "checkpoint.npz"))
         write_curves(self.history, os.path.join(out, "curves.png"))
 
