@@ -289,6 +289,36 @@ def test_max_pool2d_forward_and_gradcheck(with_padding, data):
     assert sk.gradcheck(fn, (leaf(x),))
 
 
+@given(cfg=pool_configs(with_padding=True, max_kernel=3), seed=seeds(), nans=st.integers(0, 2))
+def test_max_pool2d_ties_and_nan_follow_torch(cfg, seed, nans):
+    """With ties the first maximum of a window (row by row) wins, and a NaN is the maximum of any window
+    it is in (its first NaN's index), as in PyTorch: values, indices and the routed gradient, against a loop."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 2, cfg.x_shape).astype(np.float64)  # many ties
+    for _ in range(nans):
+        x[tuple(rng.integers(0, n) for n in cfg.x_shape)] = np.nan
+    xt = leaf(x)
+    y, idx = F.max_pool2d(xt, **cfg.kwargs, return_indices=True)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    (kh, kw), (sh, sw), (ph, pw) = cfg.kernel, cfg.stride, cfg.padding
+    want_y, want_idx, want_gx = np.empty(y.shape), np.empty(y.shape, np.int64), np.zeros(x.shape)
+    for n, c, i, j in np.ndindex(*y.shape):
+        best = None
+        for a in range(kh):
+            for b in range(kw):
+                r, q = i * sh - ph + a, j * sw - pw + b
+                if 0 <= r < cfg.H and 0 <= q < cfg.W:
+                    v = x[n, c, r, q]
+                    if best is None or (np.isnan(v) and not np.isnan(best[0])) or v > best[0]:
+                        best = (v, r, q)
+        want_y[n, c, i, j], want_idx[n, c, i, j] = best[0], best[1] * cfg.W + best[2]
+        want_gx[n, c, best[1], best[2]] += gy[n, c, i, j]
+    np.testing.assert_array_equal(y.numpy(), want_y)
+    np.testing.assert_array_equal(idx.numpy(), want_idx)
+    np.testing.assert_allclose(xt.grad.numpy(), want_gx, rtol=1e-12, atol=1e-12)
+
+
 def test_max_pool2d_default_stride_is_kernel_and_hand_value():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     t = leaf(x)

@@ -52,30 +52,48 @@ class MaxPool2d(Function):
             padded = xp.full((N, C, H + 2 * ph + eh, W + 2 * pw + ew), -xp.inf, dtype=x.dtype)
             padded[:, :, ph:ph + H, pw:pw + W] = x
             x = padded
-        col = im2col(x, self.kernel, self.stride, dilation=self.dilation)
-        N, C, kh, kw, OH, OW = col.shape
-        col = col.reshape(N, C, kh * kw, OH, OW)
-        self.arg = col.argmax(axis=2)  # first maximum wins, like PyTorch
-        self.padded_hw, self.hw = x.shape[2:], (H, W)
-        self.xp_shape = (N, C, kh, kw, OH, OW)
-        return xp.take_along_axis(col, self.arg[:, :, None], axis=2)[:, :, 0]
+        self.padded_shape, self.hw = x.shape, (H, W)
+        # the running maximum over strided views of the input, one per kernel tap (no columns; NaN wins, as
+        # in PyTorch), then which tap gave it: the first one, as PyTorch, so the taps are scanned backwards
+        views = list(self._taps(x))
+        out = views[0].copy()
+        for view in views[1:]:
+            xp.maximum(out, view, out=out)
+        nan = x.dtype.kind == "f" and bool(xp.isnan(out).any())
+        arg = xp.full(out.shape, len(views) - 1, xp.min_scalar_type(len(views) - 1))
+        for tap in range(len(views) - 2, -1, -1):
+            hit = views[tap] == out
+            if nan:
+                hit |= xp.isnan(views[tap]) & xp.isnan(out)
+            arg = xp.where(hit, arg.dtype.type(tap), arg)
+        self.arg = arg
+        return out
+
+    def _taps(self, a):
+        """The strided view of (padded) ``a`` that each kernel tap reads, row by row."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        OH = (a.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        OW = (a.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        for i in range(kh):
+            for j in range(kw):
+                yield a[:, :, i * dh:i * dh + (OH - 1) * sh + 1:sh, j * dw:j * dw + (OW - 1) * sw + 1:sw]
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        N, C, kh, kw, OH, OW = self.xp_shape
-        taps = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
-        gcol = (taps == self.arg[:, :, None]) * gy[:, :, None]
-        gx = col2im(gcol.reshape(self.xp_shape), self.padded_hw, self.stride, dilation=self.dilation)
+        gx = xp.zeros(self.padded_shape, gy.dtype)
+        for tap, view in enumerate(self._taps(gx)):
+            view += xp.where(self.arg == tap, gy, 0)
         (ph, pw), (H, W) = self.padding, self.hw
         return gx[:, :, ph:ph + H, pw:pw + W]
 
     def indices(self):
         """PyTorch's return_indices: where each maximum lies, as a flat index into its (H, W) plane."""
         xp = get_array_module(self.arg)
-        kw, (sh, sw), (ph, pw), (dh, dw), W = self.xp_shape[3], self.stride, self.padding, self.dilation, self.hw[1]
+        kw, (sh, sw), (ph, pw), (dh, dw), W = self.kernel[1], self.stride, self.padding, self.dilation, self.hw[1]
         OH, OW = self.arg.shape[2:]
-        rows = xp.arange(OH).reshape(-1, 1) * sh - ph + (self.arg // kw) * dh
-        cols = xp.arange(OW) * sw - pw + (self.arg % kw) * dw
+        arg = self.arg.astype(xp.int64)
+        rows = xp.arange(OH).reshape(-1, 1) * sh - ph + (arg // kw) * dh
+        cols = xp.arange(OW) * sw - pw + (arg % kw) * dw
         return (rows * W + cols).astype(xp.int64)
 
 
