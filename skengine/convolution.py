@@ -37,6 +37,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         return get_array_module(x).zeros((x.shape[0], w.shape[0], *out), x.dtype)
     if _is_1x1(w, padding):
         return _forward_1x1(x, w, stride, groups)
+    tap = _only_live_tap(x, w, stride, padding, dilation)
+    if tap is not None:
+        return _forward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], stride, groups)
     return _flat_conv(x, w, stride, padding, dilation, groups)[0]
 
 
@@ -46,13 +49,32 @@ def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
     if x.size == 0 or w.size == 0:
         xp = get_array_module(x)
         return xp.zeros_like(x), xp.zeros_like(w)
+    tap = None if _is_1x1(w, padding) else _only_live_tap(x, w, stride, padding, dilation)
     if _is_1x1(w, padding):
         gx, gw = _backward_1x1(x, w, gy, stride, groups)
+    elif tap is not None:  # the other taps read only padding: their gradient is zero
+        gx, gw_tap = _backward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], gy, stride, groups)
+        gw = get_array_module(w).zeros((groups, w.shape[0] // groups, w.shape[1], *w.shape[2:]), w.dtype)
+        gw[..., tap[0], tap[1]] = gw_tap
     elif stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
         gx, gw = _backward_transposed(x, w, gy, padding, dilation, groups)
     else:
         gx, gw = _backward_col2im(x, w, gy, stride, padding, dilation, groups)
     return gx, gw.reshape(w.shape)
+
+
+def _only_live_tap(x, w, stride, padding, dilation):
+    """(i, j) when that kernel tap is the only one that reads the image at all (the others read padding
+    only: a 3x3 on a 1x1 map, a dilated 3x3 on a 2x2 one) and it reads position o*stride for output o:
+    then the convolution is the 1x1 convolution with that tap's weights.  Else None."""
+    tap = []
+    for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
+        out = conv_output_size(size, k, s, p, d)
+        live = [i for i in range(k) if i * d - p < size and (out - 1) * s - p + i * d >= 0]
+        if len(live) != 1 or live[0] * d != p or out != -(-size // s):
+            return None
+        tap.append(live[0])
+    return tuple(tap)
 
 
 # -- 1x1, no padding: the (strided) input is the column matrix ----------------

@@ -21,6 +21,10 @@ GEOMETRIES = [
     (5, 4, (1, 1), (1, 1), (0, 0), (1, 1)),
     (4, 5, (3, 3), (1, 1), (3, 3), (1, 1)),  # padding beyond the kernel's reach
     (5, 5, (5, 5), (1, 1), (0, 0), (1, 1)),
+    (1, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # only the centre tap reads the image: a 1x1 conv
+    (2, 2, (3, 3), (1, 1), (2, 2), (2, 2)),  # likewise, dilated
+    (1, 3, (3, 3), (2, 2), (1, 1), (1, 1)),  # one live tap in rows, three in columns
+    (2, 1, (3, 1), (2, 1), (1, 0), (1, 1)),
 ]
 
 
