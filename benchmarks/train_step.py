@@ -15,10 +15,15 @@ With ``--processes N`` a third contender, "skengine-dp", runs the same step as t
 ``--processes N`` does: N forked processes with a one-thread BLAS each, every one on its shard of
 the batch, gradients averaged through shared memory (skengine.distributed).
 
-skresnet18 and the other ImageNet ResNets run on 32x32 images here, like the CIFAR presets.
-The PyTorch twin is built by translating the skengine module tree (same names, same weights) and is
-checked to give the same logits before anything is timed.  Peak memory is measured in a fresh
-subprocess per framework: the growth of the resident set over a few training steps.
+    python benchmarks/train_step.py --models skresnext50_32x4d --size 64 --batch 8 --steps 4
+    python benchmarks/train_step.py --models skresnet18 --batch 1 --eval       # inference, no_grad
+
+The timm-identical models (skresnet18, skresnet34, skresnext50_32x4d) run against timm's own model when
+timm is installed, with skengine's weights copied into it (``interop.timm_state``, a strict load); the
+others (the CIFAR nets) against a PyTorch twin built by translating the skengine module tree (same names,
+same weights).  Either is checked to give the same logits before anything is timed.  ``--size`` is the
+image side (32 by default).  Peak memory is measured in a fresh subprocess per framework: the growth of
+the resident set over a few steps.  ``--eval`` times inference instead (eval mode, no_grad).
 """
 import argparse
 import json
@@ -130,6 +135,25 @@ def torch_twin(model):
     return twin
 
 
+TIMM_MODELS = ("skresnet18", "skresnet34", "skresnext50_32x4d")
+
+
+def torch_model(model, name):
+    """timm's own ``name`` with ``model``'s weights where timm has it, else the translated twin."""
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if timm is None or name not in TIMM_MODELS:
+        return torch_twin(model)
+    import torch
+
+    from skengine.interop import timm_state
+    twin = timm.create_model(name, num_classes=model.fc.out_features)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in timm_state(model).items()}, strict=True)
+    return twin
+
+
 def sk_step(model, opt, x, y):
     loss = F.cross_entropy(model(sk.Tensor(x)), y)
     opt.zero_grad()
@@ -145,12 +169,12 @@ def torch_step(model, opt, x, y):
     opt.step()
 
 
-def model_and_batch(name, batch):
+def model_and_batch(name, batch, size=32):
     """The seeded model and one random batch that every contender trains on."""
     sk.manual_seed(0)
     rng = np.random.default_rng(0)
     model = create(name, num_classes=10)
-    return model, rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch)
+    return model, rng.standard_normal((batch, 3, size, size)).astype(np.float32), rng.integers(0, 10, batch)
 
 
 def synchronize(framework, device):
@@ -164,32 +188,45 @@ def synchronize(framework, device):
         sk.backend.cupy().cuda.Device().synchronize()
 
 
-def setup(name, batch, framework, device="cpu"):
-    """(step, optimizer) of ``framework`` on ``device``; a step returns when its work is done."""
-    model, x, y = model_and_batch(name, batch)
+def setup(name, batch, framework, device="cpu", size=32, inference=False):
+    """(step, optimizer) of ``framework`` on ``device``; a step returns when its work is done.  With
+    ``inference`` a step is an eval-mode forward under no_grad."""
+    model, x, y = model_and_batch(name, batch, size)
     if framework == "skengine":
         model.to(device)
         x, y = sk.to_device(x, device), sk.to_device(y, device)
         opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+        if inference:
+            model.eval()
 
         def step():
-            sk_step(model, opt, x, y)
+            if inference:
+                with sk.no_grad():
+                    model(sk.Tensor(x))
+            else:
+                sk_step(model, opt, x, y)
             synchronize(framework, device)
         return step, opt
     import torch
-    twin = torch_twin(model).to(device)
+    twin = torch_model(model, name).to(device)
     topt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
     tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    if inference:
+        twin.eval()
 
     def step():
-        torch_step(twin, topt, tx, ty)
+        if inference:
+            with torch.no_grad():
+                twin(tx)
+        else:
+            torch_step(twin, topt, tx, ty)
         synchronize(framework, device)
     return step, topt
 
 
-def setup_data_parallel(name, batch, world):
+def setup_data_parallel(name, batch, world, size=32):
     """The trainer's data-parallel step over ``world`` processes; returns (step, close)."""
-    model, x, y = model_and_batch(name, batch)
+    model, x, y = model_and_batch(name, batch, size)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
     params, buffers = list(model.parameters()), float_buffers(model)
     group = ProcessGroup(world, vector_size(model, 0))
@@ -236,14 +273,14 @@ def device_memory_mb(framework):
     return sk.backend.cupy().get_default_memory_pool().total_bytes() / 2 ** 20
 
 
-def memory_probe(name, batch, framework, device="cpu"):
+def memory_probe(name, batch, framework, device="cpu", size=32, inference=False):
     """Run in a subprocess: memory growth (MiB) over 3 training steps.
 
     CPU: the peak resident set (VmHWM) over the steps minus the resident set
     before them.  CUDA: what the caching allocator holds after the steps minus
     what it held before (freed blocks stay cached, so this is the steps' peak).
     """
-    step, _ = setup(name, batch, framework, device)
+    step, _ = setup(name, batch, framework, device, size, inference)
     if device == "cuda":
         synchronize(framework, device)
         before = device_memory_mb(framework)
@@ -263,32 +300,37 @@ def memory_probe(name, batch, framework, device="cpu"):
     print(json.dumps({"peak_growth_mb": peak - before}))
 
 
-def check_twin(name):
+def check_twin(name, size=32):
     import torch
     model = create(name, num_classes=10).eval()
-    twin = torch_twin(model).eval()
-    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    twin = torch_model(model, name).eval()
+    x = np.random.default_rng(1).standard_normal((4, 3, size, size)).astype(np.float32)
     with sk.no_grad(), torch.no_grad():
         a, b = model(sk.Tensor(x)).numpy(), twin(torch.from_numpy(x)).numpy()
     err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
-    assert err < 1e-4, f"{name}: the PyTorch twin disagrees (relative error {err:.2e})"
-    return err
+    assert err < 1e-4, f"{name}: the PyTorch model disagrees (relative error {err:.2e})"
+    return err, type(twin).__module__.split(".")[0]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["sknet_cifar_tiny", "sknet_cifar_small"])
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--size", type=int, default=32, help="image side")
+    p.add_argument("--eval", action="store_true", help="time inference (eval mode, no_grad) instead")
     p.add_argument("--steps", type=int, default=5, help="timed steps per framework (alternating)")
     p.add_argument("--processes", type=int, default=0, help="also time skengine data parallel over N processes")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: skengine on CuPy, PyTorch on cuDNN (both float32, no TF32)")
     p.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "BATCH", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.processes and args.eval:
+        p.error("--processes: the data-parallel contender trains; leave it out with --eval")
     if args.processes and args.device != "cpu":
         p.error("--processes: data parallelism over processes is for the CPU; leave it out with --device cuda")
     if args.memory_probe:
-        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.memory_probe[2], args.device)
+        return memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.memory_probe[2], args.device,
+                            args.size, args.eval)
     if args.device == "cuda":
         cp = sk.backend.cupy()  # a clear error here if CuPy or the GPU is missing
         print(f"GPU: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}; cupy {cp.__version__}")
@@ -306,11 +348,12 @@ def main():
     rows = []
     for name in args.models:
         if "torch" in frameworks:
-            print(f"{name}: PyTorch twin matches, relative error {check_twin(name):.1e}")
-        steps = {f: setup(name, args.batch, f, args.device)[0] for f in frameworks}
+            err, source = check_twin(name, args.size)
+            print(f"{name}: the {source} model matches, relative error of the logits {err:.1e}")
+        steps = {f: setup(name, args.batch, f, args.device, args.size, args.eval)[0] for f in frameworks}
         close = None
         if args.processes:
-            steps["skengine-dp"], close = setup_data_parallel(name, args.batch, args.processes)
+            steps["skengine-dp"], close = setup_data_parallel(name, args.batch, args.processes, args.size)
         for f in steps:
             steps[f]()  # warm-up
         times = {f: [] for f in steps}
@@ -324,10 +367,12 @@ def main():
             close()
         mem = {}
         for f in frameworks:
-            out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(args.batch), f,
-                                  "--device", args.device], capture_output=True, text=True, check=True).stdout
+            probe = [sys.executable, __file__, "--memory-probe", name, str(args.batch), f, "--device", args.device,
+                     "--size", str(args.size)] + (["--eval"] if args.eval else [])
+            out = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
             mem[f] = json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
-        row = {"model": name, "batch": args.batch, "device": args.device}
+        row = {"model": name, "batch": args.batch, "size": args.size, "mode": "eval" if args.eval else "train",
+               "device": args.device}
         for f in frameworks:
             row[f"{f}_img_s"] = args.batch / float(np.median(times[f]))
             row[f"{f}_mem_mb"] = mem[f]
@@ -340,18 +385,20 @@ def main():
             row["memory_ratio"] = row["skengine_mem_mb"] / max(row["torch_mem_mb"], 1e-9)
         rows.append(row)
         print(json.dumps(row))
-    print("\n| model | batch | skengine img/s | torch img/s | speed ratio | skengine MiB | torch MiB | memory ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| model | mode | size | batch | skengine img/s | torch img/s | speed ratio | skengine MiB | torch MiB | "
+          "memory ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['batch']} | {r['skengine_img_s']:.0f} | {r.get('torch_img_s', float('nan')):.0f} | "
+        print(f"| {r['model']} | {r['mode']} | {r['size']} | {r['batch']} | {r['skengine_img_s']:.1f} | "
+              f"{r.get('torch_img_s', float('nan')):.1f} | "
               f"{r.get('speed_ratio', float('nan')):.2f}x | {r['skengine_mem_mb']:.0f} | "
               f"{r.get('torch_mem_mb', float('nan')):.0f} | {r.get('memory_ratio', float('nan')):.2f}x |")
     if args.processes:
-        print(f"\n| model | batch | skengine, {args.processes} processes img/s | torch img/s | speed ratio |")
-        print("| --- | --- | --- | --- | --- |")
+        print(f"\n| model | size | batch | skengine, {args.processes} processes img/s | torch img/s | speed ratio |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for r in rows:
-            print(f"| {r['model']} | {r['batch']} | {r['skengine_dp_img_s']:.0f} | "
-                  f"{r.get('torch_img_s', float('nan')):.0f} | {r.get('dp_speed_ratio', float('nan')):.2f}x |")
+            print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['skengine_dp_img_s']:.1f} | "
+                  f"{r.get('torch_img_s', float('nan')):.1f} | {r.get('dp_speed_ratio', float('nan')):.2f}x |")
 
 
 if __name__ == "__main__":
