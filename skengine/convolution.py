@@ -20,7 +20,7 @@ measured on the CPU (benchmarks/history/2026-11-25-conv-kernels-zen1.md).
 import numpy as np
 
 from .backend import get_array_module
-from .im2col import col2im_flat, conv_output_size, flat_geometry, im2col_flat, pad_phases, unpad_phases
+from .im2col import col2im_flat, conv_output_size, flat_geometry, im2col_flat, pad_phases, tap_range, unpad_phases
 from .parallel import run_blocks
 
 CHUNK_BYTES = 2 << 20   # the CPU column buffer per chunk
@@ -35,8 +35,6 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     if x.size == 0 or w.size == 0:  # no images, or no channels in or out: sums over nothing
         out = [conv_output_size(*a) for a in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
         return get_array_module(x).zeros((x.shape[0], w.shape[0], *out), x.dtype)
-    if _is_1x1(w, padding):
-        return _forward_1x1(x, w, stride, groups)
     tap = _only_live_tap(x, w, stride, padding, dilation)
     if tap is not None:
         return _forward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], stride, groups)
@@ -46,15 +44,15 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
 def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
     """(dx, dw) of conv2d_forward for the upstream gradient gy."""
     (kh, kw), (ph, pw), (dh, dw) = w.shape[2:], padding, dilation
+    xp = get_array_module(x)
     if x.size == 0 or w.size == 0:
-        xp = get_array_module(x)
         return xp.zeros_like(x), xp.zeros_like(w)
-    tap = None if _is_1x1(w, padding) else _only_live_tap(x, w, stride, padding, dilation)
-    if _is_1x1(w, padding):
-        gx, gw = _backward_1x1(x, w, gy, stride, groups)
-    elif tap is not None:  # the other taps read only padding: their gradient is zero
+    tap = _only_live_tap(x, w, stride, padding, dilation)
+    if tap is not None:  # a 1x1 convolution; any other taps read only padding, so their gradient is zero
         gx, gw_tap = _backward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], gy, stride, groups)
-        gw = get_array_module(w).zeros((groups, w.shape[0] // groups, w.shape[1], *w.shape[2:]), w.dtype)
+        if (kh, kw) == (1, 1):
+            return gx, gw_tap.reshape(w.shape)
+        gw = xp.zeros((groups, w.shape[0] // groups, w.shape[1], kh, kw), w.dtype)
         gw[..., tap[0], tap[1]] = gw_tap
     elif stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
         gx, gw = _backward_transposed(x, w, gy, padding, dilation, groups)
@@ -64,13 +62,14 @@ def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
 
 
 def _only_live_tap(x, w, stride, padding, dilation):
-    """(i, j) when that kernel tap is the only one that reads the image at all (the others read padding
-    only: a 3x3 on a 1x1 map, a dilated 3x3 on a 2x2 one) and it reads position o*stride for output o:
-    then the convolution is the 1x1 convolution with that tap's weights.  Else None."""
+    """(i, j) when that kernel tap is the only one that reads the image at all and it reads position
+    o*stride for output o: then the convolution is the 1x1 convolution with that tap's weights.  So it is
+    for every 1x1 kernel without padding, and for a 3x3 on a 1x1 map or a dilated 3x3 on a 2x2 one, whose
+    other taps read padding only.  Else None."""
     tap = []
     for size, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation):
         out = conv_output_size(size, k, s, p, d)
-        live = [i for i in range(k) if i * d - p < size and (out - 1) * s - p + i * d >= 0]
+        live = [i for i in range(k) if (r := tap_range(i * d, s, p, size, out))[1] > r[0]]  # reads some pixel
         if len(live) != 1 or live[0] * d != p or out != -(-size // s):
             return None
         tap.append(live[0])
@@ -78,10 +77,6 @@ def _only_live_tap(x, w, stride, padding, dilation):
 
 
 # -- 1x1, no padding: the (strided) input is the column matrix ----------------
-def _is_1x1(w, padding):
-    return w.shape[2:] == (1, 1) and tuple(padding) == (0, 0)
-
-
 def _strided_input(x, stride, groups):
     """The (strided) input as (N, G, C/G, OH*OW): the column matrix of each image and group."""
     xs = x if tuple(stride) == (1, 1) else x[:, :, ::stride[0], ::stride[1]]
@@ -105,12 +100,12 @@ def _backward_1x1(x, w, gy, stride, groups):
     N, G, Cg, L = xs.shape
     wt = w.reshape(G, -1, Cg).swapaxes(1, 2)
     gy = gy.reshape(N, G, -1, L)
-    if L > BATCH_1X1_UP_TO:  # per image; dW summed image by image (no N x O x C intermediate)
+    if L > BATCH_1X1_UP_TO and xp is np:  # per image; dW summed image by image (no N x O x C intermediate)
         gw = xp.zeros((G, gy.shape[2], Cg), w.dtype)
         for n in range(N):
             gw += gy[n] @ xs[n].swapaxes(1, 2)
         gxs = (wt @ gy).reshape(N, -1, OH, OW)
-    else:  # few pixels: each product one matmul over the whole batch
+    else:  # few pixels (or the GPU, where a loop is N launches): each product one matmul over the batch
         gyc = gy.transpose(1, 2, 0, 3).reshape(G, -1, N * L)
         gw = gyc @ xs.transpose(1, 0, 3, 2).reshape(G, N * L, Cg)
         gxs = (wt @ gyc).reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()

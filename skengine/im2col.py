@@ -34,7 +34,7 @@ def conv_output_size(size, kernel, stride, padding, dilation):
 
 
 # -- reference layout (N, C, kh, kw, OH, OW) -------------------------------------
-def _tap(offset, stride, padding, size, out_size):
+def tap_range(offset, stride, padding, size, out_size):
     """For one tap: the valid output range [lo, hi) and the input index of lo.
 
     Output position o reads input o*stride - padding + offset.
@@ -55,11 +55,11 @@ def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
         return x[:, :, None, None, ::sh, ::sw][..., :OH, :OW]
     col = xp.zeros((N, C, kh, kw, OH, OW), dtype=x.dtype)
     for i in range(kh):
-        h_lo, h_hi, h0 = _tap(i * dh, sh, ph, H, OH)
+        h_lo, h_hi, h0 = tap_range(i * dh, sh, ph, H, OH)
         if h_hi <= h_lo:
             continue
         for j in range(kw):
-            w_lo, w_hi, w0 = _tap(j * dw, sw, pw, W, OW)
+            w_lo, w_hi, w0 = tap_range(j * dw, sw, pw, W, OW)
             if w_hi <= w_lo:
                 continue
             col[:, :, i, j, h_lo:h_hi, w_lo:w_hi] = \
@@ -75,11 +75,11 @@ def col2im(col, input_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     x = xp.zeros((N, C, H, W), dtype=col.dtype)
     for i in range(kh):
-        h_lo, h_hi, h0 = _tap(i * dh, sh, ph, H, OH)
+        h_lo, h_hi, h0 = tap_range(i * dh, sh, ph, H, OH)
         if h_hi <= h_lo:
             continue
         for j in range(kw):
-            w_lo, w_hi, w0 = _tap(j * dw, sw, pw, W, OW)
+            w_lo, w_hi, w0 = tap_range(j * dw, sw, pw, W, OW)
             if w_hi <= w_lo:
                 continue
             x[:, :, h0:h0 + (h_hi - h_lo - 1) * sh + 1:sh, w0:w0 + (w_hi - w_lo - 1) * sw + 1:sw] += \
