@@ -292,7 +292,8 @@ def test_max_pool2d_forward_and_gradcheck(with_padding, data):
 @given(cfg=pool_configs(with_padding=True, max_kernel=3), seed=seeds(), nans=st.integers(0, 2))
 def test_max_pool2d_ties_and_nan_follow_torch(cfg, seed, nans):
     """With ties the first maximum of a window (row by row) wins, and a NaN is the maximum of any window
-    it is in (its first NaN's index), as in PyTorch: values, indices and the routed gradient, against a loop."""
+    it is in, the last NaN's index, as PyTorch's kernel (`val > maxval || isnan(val)`): values, indices and the
+    routed gradient, against a loop that is that rule."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 2, cfg.x_shape).astype(np.float64)  # many ties
     for _ in range(nans):
@@ -310,7 +311,7 @@ def test_max_pool2d_ties_and_nan_follow_torch(cfg, seed, nans):
                 r, q = i * sh - ph + a, j * sw - pw + b
                 if 0 <= r < cfg.H and 0 <= q < cfg.W:
                     v = x[n, c, r, q]
-                    if best is None or (np.isnan(v) and not np.isnan(best[0])) or v > best[0]:
+                    if best is None or v > best[0] or np.isnan(v):
                         best = (v, r, q)
         want_y[n, c, i, j], want_idx[n, c, i, j] = best[0], best[1] * cfg.W + best[2]
         want_gx[n, c, best[1], best[2]] += gy[n, c, i, j]

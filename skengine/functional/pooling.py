@@ -53,19 +53,19 @@ class MaxPool2d(Function):
             padded[:, :, ph:ph + H, pw:pw + W] = x
             x = padded
         self.padded_shape, self.hw = x.shape, (H, W)
-        # the running maximum over strided views of the input, one per kernel tap (no columns; NaN wins, as
-        # in PyTorch), then which tap gave it: the first one, as PyTorch, so the taps are scanned backwards
+        # the running maximum over strided views of the input, one per kernel tap (no columns; a NaN wins),
+        # then which tap gave it, as PyTorch's kernel (`val > maxval || isnan(val)`): the first maximum,
+        # so the taps are scanned backwards, but the last NaN
         views = list(self._taps(x))
         out = views[0].copy()
         for view in views[1:]:
             xp.maximum(out, view, out=out)
-        nan = x.dtype.kind == "f" and bool(xp.isnan(out).any())
         arg = xp.full(out.shape, len(views) - 1, xp.min_scalar_type(len(views) - 1))
         for tap in range(len(views) - 2, -1, -1):
-            hit = views[tap] == out
-            if nan:
-                hit |= xp.isnan(views[tap]) & xp.isnan(out)
-            arg = xp.where(hit, arg.dtype.type(tap), arg)
+            arg = xp.where(views[tap] == out, arg.dtype.type(tap), arg)
+        if x.dtype.kind == "f" and bool(xp.isnan(out).any()):
+            for tap, view in enumerate(views):
+                arg = xp.where(xp.isnan(view), arg.dtype.type(tap), arg)
         self.arg = arg
         return out
 
