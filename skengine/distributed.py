@@ -21,6 +21,7 @@ waiting for ever; one that is stopped or hangs is given ``timeout`` seconds
 (WorkerError naming its rank), and ``close(abort=True)`` kills the workers
 (SIGKILL: a stopped process ignores anything else) without waiting.
 """
+import math
 import mmap
 import multiprocessing
 import os
@@ -43,7 +44,9 @@ class ProcessGroup:
         if not isinstance(world_size, (int, np.integer)) or world_size < 1:
             raise ValueError(f"ProcessGroup: world_size must be a positive int, got {world_size!r}")
         self.world_size, self.rank, self.numel = int(world_size), 0, int(numel)
-        self.timeout = float(timeout)  # seconds one rank waits for another at an all-reduce (whole s)
+        if not 0 < float(timeout) < math.inf:
+            raise ValueError(f"ProcessGroup: timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)  # seconds one rank waits for another at an all-reduce
         self._mem = mmap.mmap(-1, 8 * (self.world_size + 1) * max(1, self.numel))  # MAP_SHARED: survives fork
         self.rows = np.frombuffer(self._mem, np.float64).reshape(self.world_size + 1, -1)
         self.workers, self.pipes = [], []
@@ -102,10 +105,10 @@ class ProcessGroup:
     def _recv(self, pipe, who):
         try:
             waited = 0.0
-            while not pipe.poll(1.0):
+            while not pipe.poll(min(1.0, self.timeout - waited)):
                 # counted in slices of at most a second of wall time: while this process itself is stopped
                 # (Ctrl-Z, a whole suspended group) the clock runs on, but the others are not to blame
-                waited += 1.0
+                waited += min(1.0, self.timeout - waited)
                 if waited >= self.timeout:
                     raise WorkerError(f"{who} of the process group sent nothing for {self.timeout:g} s: it "
                                       f"is stopped or hung")

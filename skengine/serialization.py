@@ -158,7 +158,8 @@ def _read_npz(path):
                 raise _not_npz(path, f"entry {i.filename!r} is not an .npy array")
             if i.file_size > _MAX_RATIO * i.compress_size + 4096:
                 raise _not_npz(path, f"entry {i.filename!r} expands {i.compress_size} bytes to {i.file_size}, "
-                                     f"more than {_MAX_RATIO}x: a zip bomb")
+                                     f"more than {_MAX_RATIO}x (save stores arrays uncompressed; so large an "
+                                     f"expansion is refused as a possible zip bomb)")
         stored, size = sum(i.compress_size for i in infos), os.fstat(raw.fileno()).st_size
         if stored > size:
             raise _not_npz(path, f"its entries claim {stored} stored bytes, the file has {size}: they overlap")

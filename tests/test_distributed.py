@@ -265,3 +265,9 @@ def test_a_rank_that_was_stopped_itself_does_not_blame_the_others():
         assert worker.exitcode == 0
     finally:
         group.close(abort=True)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+def test_bad_timeout_is_named(timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        ProcessGroup(1, 4, timeout=timeout)
