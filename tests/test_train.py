@@ -15,7 +15,7 @@ from skengine.data import CIFAR_MEAN_STD, DataLoader
 from skengine.models import create
 from skengine.nn import Parameter
 from skengine.optim import SGD
-from skengine.training import DEFAULTS, ConfigError, loop, report
+from skengine.training import DEFAULTS, ConfigError, config, loop, report
 
 
 def cfg(data_dir, out, **kw):
@@ -474,3 +474,29 @@ def test_a_run_resumed_into_a_new_folder_takes_its_best_model_along(data_dir, tm
     restore()
     train.train({"resume": str(tmp_path / "a"), "out": str(tmp_path / "b")})
     assert (tmp_path / "b" / "best.npz").exists()
+
+
+def test_overwrite_with_a_foreign_checkpoint_inside_out_replaces_outs_run(data_dir, tmp_path, monkeypatch):
+    """--resume A/b_copy.npz --out A --overwrite wrote run B's config beside run A's best.npz and metrics."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    train.train(cfg(data_dir, a, epochs=1, seed=1))
+    restore = interrupt_at(monkeypatch, 2)  # run B stops in its first epoch
+    train.train(cfg(data_dir, b, epochs=2, seed=2))
+    restore()
+    with open(b / "checkpoint.npz", "rb") as src, open(a / "b_copy.npz", "wb") as dst:
+        dst.write(src.read())
+    restore = interrupt_at(monkeypatch, 1)  # and again right away, before it writes best.npz or metrics.csv
+    train.train({"resume": str(a / "b_copy.npz"), "out": str(a), "overwrite": True})
+    restore()
+    assert skengine.load(a / "checkpoint.npz")["config"]["seed"] == 2
+    assert sorted(f for f in os.listdir(a) if f != "b_copy.npz") == ["checkpoint.npz", "config.json"]
+
+
+def test_resume_keeps_no_download_and_nested_numpy_settings(data_dir, tmp_path, monkeypatch):
+    restore = interrupt_at(monkeypatch, 2)
+    train.train(cfg(data_dir, tmp_path, model_kwargs={"sk_kwargs": {"reduction": np.int64(8)}}))
+    restore()
+    resolved, _, _ = config.resolve({"resume": str(tmp_path)})
+    assert resolved["download"] is False and resolved["model_kwargs"] == {"sk_kwargs": {"reduction": 8}}
+    train.train({"resume": str(tmp_path)})
+    assert skengine.load(tmp_path / "checkpoint.npz")["epoch"] == 2

@@ -17,7 +17,7 @@ DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", e
 
 # what a resumed run may change: where it runs, where it writes, and nothing of what it computes
 WHERE = ("out", "resume", "device", "data_dir", "processes", "download", "overwrite")
-KEPT = ("data_dir", "processes")  # of WHERE: the run's own unless given
+KEPT = ("data_dir", "processes", "download")  # of WHERE: the run's own unless given
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "loader", "rng", "ema", "epoch", "history",
                    "best_acc", "partial")
 RUN_FILES = ("checkpoint.npz", "best.npz", "config.json", "metrics.csv")  # a folder with one holds a run
@@ -28,7 +28,12 @@ class ConfigError(ValueError):
 
 
 def _plain(value):
-    """A setting as the JSON of config.json holds it: NumPy scalars as Python numbers, paths as str."""
+    """A setting as the JSON of config.json holds it: NumPy scalars as Python numbers, paths as str, also
+    inside dicts and lists (model_kwargs)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return os.fspath(value) if isinstance(value, os.PathLike) else value
@@ -117,7 +122,7 @@ def _check_out(cfg):
         existing = os.path.dirname(os.path.abspath(existing))
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: cannot write into {existing}")
-    own = os.path.isdir(out) and _resumes_in(cfg["resume"], out)
+    own = os.path.isdir(out) and resumes_in(cfg["resume"], out)
     if os.path.isdir(out) and not own and not cfg["overwrite"]:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
         if held:
@@ -125,7 +130,7 @@ def _check_out(cfg):
                               f"continue it with --resume {out}, or pass --overwrite to replace it")
 
 
-def _resumes_in(resume, folder):
+def resumes_in(resume, folder):
     """Whether ``resume`` is the run that ``folder`` holds: the folder itself or its checkpoint.npz (another
     file there, a copy of some other run's checkpoint, is not)."""
     if not resume:
@@ -169,13 +174,13 @@ def resolve(given):
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing or not isinstance(state["config"], dict):
         raise ConfigError(f"--resume {path}: a damaged checkpoint (missing {', '.join(missing) or 'its config'})")
-    # of where it ran, only the data folder and the process count are the run's own (KEPT): never --overwrite
+    # of where it ran, the data folder, the process count and --download stay the run's own (KEPT); the device
+    # is chosen anew (auto), and --overwrite never comes from a saved run
     saved = {**DEFAULTS, "processes": 1,
              **{k: v for k, v in state["config"].items() if k in DEFAULTS and (k not in WHERE or k in KEPT)}}
     notes = [f"{_flag(k)} {given[k]!r} is ignored: a resumed run keeps its own ({saved[k]!r})"
              for k in sorted(given) if k not in WHERE and given[k] != saved[k]]
-    # the data folder and the process count stay the run's own unless another is given (their defaults,
-    # None and "auto", mean "not given")
+    # KEPT settings stay the run's own unless another is given (their defaults mean "not given")
     where = {k: given[k] for k in WHERE if k in given and not (k in KEPT and given[k] == DEFAULTS[k])}
     cfg = {**saved, **where, "resume": cfg["resume"]}
     if "out" not in given:

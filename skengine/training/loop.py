@@ -22,7 +22,7 @@ from ..models import create
 from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
-from .config import RUN_FILES, ConfigError, checkpoint_path, resolve
+from .config import RUN_FILES, ConfigError, checkpoint_path, resolve, resumes_in
 from .evaluation import evaluate, reduce_size
 from .report import Progress, confusion_table, write_curves, write_metrics
 
@@ -103,7 +103,7 @@ def start_folder(cfg, config):
         remove_stale_temporaries(out)
         resumed_from = cfg["resume"] and os.path.dirname(os.path.abspath(checkpoint_path(cfg["resume"])))
         moved = bool(resumed_from) and not os.path.samefile(resumed_from, out)
-        if cfg["overwrite"] and (not cfg["resume"] or moved):
+        if cfg["overwrite"] and not resumes_in(cfg["resume"], out):  # replacing whatever run out holds
             for name in RUN_FILES + ("confusion.txt", "curves.png"):
                 if os.path.isfile(os.path.join(out, name)):
                     os.remove(os.path.join(out, name))
@@ -148,7 +148,8 @@ def train(cfg):
     try:
         model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"--model {cfg['model']} --model-kwargs {json.dumps(cfg['model_kwargs'])}: {e}") from None
+        kwargs = json.dumps(cfg["model_kwargs"], default=str)
+        raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
     groups = param_groups_no_decay(model, cfg["wd"])
     if cfg["optimizer"] == "sgd":
         opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
