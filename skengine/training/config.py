@@ -150,7 +150,7 @@ def resolve(given):
     checkpoint to continue from (or None) and notes for the user (settings a resumed run ignores).
 
     A resumed run keeps its own settings except where it runs (WHERE); it writes where its checkpoint
-    lives unless ``out`` is given; its process count and data folder stay unless given.
+    lives unless ``out`` is given; its data folder, process count and --download stay unless given.
     """
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
