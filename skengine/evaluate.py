@@ -5,7 +5,7 @@ import pickle
 import sys
 
 from .backend import array_module, resolve_device
-from .data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
+from .data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from .models import create
 from .serialization import load
 from .training.evaluation import evaluate
@@ -55,14 +55,8 @@ def main(argv=None):
                 f"({type(e).__name__}: {e})")
     try:
         device = resolve_device(args.device)
-        root = args.data_dir
-        try:
-            x, y = load_cifar(root, cfg["dataset"], train=False)
-        except FileNotFoundError:
-            if not args.download:
-                raise
-            root = download_and_extract(cfg["dataset"], root)
-            x, y = load_cifar(root, cfg["dataset"], train=False)
+        root = dataset_root(args.data_dir, cfg["dataset"], args.download)
+        x, y = load_cifar(root, cfg["dataset"], train=False)
         names = class_names(root, cfg["dataset"])
     except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:  # no GPU, no data, a bad download
         p.error(str(e))

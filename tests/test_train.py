@@ -360,7 +360,7 @@ def test_an_offline_download_failure_is_one_line(data_dir, tmp_path, monkeypatch
         raise RuntimeError(f"could not download {dataset} from https://example.invalid: no network. Without "
                            f"network access, fetch the archive elsewhere and put it at {root}, then run again.")
 
-    monkeypatch.setattr(loop, "download_and_extract", offline)
+    monkeypatch.setattr(skengine.data.download, "download_and_extract", offline)
     (tmp_path / "empty").mkdir()
     code, _, stderr = run_cli(small_argv(str(tmp_path / "empty"), tmp_path / "out", "--download"), capsys)
     assert code == 2 and stderr.count("\n") == 1 and "could not download cifar10" in stderr

@@ -7,7 +7,7 @@ import tempfile
 import urllib.request
 from pathlib import PurePosixPath
 
-from .cifar import LAYOUT, default_root
+from .cifar import LAYOUT, dataset_dir, default_root
 
 ARCHIVES = {  # dataset -> (canonical URL, MD5 of the archive)
     "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
@@ -105,3 +105,16 @@ def download_and_extract(dataset="cifar10", root=None, url=None, md5=None, timeo
                 f"{os.path.join(root, folder)} exists), then run again.") from e
     safe_extract(archive, root, folder)
     return root
+
+
+def dataset_root(root, dataset="cifar10", download=True):
+    """The root to read ``dataset`` from: ``root`` (None: the cache) where the data is, else, with
+    ``download``, where download_and_extract puts it; without, dataset_dir's FileNotFoundError (where the
+    data was expected, and how to get it)."""
+    try:
+        dataset_dir(root, dataset)
+        return root
+    except FileNotFoundError:
+        if not download:
+            raise
+        return download_and_extract(dataset, root)

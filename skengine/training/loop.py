@@ -16,7 +16,7 @@ from .. import functional as F
 from .. import random as sk_random
 from ..autograd import Tensor
 from ..backend import array_module, resolve_device
-from ..data import CIFAR_MEAN_STD, DataLoader, class_names, download_and_extract, load_cifar
+from ..data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from ..distributed import ProcessGroup, average_gradients, float_buffers, vector_size
 from ..models import create
 from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
@@ -51,23 +51,11 @@ class StopRequested:
 
 def load_data(cfg):
     """(train images, labels), (test images, labels), class names; the data is downloaded if absent unless
-    --no-download.  Missing data or a failed download is a ConfigError with what to do."""
-    root = cfg["data_dir"]
+    --no-download.  Missing data, a failed download or a damaged batch file is a ConfigError saying so."""
     try:
-        train = load_cifar(root, cfg["dataset"], train=True)
-    except pickle.UnpicklingError as e:  # a damaged or hostile file among the batches
-        raise ConfigError(str(e)) from None
-    except FileNotFoundError as e:
-        if not cfg["download"]:
-            raise ConfigError(str(e)) from None
-        try:
-            root = download_and_extract(cfg["dataset"], root)
-        except RuntimeError as e:  # offline: the message says where to put the archive
-            raise ConfigError(str(e)) from None
-        train = load_cifar(root, cfg["dataset"], train=True)
-    try:
-        test = load_cifar(root, cfg["dataset"], train=False)
-    except pickle.UnpicklingError as e:
+        root = dataset_root(cfg["data_dir"], cfg["dataset"], cfg["download"])
+        train, test = (load_cifar(root, cfg["dataset"], train=split) for split in (True, False))
+    except (FileNotFoundError, RuntimeError, pickle.UnpicklingError) as e:  # RuntimeError: offline download
         raise ConfigError(str(e)) from None
     if cfg["limit_train"]:
         train = tuple(a[:cfg["limit_train"]] for a in train)
