@@ -12,6 +12,7 @@ import pytest
 import skengine as sk
 import skengine.models as models
 from skengine.nn import SEBlock, SKConv, init
+from skengine.optim import SGD
 
 
 def n_params(model):
@@ -153,3 +154,38 @@ def test_every_model_runs_an_empty_batch_in_eval():
 def test_num_classes_must_be_positive(name, num_classes):
     with pytest.raises(ValueError, match=rf"num_classes must be a positive int, got {num_classes}"):
         models.create(name, num_classes=num_classes)
+
+
+# -- the fast network -------------------------------------------------------------------------
+
+def test_fast_network_shape_budget_and_frozen_parts():
+    net = models.create("sknet_cifar_fast")
+    s = sk.summary(net, (3, 32, 32))
+    # multiply-adds by hand: whiten 2x2 at 31 px, then per block conv 3x3 at the block's input size and the SK
+    # unit (two paths over half the channels each, so one full conv) at the pooled size, plus the small FCs
+    conv = lambda cin, cout, px: cin * cout * 9 * px * px  # noqa: E731
+    trunk = 24 * 12 * 31 * 31 + conv(24, 64, 31) + conv(64, 64, 15) + conv(64, 128, 15) + conv(128, 128, 7) \
+        + conv(128, 128, 7) + conv(128, 128, 3)
+    fcs = sum(c * 16 + 16 * 2 * c for c in (64, 128, 128)) + 128 * 10  # fc_reduce, fc_select (d = 16); the head
+    assert s.total_macs == trunk + fcs
+    assert s.total_params == 585_752 and s.layers[-1].output_shape == [1, 10]
+    frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
+    assert "whiten.weight" in frozen and "whiten.bias" not in frozen
+    assert all(n == "whiten.weight" or n.endswith("bn.weight") or n.endswith("bn_reduce.weight") for n in frozen)
+    assert len(frozen) == 1 + 3 + 3 * 2 + 3  # whiten, block BNs, SK path BNs, SK reduce BNs
+    assert all(abs(m.momentum - 0.4) < 1e-12 for m in net.modules() if isinstance(m, sk.nn.BatchNorm2d))
+    assert count(net, SKConv) == 3 and all(m.split_input for m in net.modules() if isinstance(m, SKConv))
+    plain = models.create("sknet_cifar_fast", attention="none")
+    assert count(plain, SKConv) == 0
+
+
+def test_fast_network_trains_only_what_is_not_frozen():
+    net = models.create("sknet_cifar_fast", widths=(16, 32, 32))
+    before = {n: p.numpy().copy() for n, p in net.named_parameters()}
+    opt = SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    sk.functional.cross_entropy(net(sk.randn(4, 3, 32, 32)), np.array([0, 1, 2, 3])).backward()
+    opt.step()
+    for n, p in net.named_parameters():
+        assert np.array_equal(p.numpy(), before[n]) == (not p.requires_grad), n
+    with pytest.raises(ValueError, match="whiten_width must be even and at most 2 \\* 12"):
+        models.create("sknet_cifar_fast", whiten_width=26)

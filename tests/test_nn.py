@@ -530,3 +530,26 @@ def test_module_to_takes_a_dtype_positionally_as_torch():
         np.testing.assert_array_equal(p.numpy(), b)
     m.to("cpu", sk.float32)
     assert m[0].weight.dtype == np.float32
+
+
+def test_patch_whitening_decorrelates_the_patches_with_both_signs():
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((3, 3))
+    images = np.einsum("dc,nchw->ndhw", mix, rng.standard_normal((40, 3, 12, 12))) + 5.0  # correlated channels
+    images[:, :, :, 1:] += 0.8 * images[:, :, :, :-1]  # and correlated neighbours
+    conv = nn.Conv2d(3, 24, 2)
+    nn.init.patch_whitening_(conv.weight, images, eps=0.0)
+    w = conv.weight.numpy().astype(np.float64)
+    np.testing.assert_array_equal(w[12:], -w[:12])
+    out = np.einsum("kchw,nchw->nk", w[:12], np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(2, 3))
+                    .transpose(0, 2, 3, 1, 4, 5).reshape(-1, 3, 2, 2))
+    np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=2e-5)  # unit variance, uncorrelated
+    half = nn.Conv2d(3, 8, 2)
+    nn.init.patch_whitening_(half.weight, images, eps=0.0)  # the 4 strongest directions
+    np.testing.assert_allclose(np.abs(half.weight.numpy()[:4]), np.abs(w[:4]), rtol=1e-4, atol=1e-5)
+    for bad, match in ((images[:, :2], r"images must be \(N, 3, H >= 2, W >= 2\)"),
+                       (images[:, :, :1], r"images must be \(N, 3, H >= 2, W >= 2\)")):
+        with pytest.raises(ValueError, match=match):
+            nn.init.patch_whitening_(conv.weight, bad)
+    with pytest.raises(ValueError, match="even number of output channels, at most twice the 12"):
+        nn.init.patch_whitening_(nn.Conv2d(3, 26, 2).weight, images)

@@ -9,9 +9,11 @@
 from ..nn.sk import collect_attention
 from .blocks import BasicBlock, Bottleneck, init_weights, make_stage
 from .cifar import CifarSKNet, sknet29, sknet_cifar_small, sknet_cifar_tiny
+from .fast import FastSKNet, sknet_cifar_fast
 from .registry import create, list_models, register
 from .resnet import ResNet, sknet50, sknet101, skresnet18, skresnet34, skresnext50_32x4d
 
 __all__ = ["create", "list_models", "register", "collect_attention", "ResNet", "CifarSKNet", "BasicBlock",
            "Bottleneck", "make_stage", "init_weights", "skresnet18", "skresnet34", "skresnext50_32x4d",
-           "sknet50", "sknet101", "sknet29", "sknet_cifar_tiny", "sknet_cifar_small"]
+           "sknet50", "sknet101", "sknet29", "sknet_cifar_tiny", "sknet_cifar_small", "FastSKNet",
+           "sknet_cifar_fast"]

@@ -58,3 +58,33 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     fan = _fans(tensor)[0 if mode == "fan_in" else 1]
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+
+
+def patch_whitening_(weight, images, eps=5e-4):
+    """Fill a conv weight (2k, C, kh, kw) with a whitening of the images' kh x kw patches (airbench's first
+    layer): rows k and k + K are +v / sqrt(lambda + eps) and -v / sqrt(lambda + eps) for the eigenpairs
+    (lambda, v) of the patches' covariance, largest first, so the layer maps a patch (its mean taken
+    out by the bias, when there is one) to decorrelated coordinates of unit variance, both signs.
+
+    ``images``: (N, C, H, W) array of the data the network sees (normalised as in training); N * (H-kh+1)
+    * (W-kw+1) patches are used, in float64.
+    """
+    import numpy as np  # the eigen-decomposition runs on the host, on any device's images
+
+    from ..backend import to_numpy
+    images = np.asarray(to_numpy(images), np.float64)
+    two_k, C, kh, kw = weight.shape
+    if images.ndim != 4 or images.shape[1] != C or images.shape[2] < kh or images.shape[3] < kw:
+        raise ValueError(f"patch_whitening_: images must be (N, {C}, H >= {kh}, W >= {kw}) for a weight of "
+                         f"shape {tuple(weight.shape)}, got {images.shape}")
+    if two_k % 2 or two_k // 2 > C * kh * kw:
+        raise ValueError(f"patch_whitening_: a weight of shape {tuple(weight.shape)} needs an even number of "
+                         f"output channels, at most twice the {C * kh * kw} values of a patch")
+    patches = np.lib.stride_tricks.sliding_window_view(images, (kh, kw), axis=(2, 3))  # N, C, H', W', kh, kw
+    patches = patches.transpose(0, 2, 3, 1, 4, 5).reshape(-1, C * kh * kw)
+    if len(patches) < 2:
+        raise ValueError(f"patch_whitening_: {len(patches)} patch is too few for a covariance")
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False))
+    order = np.argsort(eigenvalues)[::-1][:two_k // 2]
+    w = (eigenvectors[:, order] / np.sqrt(eigenvalues[order] + eps)).T.reshape(-1, C, kh, kw)
+    return _fill(weight, np.concatenate([w, -w]))
