@@ -436,6 +436,51 @@ def test_augmented_samples_are_crops_or_flips_of_their_source():
     assert {f for _, _, f in seen} == {0, 1} and len({(dy, dx) for dy, dx, _ in seen}) > 5
 
 
+def test_reflect_padding_crops_match_numpy():
+    x = images_by_index(4)
+    oy, ox, flip = np.array([0, 4, 2, 1]), np.array([4, 0, 2, 3]), np.array([False, True, False, True])
+    out = crop_flip(x, oy, ox, flip, 2, pad_mode="reflect")
+    for i in range(4):
+        ref = np.pad(x[i], ((0, 0), (2, 2), (2, 2)), mode="reflect")[:, oy[i]:oy[i] + 6, ox[i]:ox[i] + 5]
+        np.testing.assert_array_equal(out[i], ref[:, :, ::-1] if flip[i] else ref)
+    assert (out != 0).all()  # no zeros come in from the border
+    with pytest.raises(ValueError, match=r"a reflect pad must be smaller than the images, got pad=5"):
+        DataLoader(x, np.arange(4), 2, augment=True, pad=5, pad_mode="reflect")
+    with pytest.raises(ValueError, match="pad_mode must be 'constant' or 'reflect', got 'wrap'"):
+        DataLoader(x, np.arange(4), 2, pad_mode="wrap")
+
+
+def flips_seen(loader, x, epochs):
+    """{image index: [mirrored in epoch e]} read off the loader's batches (pad 0: the flip is all that changes)."""
+    seen = {}
+    for _ in range(epochs):
+        for out, y in loader:
+            for img, i in zip(np.rint(out * 255).astype(np.uint8), y):
+                assert np.array_equal(img, x[i]) or np.array_equal(img, x[i][..., ::-1])
+                seen.setdefault(int(i), []).append(not np.array_equal(img, x[i]))
+    return seen
+
+
+def test_alternating_flips_show_every_image_both_ways_in_two_epochs():
+    n = 200
+    x = images_by_index(n)
+    seen = flips_seen(DataLoader(x, np.arange(n), 32, shuffle=True, augment=True, pad=0, seed=4, flip="alternate"),
+                      x, 4)
+    assert all(f == [f[0], not f[0], f[0], not f[0]] for f in seen.values())
+    assert 60 < sum(f[0] for f in seen.values()) < 140  # the first epoch's flips are coin tosses
+    rand = flips_seen(DataLoader(x, np.arange(n), 32, shuffle=True, augment=True, pad=0, seed=4), x, 2)
+    assert sum(f[0] == f[1] for f in rand.values()) > 60  # random flips repeat about half the time
+    with pytest.raises(ValueError, match="flip must be 'random' or 'alternate', got 'always'"):
+        DataLoader(x, np.arange(n), 2, flip="always")
+    # sharded: the shards of every rank together are the whole batch, flips included
+    whole = collect(DataLoader(x, np.arange(n), 32, shuffle=True, augment=True, seed=4, flip="alternate"), 2)
+    shards = [collect(DataLoader(x, np.arange(n), 32, shuffle=True, augment=True, seed=4, flip="alternate",
+                                 num_replicas=2, rank=r), 2) for r in range(2)]
+    for (xw, yw), (x0, y0), (x1, y1) in zip(whole, *shards):
+        np.testing.assert_array_equal(xw, np.concatenate([x0, x1]))
+        np.testing.assert_array_equal(yw, np.concatenate([y0, y1]))
+
+
 def test_state_dict_resumes_bit_for_bit():
     x, labels = images_by_index(10), np.arange(10)
     make = functools.partial(DataLoader, x, labels, 4, shuffle=True, augment=True, cutout=2, seed=3)

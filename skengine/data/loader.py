@@ -2,11 +2,12 @@
 import numpy as np
 
 
-def crop_flip(x, oy, ox, flip, pad, xp=np):
-    """Zero-pad a uint8 batch (N, C, H, W) by `pad`, then take per sample i the H x W window
-    whose top-left corner in the padded image is (oy[i], ox[i]), mirrored left-right if flip[i]."""
+def crop_flip(x, oy, ox, flip, pad, xp=np, pad_mode="constant"):
+    """Pad a uint8 batch (N, C, H, W) by `pad` (zeros, or ``pad_mode="reflect"``: mirrored at the edge
+    pixel, as np.pad), then take per sample i the H x W window whose top-left corner in the padded image
+    is (oy[i], ox[i]), mirrored left-right if flip[i]."""
     n, c, h, w = x.shape
-    padded = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    padded = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=pad_mode)
     rows = oy[:, None] + xp.arange(h)                                               # (N, H)
     cols = ox[:, None] + xp.where(flip[:, None], xp.arange(w - 1, -1, -1), xp.arange(w))  # (N, W)
     return padded[xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None],
@@ -26,8 +27,12 @@ class DataLoader:
     """Yield (x float32 (B, C, H, W) normalised, y int64 (B,)) batches as `xp` arrays.
 
     The uint8 dataset is uploaded to `xp` once. With `augment`, each batch gets a random
-    crop of the zero-padded image (`pad`) and a horizontal flip with probability 1/2, then
-    after normalisation ((x / 255 - mean) / std) an optional `cutout` square of zeros.
+    crop of the padded image (`pad` pixels of zeros, or mirrored with ``pad_mode="reflect"``)
+    and a horizontal flip, then after normalisation ((x / 255 - mean) / std) an optional
+    `cutout` square of zeros.  ``flip="random"`` mirrors each image with probability 1/2 in
+    every epoch; ``flip="alternate"`` (airbench) mirrors each image in every other epoch:
+    at random in the first, then the opposite of the epoch before, so that any two
+    consecutive epochs show every image both ways.
 
     Randomness is counter-based: epoch e is shuffled by a generator seeded with (seed, e, 0)
     and its batch b is augmented by one seeded with (seed, e, 1, b), all drawn on the host.
@@ -43,7 +48,12 @@ class DataLoader:
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, augment=False, seed=0,
-                 drop_last=False, mean=None, std=None, pad=4, cutout=0, num_replicas=1, rank=0, xp=np):
+                 drop_last=False, mean=None, std=None, pad=4, cutout=0, num_replicas=1, rank=0, xp=np,
+                 flip="random", pad_mode="constant"):
+        if flip not in ("random", "alternate"):
+            raise ValueError(f"DataLoader: flip must be 'random' or 'alternate', got {flip!r}")
+        if pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"DataLoader: pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
         self.xp = xp
         self.images = xp.asarray(images)
         self.labels = xp.asarray(labels).astype(xp.int64, copy=False)
@@ -57,7 +67,10 @@ class DataLoader:
         self.scale = xp.asarray((1 / (255 * std)).astype(np.float32).reshape(1, -1, 1, 1))
         self.shift = xp.asarray((-mean / std).astype(np.float32).reshape(1, -1, 1, 1))
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
-        self.pad, self.cutout = pad, cutout
+        self.pad, self.cutout, self.flip, self.pad_mode = pad, cutout, flip, pad_mode
+        if pad_mode == "reflect" and pad >= min(self.images.shape[2:]):
+            raise ValueError(f"DataLoader: a reflect pad must be smaller than the images, got pad={pad} for "
+                             f"images {self.images.shape}")
         self.seed, self.epoch, self.batch = seed, 0, 0
         self.set_shard(rank, num_replicas)
 
@@ -100,7 +113,10 @@ class DataLoader:
         if self.augment:  # the draws are made for the whole batch, then cut: every shard sees its part
             oy, ox = (rng.integers(0, 2 * self.pad + 1, n)[mine] for _ in range(2))
             flip = (rng.random(n) < 0.5)[mine]
-            x = crop_flip(x, xp.asarray(oy), xp.asarray(ox), xp.asarray(flip), self.pad, xp)
+            if self.flip == "alternate":  # a fixed coin per image, turned over every epoch
+                coins = np.random.default_rng((self.seed, 2)).random(len(self.images)) < 0.5
+                flip = coins[idx[mine]] ^ bool(self.epoch % 2)
+            x = crop_flip(x, xp.asarray(oy), xp.asarray(ox), xp.asarray(flip), self.pad, xp, self.pad_mode)
         x = x * self.scale + self.shift  # uint8 * float32 -> float32
         if self.augment and self.cutout:
             cy, cx = (rng.integers(0, s, n)[mine] for s in (h, w))
