@@ -10,6 +10,7 @@ from . import lr_scheduler
 from .adam import Adam
 from .adamw import AdamW
 from .ema import ModelEMA
+from .lookahead import Lookahead
 from .lr_scheduler import (
                            ConstantLR,
                            CosineAnnealingLR,
@@ -31,4 +32,4 @@ from .sgd import SGD
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "param_groups_no_decay", "LRScheduler",
            "WarmupCosineLR", "OneCycleLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
            "ExponentialLR", "CosineAnnealingLR", "LambdaLR", "SequentialLR",
-           "CosineAnnealingWarmRestarts", "ReduceLROnPlateau", "ModelEMA", "lr_scheduler"]
+           "CosineAnnealingWarmRestarts", "ReduceLROnPlateau", "ModelEMA", "Lookahead", "lr_scheduler"]
