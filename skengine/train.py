@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .distributed import WorkerError
+from .distributed import WorkerError, world_rank
 from .training.config import DEFAULTS, ConfigError
 
 # what scripts imported from this module before it became the command alone stays importable from here
@@ -54,7 +54,10 @@ def build_parser(defaults=True):
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--processes", help="data-parallel processes, each training on its shard of every batch "
                                        "(auto: on the CPU one per BLAS thread, at most one per 64 images; "
-                                       "with --resume: the run's own count)")
+                                       "with --resume: the run's own count; under mpiexec: its -n)")
+    p.add_argument("--backend", choices=["auto", "local", "mpi"],
+                   help="how processes talk: local (forked on this machine, --processes), mpi (ranks started "
+                        "by mpiexec, on any number of hosts), auto (mpi under mpiexec, else local)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: $SKENGINE_DATA "
                                       "or ~/.cache/skengine)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction,
@@ -70,7 +73,8 @@ def build_parser(defaults=True):
 def main(argv=None):
     """The command: exit code 0 when the run ends, 2 for a setting that cannot work (one line on stderr,
     before anything is written), 130 after a Ctrl-C (with the command that continues the run), 1 when a
-    data-parallel process fails."""
+    data-parallel process fails.  Under mpiexec every rank runs this; rank 0 alone reports, and a rank
+    that fails aborts the job (MPI_Abort, exit code 1 or 130)."""
     parser = build_parser()
     parser.parse_args(argv)  # --help, and what argparse itself refuses
     try:
@@ -83,7 +87,7 @@ def main(argv=None):
         parser.exit(130, f"{parser.prog}: aborted; checkpoints written before (if any) are kept\n")
     if result.get("interrupted"):
         sys.exit(130)
-    if "test_acc" in result:
+    if "test_acc" in result and world_rank() == 0:
         tta = result.get("test_acc_tta")
         print(f"final test accuracy: {100 * result['test_acc']:.2f}%"
               + (f", {100 * tta:.2f}% with flip TTA" if tta is not None else ""))

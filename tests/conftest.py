@@ -55,3 +55,37 @@ def deadline():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return str(write_cifar(tmp_path_factory.mktemp("cifar")))
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (where `pip install mpich` puts it, in a venv too), else on PATH; None
+    when it or mpi4py is missing."""
+    import importlib.util
+    import shutil
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    exe = here if os.access(here, os.X_OK) else shutil.which("mpiexec")
+    return exe if exe and importlib.util.find_spec("mpi4py") else None
+
+
+@pytest.fixture(scope="session")
+def mpiexec():
+    """``run(n, args, timeout=120, env=None)``: ``mpiexec -n n python args...`` from the checkout, returning the
+    CompletedProcess with ``elapsed`` seconds.  Skips without mpi4py and mpiexec (``pip install -e '.[dev]'``
+    brings both), except in CI (CI=true), where the MPI tests must run."""
+    import subprocess
+    import time
+    exe = find_mpiexec()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("the MPI tests must run in CI, but mpi4py or mpiexec is missing (pip install -e '.[dev]')")
+        pytest.skip("needs mpi4py and mpiexec: pip install skengine[mpi]")
+
+    def run(n, args, timeout=120, env=None):
+        env = dict(os.environ, **(env or {}))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), ROOT) if p)
+        t0 = time.monotonic()
+        done = subprocess.run([exe, "-n", str(n), sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done.elapsed = time.monotonic() - t0
+        return done
+    return run

@@ -1,8 +1,13 @@
-"""Data parallelism over forked processes (skengine.distributed): the all-reduce sums exactly and
-identically on every rank, averaged gradients equal the whole batch's gradient, a rank that dies
-is reported instead of hanging, and the loader's and evaluator's shards add up to the whole."""
+"""Data parallelism (skengine.distributed), both backends: over forked processes (local) the all-reduce sums
+exactly and identically on every rank, broadcast copies the root's bits, averaged gradients equal the whole
+batch's gradient, a rank that dies is reported instead of hanging, and the loader's and evaluator's shards
+add up to the whole; under mpiexec (the mpi backend, tests/mpi/collectives.py) the same collectives and
+gradients, and a few SGD steps on shards equal one process on the whole batch."""
 import os
+import re
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +18,19 @@ import skengine.functional as F
 import skengine.nn as nn
 from skengine.autograd import Tensor
 from skengine.data import DataLoader
-from skengine.distributed import ProcessGroup, WorkerError, average_gradients, float_buffers, vector_size
+from skengine.distributed import (
+    Group,
+    MPIGroup,
+    ProcessGroup,
+    WorkerError,
+    average_gradients,
+    float_buffers,
+    launched_rank,
+    launched_size,
+    mpi_requested,
+    vector_size,
+)
+from skengine.distributed.mpi import RANK_VARS, SIZE_VARS
 from skengine.evaluate import evaluate
 
 pytestmark = pytest.mark.usefixtures("deadline")  # a hung group fails its test, not the suite
@@ -271,3 +288,119 @@ def test_a_rank_that_was_stopped_itself_does_not_blame_the_others():
 def test_bad_timeout_is_named(timeout):
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
         ProcessGroup(1, 4, timeout=timeout)
+
+
+# ---------------------------------------------------------------- the communicator interface, local backend
+
+@pytest.mark.parametrize("root", [0, 2])
+def test_local_broadcast_gives_every_rank_the_roots_bits(root):
+    def fn(group):
+        vec = np.random.default_rng(group.rank).standard_normal(6)
+        vec[:2] = np.nan, -0.0  # a sum with zeros would turn -0.0 into 0.0: the broadcast copies
+        got = group.broadcast(vec, root)
+        want = np.random.default_rng(root).standard_normal(6)
+        want[:2] = np.nan, -0.0
+        return group.all_reduce([got.tobytes() != want.tobytes()])[0]
+
+    assert run_group(3, 6, fn) == 0
+
+
+def test_local_broadcast_root_must_be_a_rank():
+    with pytest.raises(ValueError, match=r"root must be in \[0, world_size=1\), got 1"):
+        ProcessGroup(1, 2).broadcast(np.zeros(2), root=1)
+
+
+def test_local_barrier_waits_for_the_last_rank():
+    import time
+
+    def fn(group):
+        t0 = time.perf_counter()
+        if group.rank == 1:
+            time.sleep(0.5)
+        group.barrier()
+        return time.perf_counter() - t0
+
+    assert run_group(2, 1, fn) > 0.45
+
+
+def test_local_abort_kills_the_workers_at_once():
+    import time
+
+    def fn(group):
+        while True:
+            group.all_reduce(np.ones(2))
+
+    group = ProcessGroup(2, 2).start(fn)
+    group.all_reduce(np.ones(2))
+    proc, t0 = group.workers[0], time.monotonic()
+    group.abort()
+    assert not proc.is_alive() and time.monotonic() - t0 < 10 and group.workers == []
+
+
+@pytest.mark.gpu
+def test_device_vectors_are_staged_through_the_host_and_come_back_on_the_device():
+    """A CuPy vector through the local group, and average_gradients on a model on the device: the results
+    are device arrays with the host's numbers (one rank: forking a CUDA process is not allowed)."""
+    from skengine.backend import device_of, to_numpy
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)).to("cuda")
+    net = tiny_net().eval()
+    F.cross_entropy(net(Tensor(x.data.get())), np.array([0, 1, 2, 0])).backward()
+    host = [p.grad.data.copy() for p in net.parameters()]
+    net.zero_grad()
+    net.to("cuda")
+    F.cross_entropy(net(x), Tensor(np.array([0, 1, 2, 0])).to("cuda").data).backward()
+    group = ProcessGroup(1, vector_size(net, 0))
+    total = group.all_reduce(net[0].weight.data.ravel())
+    assert device_of(total) == "cuda" and np.array_equal(to_numpy(total), to_numpy(net[0].weight.data).ravel())
+    assert average_gradients(group, list(net.parameters()), float_buffers(net), 4)[0] == 4
+    for p, h in zip(net.parameters(), host):
+        assert device_of(p.grad.data) == "cuda"
+        np.testing.assert_allclose(to_numpy(p.grad.data), h, rtol=1e-5, atol=1e-6)
+
+
+def test_both_backends_implement_the_interface():
+    for cls in (ProcessGroup, MPIGroup):
+        assert issubclass(cls, Group)
+        for name in ("all_reduce", "broadcast", "barrier", "abort", "close"):
+            assert getattr(cls, name) is not getattr(Group, name) or name == "barrier", (cls, name)
+
+
+def test_mpi_is_neither_imported_nor_asked_for_without_a_launcher(monkeypatch):
+    """mpi4py initialises MPI on import: a plain run must not import it, and only a launcher of 2+ ranks (or
+    backend "mpi") asks for it."""
+    code = ("import sys, skengine, skengine.train, skengine.distributed\n"
+            "from skengine.training import loop, config\n"
+            "print('mpi4py' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k not in SIZE_VARS + RANK_VARS}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "False", run.stdout + run.stderr
+    for name in SIZE_VARS + RANK_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert (launched_size(), launched_rank(), mpi_requested("auto"), mpi_requested("mpi")) == (1, 0, False, True)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    assert (launched_size(), launched_rank(), mpi_requested("auto"), mpi_requested("local")) == (4, 3, True, False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    assert not mpi_requested("auto")
+
+
+# ---------------------------------------------------------------- the mpi backend, under mpiexec
+
+COLLECTIVES = os.path.join(os.path.dirname(__file__), "mpi", "collectives.py")
+FAKE_CUPY = os.path.join(os.path.dirname(__file__), "fake_cupy")
+
+
+@pytest.mark.parametrize("ranks,device", [(2, "cpu"), (3, "cpu"), (2, "cuda")])
+def test_mpi_collectives_gradients_and_training_under_mpiexec(mpiexec, ranks, device):
+    """tests/mpi/collectives.py on every rank: all_reduce against analytic sums (integers: exact) with the same
+    bits on every rank (also for values whose sum depends on the order), 8 MB vectors, broadcast from two
+    roots bit for bit, barrier; the averaged gradients of uneven shards equal the whole batch's (rtol 1e-5,
+    atol 1e-6: float32 rounding); five SGD steps on shards, after broadcast_parameters from differently
+    initialised replicas, equal one process on the whole batches (same tolerance).  "cuda" runs on the fake
+    device (tests/fake_cupy): device vectors come back on the device, staged through the host."""
+    env = {"PYTHONPATH": FAKE_CUPY} if device == "cuda" else None
+    run = mpiexec(ranks, [COLLECTIVES, "--device", device], timeout=120, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    # mpiexec interleaves the ranks' output: find each rank's word anywhere
+    assert sorted(int(r) for r in re.findall(r"rank (\d+) ok", run.stdout)) == list(range(ranks)), out[-4000:]

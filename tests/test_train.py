@@ -500,3 +500,98 @@ def test_resume_keeps_no_download_and_nested_numpy_settings(data_dir, tmp_path, 
     assert resolved["download"] is False and resolved["model_kwargs"] == {"sk_kwargs": {"reduction": 8}}
     train.train({"resume": str(tmp_path)})
     assert skengine.load(tmp_path / "checkpoint.npz")["epoch"] == 2
+
+
+# ---------------------------------------------------------------- MPI: mpiexec -n 2 (the mpiexec fixture, conftest.py)
+
+MPI_FAULTS = os.path.join(os.path.dirname(__file__), "mpi", "train_faults.py")
+
+
+def mpi_argv(data_dir, out, *extra):
+    """The command line of cfg(data_dir, out): the settings of the straight2 run."""
+    return ["--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 2, "--batch-size", 64,
+            "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", "--label-smoothing", 0, *extra]
+
+
+@pytest.fixture(scope="module")
+def straight_mpi(mpiexec, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight_mpi")
+    run = mpiexec(2, ["-m", "skengine.train", *mpi_argv(data_dir, out)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out, run
+
+
+def test_mpi_readme_command_trains_with_rank_0_alone_reporting(mpiexec, data_dir, tmp_path):
+    """The README's line, on the fake CIFAR folder: both ranks train, rank 0 alone prints and writes."""
+    run = mpiexec(2, ["-m", "skengine.train", "--model", "sknet_cifar_tiny", "--limit-train", 2048, "--epochs", 1,
+                      "--data-dir", data_dir, "--out", tmp_path / "run"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("final test accuracy") == 1, run.stdout
+    assert run.stderr.count("2 MPI ranks") == 1 and run.stderr.count("epoch 1: train loss") == 1, run.stderr
+    ckpt = skengine.load(tmp_path / "run" / "checkpoint.npz")
+    assert ckpt["config"]["processes"] == 2 and ckpt["blas_threads"] >= 1 and len(ckpt["history"]) == 1
+    for name in ("best.npz", "config.json", "metrics.csv", "confusion.txt"):
+        assert (tmp_path / "run" / name).exists(), name
+
+
+@two_processes
+def test_mpi_ranks_train_the_weights_of_two_local_processes(straight_mpi, straight2):
+    """The same shards, the same sums (2 ranks: IEEE addition commutes), the same one-thread BLAS on 2 cores:
+    equal to float32 rounding (rtol 1e-5, atol 1e-6; bit for bit on this project's 2-core machines).  One
+    process on the whole batch differs by design: BatchNorm normalises each shard by its own statistics (the
+    BatchNorm-free check against one process is tests/mpi/collectives.py)."""
+    out, _ = straight_mpi
+    mpi, local = weights(out), weights(straight2)
+    assert mpi.keys() == local.keys()
+    for k in local:
+        np.testing.assert_allclose(mpi[k], local[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    h_mpi, h_local = (skengine.load(o / "checkpoint.npz")["history"] for o in (out, straight2))
+    assert [h["test_acc"] for h in h_mpi] == [h["test_acc"] for h in h_local]  # the sharded test pass adds up
+
+
+def test_mpi_ctrl_c_on_one_rank_stops_all_and_resume_is_bit_for_bit(mpiexec, data_dir, tmp_path, straight_mpi):
+    """Rank 1 alone gets the Ctrl-C after step 3: every rank stops after step 4, rank 0 checkpoints; resuming
+    with another rank count is refused in one line naming both; with mpiexec -n 2 it ends with the weights of
+    the uninterrupted MPI run, bit for bit."""
+    run = mpiexec(2, [MPI_FAULTS, "interrupt", 1, 3, "--", *mpi_argv(data_dir, tmp_path)])
+    assert run.returncode == 130, run.stderr[-3000:]
+    assert f"continue with: mpiexec -n 2 python -m skengine.train --resume {tmp_path}" in run.stderr
+    ckpt = skengine.load(tmp_path / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["loader"]["batch"]) == (1, 4)
+    wrong = mpiexec(3, ["-m", "skengine.train", "--resume", tmp_path])
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
+    assert "the run was trained on 2 processes and mpiexec started 3; resume it with mpiexec -n 2" in wrong.stderr
+    resumed = mpiexec(2, ["-m", "skengine.train", "--resume", tmp_path])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = weights(straight_mpi[0])
+    for k, v in weights(tmp_path).items():
+        np.testing.assert_array_equal(v, straight[k], err_msg=k)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_failing_mpi_rank_aborts_every_rank_within_seconds(mpiexec, data_dir, tmp_path, rank):
+    """One rank raises in step 3 while the other waits in its next all-reduce: the job ends at once (MPI_Abort),
+    non-zero, naming the rank, instead of hanging."""
+    run = mpiexec(2, [MPI_FAULTS, "raise", rank, 3, "--", *mpi_argv(data_dir, tmp_path)], timeout=120)
+    assert run.returncode != 0 and run.elapsed < 30, (run.returncode, run.elapsed)
+    assert f"rank {rank} of 2 failed (RuntimeError: injected failure in step 3); aborting every rank" in run.stderr
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_mpi_settings_that_cannot_work_are_one_line_from_the_launchers_rank_0(data_dir, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Checked without starting MPI: --processes N with the mpi backend, and --backend local under a launcher
+    (which would train N separate runs), refused before anything is written; only rank 0 says so."""
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match=r"--processes 2: under MPI the number of processes is the launcher's"):
+        config.resolve(cfg(data_dir, tmp_path / "a", processes=2, backend="mpi"))
+    with pytest.raises(ConfigError, match=r"--backend must be one of auto, local, mpi, got 'nccl'"):
+        config.resolve(cfg(data_dir, tmp_path / "a", backend="nccl"))
+    monkeypatch.setenv("PMI_SIZE", "2")
+    for rank, expected in (("0", "--backend local under an MPI launcher of 2 ranks would train 2 separate runs"),
+                           ("1", None)):
+        monkeypatch.setenv("PMI_RANK", rank)
+        code, _, err = run_cli(small_argv(data_dir, tmp_path / "out", "--backend", "local"), capsys)
+        assert code == 2 and (expected in err and err.count("\n") == 1 if expected else err == ""), err
+    assert not (tmp_path / "out").exists()

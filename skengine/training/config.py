@@ -7,16 +7,18 @@ import os
 import numpy as np
 
 from ..backend import resolve_device
+from ..distributed import launched_size, mpi_requested
 from ..models import list_models
 from ..serialization import load
 
 DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", epochs=14, batch_size=256, lr=0.2,
                 wd=5e-4, momentum=0.9, optimizer="sgd", schedule="onecycle", warmup_epochs=1.0, label_smoothing=0.1,
                 cutout=0, ema=0.0, tta=True, seed=0, limit_train=None, limit_test=None, device="auto",
-                processes="auto", data_dir=None, download=True, out="runs/latest", resume=None, overwrite=False)
+                processes="auto", backend="auto", data_dir=None, download=True, out="runs/latest", resume=None,
+                overwrite=False)
 
 # what a resumed run may change: where it runs, where it writes, and nothing of what it computes
-WHERE = ("out", "resume", "device", "data_dir", "processes", "download", "overwrite")
+WHERE = ("out", "resume", "device", "data_dir", "processes", "backend", "download", "overwrite")
 KEPT = ("data_dir", "processes", "download")  # of WHERE: the run's own unless given
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "loader", "rng", "ema", "epoch", "history",
                    "best_acc", "partial")
@@ -68,7 +70,8 @@ def validate(cfg):
     if not isinstance(cfg["model_kwargs"], dict):
         raise ConfigError(f"--model-kwargs must be a JSON object, got {cfg['model_kwargs']!r}")
     for key, choices in (("dataset", ("cifar10", "cifar100")), ("optimizer", ("sgd", "adamw")),
-                         ("schedule", ("onecycle", "cosine", "step")), ("device", ("auto", "cpu", "cuda"))):
+                         ("schedule", ("onecycle", "cosine", "step")), ("device", ("auto", "cpu", "cuda")),
+                         ("backend", ("auto", "local", "mpi"))):
         if cfg[key] not in choices:
             raise ConfigError(f"{_flag(key)} must be one of {', '.join(choices)}, got {cfg[key]!r}")
     if cfg["device"] == "cuda":
@@ -103,6 +106,12 @@ def validate(cfg):
         if n > 1 and n > cfg["batch_size"] // 2:
             raise ConfigError(f"--processes {n} is more than half of --batch-size {cfg['batch_size']}: "
                               f"BatchNorm needs at least 2 images per process")
+        if n > 1 and mpi_requested(cfg["backend"]):
+            raise ConfigError(f"--processes {n}: under MPI the number of processes is the launcher's "
+                              f"(mpiexec -n {n}); leave --processes out")
+    if cfg["backend"] == "local" and launched_size() > 1:
+        raise ConfigError(f"--backend local under an MPI launcher of {launched_size()} ranks would train "
+                          f"{launched_size()} separate runs: use --backend mpi (or auto), or run without mpiexec")
     if cfg["data_dir"] is not None and not os.path.isdir(cfg["data_dir"]):
         folder = "cifar-10-batches-py" if cfg["dataset"] == "cifar10" else "cifar-100-python"
         raise ConfigError(f"--data-dir {cfg['data_dir']} is not a folder (it should hold {folder}/; leave "
@@ -185,6 +194,8 @@ def resolve(given):
     cfg = {**saved, **where, "resume": cfg["resume"]}
     if "out" not in given:
         cfg["out"] = os.path.dirname(path) or "."
+    if "processes" not in where and mpi_requested(cfg["backend"]):
+        cfg["processes"] = "auto"  # the launcher's count, which loop.train checks against the run's own
     validate(cfg)
     if "processes" not in where and resolve_device(cfg["device"]) == "cuda":
         cfg["processes"] = "auto"  # CUDA runs one process

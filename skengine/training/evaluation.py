@@ -13,8 +13,8 @@ def evaluate(model, loader, tta=False, all_reduce=None, num_classes=None):
     With ``tta`` the logits of each image and its horizontal mirror are
     averaged, and the result also holds ``plain_loss`` and ``plain_acc``: the
     same numbers from the unmirrored images alone, which that pass computes anyway.
-    ``all_reduce`` (data parallel: ``ProcessGroup.all_reduce``, every rank's
-    loader yielding its shard) sums the counts of all ranks before the means;
+    ``all_reduce`` (data parallel: the group's ``all_reduce``, local or MPI, every
+    rank's loader yielding its shard) sums the counts of all ranks before the means;
     ``num_classes`` sizes the confusion matrix of a rank whose shards were all empty.
     """
     was_training = model.training

@@ -2,6 +2,7 @@
 data-parallel rank, checkpoints and resume.  The command line is ``skengine/train.py``; what a run
 reports (progress, metrics.csv, curves, confusion table) is ``report.py``."""
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -11,13 +12,25 @@ import shutil
 import signal
 import sys
 import time
+import traceback
+
+import numpy as np
 
 from .. import functional as F
 from .. import random as sk_random
 from ..autograd import Tensor
 from ..backend import array_module, resolve_device
 from ..data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
-from ..distributed import ProcessGroup, average_gradients, float_buffers, vector_size
+from ..distributed import (
+    MPIGroup,
+    ProcessGroup,
+    average_gradients,
+    broadcast_parameters,
+    float_buffers,
+    launched_rank,
+    mpi_requested,
+    vector_size,
+)
 from ..models import create
 from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
 from ..parallel import get_num_threads, set_num_threads
@@ -110,34 +123,136 @@ def start_folder(cfg, config):
 def train(cfg):
     """Run training as configured (a dict with some of DEFAULTS' keys, the others default); return the last
     epoch's metrics (with "interrupted": (epoch, step) if a Ctrl-C stopped it).  Every setting is checked
-    (ConfigError) and the data and the model are set up before anything is written."""
-    cfg, resume, notes = resolve(cfg)
-    for note in notes:
-        print(f"--resume: {note}", file=sys.stderr)
-    device = resolve_device(cfg["device"])
-    cfg["processes"] = world = resolve_processes(cfg["processes"], device, cfg["batch_size"])
+    (ConfigError) and the data and the model are set up before anything is written.
 
-    sk_random.manual_seed(cfg["seed"])
-    (x_train, y_train), (x_test, y_test), names = load_data(cfg)
+    Under an MPI launcher (or with backend "mpi") this runs on every rank: rank 0 reads the settings and the
+    checkpoint and hands them to the others; a setting that fails on any rank stops every rank (only the
+    lowest failing rank reports it); an error or a second Ctrl-C on one rank aborts the whole job (MPI_Abort)
+    with a message naming that rank."""
+    group = _mpi_group(cfg.get("backend", "auto"))
+    if group is None:
+        try:
+            return _train(cfg, None)
+        except ConfigError:  # under a launcher without MPI (--backend local, refused): its rank 0 alone says so
+            if launched_rank() == 0:
+                raise
+            raise SystemExit(2) from None
+    threads = get_num_threads()
+    try:
+        return _train(cfg, group)
+    except (ConfigError, SystemExit):  # reached on every rank together (_together, a collective NaN stop)
+        raise
+    except BaseException as e:  # this rank alone: the others would wait for it in their next collective
+        if group.world_size == 1:
+            raise
+        traceback.print_exc()
+        what = "was interrupted" if isinstance(e, KeyboardInterrupt) else f"failed ({type(e).__name__}: {e})"
+        print(f"skengine-train: rank {group.rank} of {group.world_size} {what}; aborting every rank",
+              file=sys.stderr)
+        group.abort(130 if isinstance(e, KeyboardInterrupt) else 1)
+    finally:
+        set_num_threads(threads)
+
+
+def _mpi_group(backend):
+    """An MPIGroup when MPI is asked for (--backend mpi, or auto under a launcher of 2+ ranks), else None."""
+    if not mpi_requested(backend):
+        return None
+    try:
+        return MPIGroup()
+    except RuntimeError as e:  # no mpi4py: the same on every rank, so the launcher's rank 0 alone says it
+        if launched_rank() == 0:
+            raise ConfigError(f"--backend {backend}: {e}") from None
+        raise SystemExit(2) from None
+
+
+def _together(group, fn):
+    """``fn()``; under MPI every rank learns whether it raised ConfigError on any rank, and then all stop:
+    the lowest failing rank raises its error (named by rank), the others exit with code 2, unheard."""
+    error = value = None
+    try:
+        value = fn()
+    except ConfigError as e:
+        error = e
+    if group is None:
+        if error is not None:
+            raise error
+        return value
+    failed = np.zeros(group.world_size)
+    failed[group.rank] = error is not None
+    failed = np.flatnonzero(group.all_reduce(failed))
+    if len(failed):
+        if group.rank == failed[0]:
+            raise ConfigError(str(error) if group.rank == 0 else f"rank {group.rank}: {error}")
+        raise SystemExit(2)
+    return value
+
+
+def _resolve(cfg, group):
+    """config.resolve on rank 0, its result (or its error) handed to every rank."""
+    if group is None:
+        return resolve(cfg)
+    result = None
+    if group.rank == 0:
+        try:
+            result = resolve(cfg)
+        except ConfigError as e:
+            result = e
+    result = group.broadcast_object(result)
+    if isinstance(result, ConfigError):
+        if group.rank == 0:
+            raise result
+        raise SystemExit(2)
+    return result
+
+
+def _train(cfg, mpi):
+    cfg, resume, notes = _resolve(cfg, mpi)
+    rank = mpi.rank if mpi else 0
+    say = functools.partial(print, file=sys.stderr) if rank == 0 else lambda *a, **k: None
+    for note in notes:
+        say(f"--resume: {note}")
+    device = resolve_device(cfg["device"])
+    if mpi:  # ranks sharing a host share its cores: a one-thread BLAS each on 2 ranks of 2 cores
+        set_num_threads(max(1, get_num_threads() // mpi.local_size))
+        if device == "cuda":
+            _use_gpu(mpi.local_rank)
+
+    def setup():
+        if mpi:
+            world = cfg["processes"] = _mpi_world(mpi, cfg, resume)
+        else:
+            world = cfg["processes"] = resolve_processes(cfg["processes"], device, cfg["batch_size"])
+        sk_random.manual_seed(cfg["seed"])
+        data = _load_data_in_turn(cfg, mpi)
+        return (world,) + data
+
+    world, (x_train, y_train), (x_test, y_test), names = _together(mpi, setup)
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped
     short = 0 < len(x_train) % cfg["batch_size"] < 2 * world
     if short:
-        print(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
-              f"BatchNorm needs at least 2 per process", file=sys.stderr)
+        say(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
+            f"BatchNorm needs at least 2 per process")
     loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
                         drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
-    if len(loader) == 0:
-        raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
-                          f"{cfg['batch_size']} with at least 2 images per process")
 
-    try:
-        model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
-    except (TypeError, ValueError) as e:
-        kwargs = json.dumps(cfg["model_kwargs"], default=str)
-        raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
+    def build():
+        if len(loader) == 0:
+            raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
+                              f"{cfg['batch_size']} with at least 2 images per process")
+        try:
+            model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
+        except (TypeError, ValueError) as e:
+            kwargs = json.dumps(cfg["model_kwargs"], default=str)
+            raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
+        return model
+
+    model = _together(mpi, build)
+    if mpi:  # replicas built apart (other hosts, other library versions) start from rank 0's weights
+        broadcast_parameters(mpi, list(model.parameters()) + float_buffers(model))
     groups = param_groups_no_decay(model, cfg["wd"])
     if cfg["optimizer"] == "sgd":
         opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
@@ -146,27 +261,36 @@ def train(cfg):
     sched = build_schedule(cfg, opt, len(loader))
     ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
 
-    run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names))
+    run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names),
+              blas_threads=get_num_threads() if mpi else None)
     if resume is not None:
-        try:
-            run.restore(resume)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
-        print(f"resumed from {cfg['resume']} at epoch {run.start_epoch}", file=sys.stderr)
+        def restore():
+            try:
+                run.restore(resume)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
+        _together(mpi, restore)
+        say(f"resumed from {cfg['resume']} at epoch {run.start_epoch}")
         saved_threads = resume.get("blas_threads")
         if saved_threads is not None and saved_threads != run.blas_threads:
-            print(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
-                  f"{run.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
-                  f"restores that)", file=sys.stderr)
+            say(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
+                f"{run.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
+                f"restores that)")
 
     out = cfg["out"]
-    start_folder(cfg, {**cfg, "resolved_device": device})
+    _together(mpi, lambda: rank == 0 and start_folder(cfg, {**cfg, "resolved_device": device}))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
-          + (f", {world} data-parallel processes" if world > 1 else ""), file=sys.stderr)
+    say(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
+        + (f", {world} MPI ranks" if mpi and world > 1 else f", {world} data-parallel processes" if world > 1 else ""))
 
     if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
-        result, final = (run.history[-1] if run.history else {}), _test(model, ema, test_loader, cfg["tta"])
+        result = run.history[-1] if run.history else {}
+        if mpi:
+            test_loader.set_shard(mpi.rank, mpi.world_size)
+        final = _test(model, ema, test_loader, cfg["tta"], mpi, len(names))
+    elif mpi:
+        with StopRequested() as stop:  # the launcher passes a Ctrl-C to every rank
+            result, final = run.fit(mpi, stop)
     else:
         size = max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names)))  # a step's or a test's
         group = ProcessGroup(world, size) if world > 1 else None
@@ -182,15 +306,55 @@ def train(cfg):
             if group:  # after an error or a second Ctrl-C the workers are killed, not waited for
                 group.close(abort=failed)
                 set_num_threads(threads)
-        if final is None:  # interrupted, with the checkpoint written
-            print(f"interrupted at epoch {run.interrupted['epoch']} step {run.interrupted['step']}; continue "
-                  f"with: python -m skengine.train --resume {shlex.quote(out)}", file=sys.stderr)
-            return {**result, "interrupted": run.interrupted}
-    table = confusion_table(final["confusion"], names)
-    with open(os.path.join(out, "confusion.txt"), "w") as f:
-        f.write(table + "\n")
-    print(table, file=sys.stderr)
+    if final is None:  # interrupted, with the checkpoint written
+        launch = f"mpiexec -n {world} " if mpi else ""
+        say(f"interrupted at epoch {run.interrupted['epoch']} step {run.interrupted['step']}; continue "
+            f"with: {launch}python -m skengine.train --resume {shlex.quote(out)}")
+        return {**result, "interrupted": run.interrupted}
+    if rank == 0:
+        table = confusion_table(final["confusion"], names)
+        with open(os.path.join(out, "confusion.txt"), "w") as f:
+            f.write(table + "\n")
+        say(table)
     return result
+
+
+def _mpi_world(mpi, cfg, resume):
+    """The launcher's rank count, checked against the batch and, on resume, against the run's own count."""
+    world = mpi.world_size
+    if world > cfg["batch_size"] // 2 and world > 1:
+        raise ConfigError(f"mpiexec started {world} ranks, more than half of --batch-size {cfg['batch_size']}: "
+                          f"BatchNorm needs at least 2 images per process")
+    saved = resume and resume["config"].get("processes", 1)
+    if resume and saved != world:
+        raise ConfigError(f"--resume {cfg['resume']}: the run was trained on {saved} processes and mpiexec "
+                          f"started {world}; resume it with mpiexec -n {saved}")
+    return world
+
+
+def _load_data_in_turn(cfg, mpi):
+    """load_data; under MPI the first rank of each host first (it downloads the data if absent), then the
+    others, so that ranks sharing a disk do not download it side by side."""
+    if mpi is None or mpi.world_size == 1:
+        return load_data(cfg)
+    data, error = None, None
+    if mpi.local_rank == 0:
+        try:
+            data = load_data(cfg)
+        except ConfigError as e:
+            error = e
+    mpi.barrier()
+    if error is not None:
+        raise error
+    return data if data is not None else load_data(cfg)
+
+
+def _use_gpu(local_rank):
+    """One GPU per rank on a host with several (rank i of a host on GPU i mod count); with one, they share it."""
+    cp = array_module("cuda")
+    count = cp.cuda.runtime.getDeviceCount()
+    if count > 1:
+        cp.cuda.Device(local_rank % count).use()
 
 
 def resolve_processes(value, device, batch_size):
@@ -219,13 +383,14 @@ class Run:
     (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
     """
 
-    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes):
+    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes, blas_threads=None):
         self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
         self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
         self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
         self.interrupted = None  # {"epoch", "step"} where a Ctrl-C stopped fit
-        # BLAS threads of each process while it computes: bit-exact resume needs the same (ranks run one each)
-        self.blas_threads = 1 if cfg["processes"] > 1 else get_num_threads()
+        # BLAS threads of each process while it computes: bit-exact resume needs the same (forked ranks run
+        # one each; MPI ranks what train set)
+        self.blas_threads = blas_threads or (1 if cfg["processes"] > 1 else get_num_threads())
 
     def restore(self, state):
         """Continue from a checkpoint (what ``checkpoint`` wrote)."""
@@ -291,8 +456,9 @@ class Run:
                 if bad:
                     kept = (f"the last good checkpoint is {ckpt_path}" if os.path.exists(ckpt_path) else
                             "no checkpoint was written yet")
-                    raise SystemExit(f"training stopped: {failure or 'the loss is not finite on another process'} "
-                                     f"at epoch {epoch}, step {loader.batch}; {kept}")
+                    why = failure or "the loss is not finite on another process"
+                    raise SystemExit(1 if rank else f"training stopped: {why} at epoch {epoch}, step {loader.batch}; "
+                                                    f"{kept}")
                 opt.step()
                 sched.step()
                 if ema:

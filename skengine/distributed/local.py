@@ -1,25 +1,13 @@
-"""Data parallelism on one machine: several processes share each batch and sum their gradients.
+"""Data parallelism on one machine without a launcher: ranks forked from this process, exchanging vectors
+through shared memory (the ``local`` backend, the trainer's default on one machine).
 
-On a CPU this engine's elementwise passes and im2col copies run on one core
-each, and a BLAS splits the small matmuls of a small network poorly, so a
-second BLAS thread adds little; two processes with a one-thread BLAS each
-train 1.6-1.8x faster on 2 cores than one process with two (benchmarks/RESULTS.md).
-The scheme is PyTorch's DistributedDataParallel: every process holds a full
-replica, computes the gradient of its shard of the batch, the gradients are
-summed (each weighted by its shard's share of the batch), and every replica
-takes the same optimizer step with the same summed gradient, so the
-replicas stay bit-identical.  BatchNorm normalises each shard by its own
-statistics (DDP without SyncBatchNorm); the running statistics are averaged.
-
-Mechanics: ``ProcessGroup(world_size, numel)`` maps a shared float64 buffer
-of one row per rank plus one for the result; ``start(fn)`` forks the
-workers (ranks 1..world_size-1), each running ``fn(group)``.  ``all_reduce``
-writes this rank's row, rank 0 sums the rows in a fixed order into the
-result row, and a byte over a pipe per worker says "written" and "summed".
-A process that dies closes its pipe, so the others get an error instead of
-waiting for ever; one that is stopped or hangs is given ``timeout`` seconds
-(WorkerError naming its rank), and ``close(abort=True)`` kills the workers
-(SIGKILL: a stopped process ignores anything else) without waiting.
+``ProcessGroup(world_size, numel)`` maps a shared float64 buffer of one row per rank plus one for the
+result; ``start(fn)`` forks the workers (ranks 1..world_size-1), each running ``fn(group)``.  A collective
+writes this rank's row, rank 0 combines the rows in a fixed order into the result row (a sum, or a copy of
+the root's row for a broadcast), and a byte over a pipe per worker says "written" and "combined".
+A process that dies closes its pipe, so the others get an error instead of waiting for ever; one that is
+stopped or hangs is given ``timeout`` seconds (WorkerError naming its rank), and ``close(abort=True)``
+kills the workers (SIGKILL: a stopped process ignores anything else) without waiting.
 """
 import math
 import mmap
@@ -29,15 +17,16 @@ import signal
 
 import numpy as np
 
-from .autograd import Tensor
-from .parallel import get_num_threads, set_num_threads
+from ..backend import get_array_module, to_numpy
+from ..parallel import get_num_threads, set_num_threads
+from .group import Group
 
 
 class WorkerError(RuntimeError):
     """Another process of the group failed or went away."""
 
 
-class ProcessGroup:
+class ProcessGroup(Group):
     """Rank 0 (this process) and ``world_size - 1`` forked workers, summing vectors of up to ``numel``."""
 
     def __init__(self, world_size, numel, timeout=600.0):
@@ -79,22 +68,45 @@ class ProcessGroup:
 
     def all_reduce(self, vec):
         """The sum over ranks of each rank's ``vec`` (1-D, at most ``numel`` long), identical on every rank."""
+        return self._collective(vec, "all_reduce", lambda n: np.sum(self.rows[:self.world_size, :n], axis=0,
+                                                                    out=self.rows[-1, :n]))
+
+    def broadcast(self, vec, root=0):
+        """Rank ``root``'s ``vec`` (at most ``numel`` long) on every rank, bit for bit."""
+        if not 0 <= root < self.world_size:
+            raise ValueError(f"broadcast: root must be in [0, world_size={self.world_size}), got {root!r}")
+
+        def copy(n):
+            self.rows[-1, :n] = self.rows[root, :n]
+        return self._collective(vec, "broadcast", copy)
+
+    def _collective(self, vec, name, combine):
+        xp = get_array_module(vec)
+        vec = to_numpy(vec).ravel()  # a CuPy vector is staged through the host
         n = len(vec)
         if n > self.numel:
-            raise ValueError(f"all_reduce: vector of {n} values, the group was made for {self.numel}")
+            raise ValueError(f"{name}: vector of {n} values, the group was made for {self.numel}")
         self.rows[self.rank, :n] = vec
         if self.world_size == 1:
-            return self.rows[0, :n].copy()
-        if self.rank == 0:
+            combine(n)
+        elif self.rank == 0:
             for r, pipe in enumerate(self.pipes, 1):
                 self._recv(pipe, f"worker rank {r}")
-            np.sum(self.rows[:self.world_size, :n], axis=0, out=self.rows[-1, :n])
+            combine(n)
             for r, pipe in enumerate(self.pipes, 1):
                 self._send(pipe, f"worker rank {r}")
         else:
             self._send(self.pipes[0], "rank 0")
             self._recv(self.pipes[0], "rank 0")
-        return self.rows[-1, :n].copy()
+        out = self.rows[-1, :n].copy()
+        return out if xp is np else xp.asarray(out)
+
+    def abort(self, code=1):
+        """Rank 0: kill the workers now; a worker: exit now with ``code`` (rank 0 finds its pipe closed)."""
+        if self.rank == 0:
+            self.close(abort=True)
+        else:
+            os._exit(code)
 
     def _send(self, pipe, who):
         try:
@@ -130,50 +142,4 @@ class ProcessGroup:
         self.workers, self.pipes = [], []
 
 
-def average_gradients(group, params, buffers, count, extras=()):
-    """Average every parameter's gradient over the ranks, weighted by ``count`` (the samples this rank's
-    gradient is the mean over), and the float ``buffers`` (BatchNorm's running statistics) likewise:
-    afterwards every rank holds the same gradients and buffers.
-
-    A parameter that has no gradient on any rank keeps ``grad = None`` (so the optimizer skips it, as
-    it would in one process); one that has it on some ranks gets zeros from the others.
-    ``extras`` (numbers) are summed along.  Returns (the summed count, the summed extras).
-    """
-    sizes = [p.data.size for p in params] + [b.data.size for b in buffers]
-    vec = np.zeros(sum(sizes) + len(params) + 1 + len(extras))
-    o = 0
-    for p in params:
-        if p.grad is not None and count:
-            vec[o:o + p.data.size] = count * p.grad.data.ravel()
-        o += p.data.size
-    for b in buffers:
-        vec[o:o + b.data.size] = count * b.data.ravel()
-        o += b.data.size
-    vec[o:o + len(params)] = [p.grad is not None and count > 0 for p in params]
-    vec[o + len(params)] = count
-    vec[o + len(params) + 1:] = extras
-    total = group.all_reduce(vec)
-    has_grad, n = total[o:o + len(params)], total[o + len(params)]
-    scale, o = 1.0 / max(n, 1), 0
-    for p, has in zip(params, has_grad):
-        p.grad = Tensor((total[o:o + p.data.size] * scale).reshape(p.data.shape).astype(p.data.dtype)) if has else None
-        o += p.data.size
-    for b in buffers:
-        if n:
-            b._write_((total[o:o + b.data.size] * scale).reshape(b.data.shape))
-        o += b.data.size
-    return n, total[o + len(params) + 1:]
-
-
-def float_buffers(model):
-    """The model's floating-point buffers (BatchNorm running mean and variance), which ranks average."""
-    return [b for b in model.buffers() if b.data.dtype.kind == "f"]
-
-
-def vector_size(model, extras):
-    """How long a vector ``average_gradients`` sends for ``model`` with ``extras`` numbers."""
-    params = list(model.parameters())
-    return sum(p.data.size + 1 for p in params) + sum(b.data.size for b in float_buffers(model)) + 1 + extras
-
-
-__all__ = ["ProcessGroup", "WorkerError", "average_gradients", "float_buffers", "vector_size"]
+__all__ = ["ProcessGroup", "WorkerError"]
