@@ -42,12 +42,26 @@ def build_parser(defaults=True):
     p.add_argument("--wd", type=float, help="weight decay (not applied to BN parameters and biases)")
     p.add_argument("--momentum", type=float)
     p.add_argument("--optimizer", choices=["sgd", "adamw"])
-    p.add_argument("--schedule", choices=["onecycle", "cosine", "step"])
-    p.add_argument("--warmup-epochs", type=float, help="linear warm-up of the cosine schedule")
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "linear"],
+                   help="linear: from 0.2x up over the warm-up, then straight down to 0")
+    p.add_argument("--warmup-epochs", type=float, help="warm-up of the cosine and linear schedules")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--cutout", type=int, help="cutout square size (0: off)")
     p.add_argument("--ema", type=float, help="EMA decay of the weights used for testing (0: off)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="flip test-time augmentation")
+    p.add_argument("--tta-translate", action=argparse.BooleanOptionalAction,
+                   help="with --tta, also 1-pixel translations of each image and its mirror (6 passes)")
+    p.add_argument("--recipe", choices=["fast"], help="a named recipe: its settings unless given (fast: "
+                   "sknet_cifar_fast with airbench's tricks; see README)")
+    p.add_argument("--flip", choices=["random", "alternate"], help="alternate: each image mirrored every "
+                   "other epoch")
+    p.add_argument("--crop-pad", type=int, help="random crops from the image padded by this many pixels")
+    p.add_argument("--pad-mode", choices=["constant", "reflect"], help="the crops' padding: zeros or mirrored")
+    p.add_argument("--lookahead", type=int, help="Lookahead every K steps, with airbench's schedule (0: off)")
+    p.add_argument("--bias-lr-scale", type=float, help="learning-rate factor of BN parameters and biases")
+    p.add_argument("--whiten", action=argparse.BooleanOptionalAction,
+                   help="fit a model's whitening layer to the training images (off: train it from random)")
+    p.add_argument("--whiten-bias-epochs", type=float, help="epochs the whitening layer's bias learns")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit-train", type=int, help="train on the first N images only")
     p.add_argument("--limit-test", type=int, help="test on the first N images only")
@@ -90,7 +104,7 @@ def main(argv=None):
     if "test_acc" in result and world_rank() == 0:
         tta = result.get("test_acc_tta")
         print(f"final test accuracy: {100 * result['test_acc']:.2f}%"
-              + (f", {100 * tta:.2f}% with flip TTA" if tta is not None else ""))
+              + (f", {100 * tta:.2f}% with TTA" if tta is not None else ""))
 
 
 if __name__ == "__main__":

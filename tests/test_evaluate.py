@@ -53,3 +53,34 @@ def test_evaluate_takes_a_run_folder_and_refuses_a_damaged_checkpoint(data_dir, 
             evaluate.main(["--checkpoint", str(tmp_path / f"{name}.npz"), "--data-dir", data_dir])
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and "not a checkpoint of skengine.train" in err, err
+
+
+def test_flip_and_translate_tta_averages_the_six_views_by_hand():
+    """evaluate(tta=True, translate=True) against the views built with NumPy: the image and its mirror (1/2),
+    the image moved one pixel down-right and up-left with reflected borders, each with its mirror (1/4)."""
+    import numpy as np
+
+    import skengine as sk
+    from skengine import nn
+    from skengine.data import DataLoader
+    from skengine.training.evaluation import evaluate as evaluate_fn
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8), np.arange(12) % 5
+    sk.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    W, b = model[1].weight.numpy().astype(np.float64), model[1].bias.numpy().astype(np.float64)
+    x = images / 255.0
+    logit = lambda v: v.reshape(len(v), -1) @ W.T + b  # noqa: E731
+    mirror = lambda v: 0.5 * (logit(v) + logit(v[..., ::-1]))  # noqa: E731
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    expected = 0.5 * mirror(x) + 0.25 * (mirror(padded[:, :, :8, :8]) + mirror(padded[:, :, 2:, 2:]))
+    log_p = expected - expected.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    loader = DataLoader(images, labels, 5)
+    got = evaluate_fn(model, loader, tta=True, translate=True)
+    assert got["loss"] == pytest.approx(-log_p[np.arange(12), labels].mean(), rel=1e-5)
+    assert got["acc"] == pytest.approx(np.mean(expected.argmax(1) == labels))
+    plain = evaluate_fn(model, loader)
+    assert got["plain_loss"] == pytest.approx(plain["loss"], rel=1e-6)  # the plain numbers stay the plain ones
+    flip_only = evaluate_fn(model, loader, tta=True)
+    assert abs(flip_only["loss"] - got["loss"]) > 1e-4  # the translations count

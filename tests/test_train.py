@@ -595,3 +595,62 @@ def test_mpi_settings_that_cannot_work_are_one_line_from_the_launchers_rank_0(da
         code, _, err = run_cli(small_argv(data_dir, tmp_path / "out", "--backend", "local"), capsys)
         assert code == 2 and (expected in err and err.count("\n") == 1 if expected else err == ""), err
     assert not (tmp_path / "out").exists()
+
+
+def fast_cfg(data_dir, out, **kw):
+    """The fast recipe with every option on, on the small fake data: a narrow net, 5 steps an epoch."""
+    return cfg(data_dir, out, recipe="fast", model="sknet_cifar_fast", model_kwargs={"widths": [16, 32, 32]},
+               lr=0.1, warmup_epochs=0.5, whiten_bias_epochs=1.0, lookahead=2, tta=True, tta_translate=True,
+               label_smoothing=0.2, **kw)
+
+
+def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, monkeypatch):
+    straight_out = tmp_path / "straight"
+    result = train.train(fast_cfg(data_dir, straight_out))
+    assert result["test_acc_tta"] is not None and result["epoch"] == 2
+    ckpt = skengine.load(straight_out / "checkpoint.npz")
+    conf = ckpt["config"]
+    assert (conf["flip"], conf["crop_pad"], conf["pad_mode"], conf["schedule"], conf["momentum"],
+            conf["bias_lr_scale"], conf["batch_size"]) == ("alternate", 2, "reflect", "linear", 0.85, 64.0, 64)
+    # the slow weights are in the checkpoint, and the run ended on them
+    slow = ckpt["lookahead"]["slow"]
+    assert ckpt["lookahead"]["num_steps"] == 10 and set(slow) == {n for n, _ in create(**{
+        "name": "sknet_cifar_fast", "widths": (16, 32, 32)}).named_parameters()}
+    for k, v in slow.items():
+        np.testing.assert_array_equal(v.numpy() if hasattr(v, "numpy") else v, ckpt["model"][k].numpy(), err_msg=k)
+    # the whitening layer: fitted to the training images, normalised as the loader does, and frozen
+    (x, _), _, _ = loop.load_data(config.resolve(fast_cfg(data_dir, straight_out, overwrite=True))[0])
+    mean, std = CIFAR_MEAN_STD["cifar10"]
+    fitted = Parameter(np.zeros((24, 3, 2, 2), np.float32))
+    skengine.nn.init.patch_whitening_(fitted, (x / 255 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None])
+    np.testing.assert_allclose(ckpt["model"]["whiten.weight"].numpy(), fitted.numpy(), rtol=1e-6)
+    # the whitening bias's group stopped learning after one epoch; BN biases learn at 64x
+    groups = ckpt["optimizer"]["param_groups"]
+    assert groups[-1]["lr"] == 0.0 and groups[1]["initial_lr"] == pytest.approx(64 * groups[0]["initial_lr"])
+    # interrupted mid-epoch 1 (step 3: between Lookahead syncs) and resumed: the same weights, bit for bit
+    restore = interrupt_at(monkeypatch, 3)
+    train.train(fast_cfg(data_dir, tmp_path / "cut"))
+    restore()
+    train.train(fast_cfg(data_dir, tmp_path / "cut", resume=str(tmp_path / "cut")))
+    resumed, straight = weights(tmp_path / "cut"), weights(straight_out)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
+
+def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
+    resolved, _, _ = config.resolve(dict(recipe="fast", epochs=3, data_dir=data_dir, out=str(tmp_path / "r")))
+    assert resolved["epochs"] == 3 and resolved["model"] == "sknet_cifar_fast" and resolved["lookahead"] == 5
+    assert config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "d")))[0]["lookahead"] == 0  # no recipe
+    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, got 'slow'"),
+                         (dict(flip="sometimes"), "--flip must be one of random, alternate"),
+                         (dict(lookahead=-1), "--lookahead must be an integer >= 0"),
+                         (dict(bias_lr_scale=0), "--bias-lr-scale must be a finite number > 0"),
+                         (dict(tta_translate="yes"), "--tta-translate must be true or false"),
+                         (dict(crop_pad=40, pad_mode="reflect"), "--crop-pad 40 --pad-mode reflect")):
+        with pytest.raises(ConfigError, match=message):
+            config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "x"), **bad))
+
+
+def test_linear_schedule_warms_up_from_a_fifth_then_falls_to_zero():
+    f = loop.LinearWarmupDecay(4, 20)
+    assert [f(s) for s in (0, 2, 4, 12, 20)] == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])

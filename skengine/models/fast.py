@@ -15,15 +15,17 @@ the channels, so the unit costs what the conv it replaces did):
     widths 64-128-128 (airbench93's): 585,752 params (584,456 trained), 54.2M multiply-adds per 32x32 image
     (skengine.summary)
 
-BatchNorm follows airbench: ``bn_momentum`` 0.4 (PyTorch's convention; airbench writes 0.6 for the
-kept fraction) and a frozen weight of 1 (``freeze_bn_weight``), so a BN layer learns only its bias.
+Convolutions start as airbench's do: PyTorch's default init, with the first C_in filters of each replaced by
+the identity (``init.dirac_``), so that at the start every block passes its input on.  BatchNorm follows
+airbench: ``bn_momentum`` 0.4 (PyTorch's convention; airbench writes 0.6 for the kept fraction) and a frozen
+weight of 1 (``freeze_bn_weight``), so a BN layer learns only its bias.
 """
 from collections import OrderedDict
 
 from ..functional.args import check_int
 from ..nn import init
 from ..nn.layers import GELU, BatchNorm1d, BatchNorm2d, Conv2d, Linear, MaxPool2d
-from ..nn.module import Module, Sequential
+from ..nn.module import Module, Parameter, Sequential
 from ..nn.sk import SKConv
 from .registry import register
 
@@ -78,8 +80,8 @@ class FastSKNet(Module):
                 m.momentum, m.eps = bn_momentum, bn_eps
                 if freeze_bn_weight:
                     m.weight.requires_grad_(False)
-            elif isinstance(m, Conv2d) and m is not self.whiten:
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, Conv2d) and m is not self.whiten:  # airbench: PyTorch's default init, and the
+                _dirac_first(m.weight)                                # first C_in filters pass their input on
 
     def forward(self, x):
         x = self.pool(self.blocks(self.act(self.whiten(x))))
@@ -87,6 +89,17 @@ class FastSKNet(Module):
 
     def extra_repr(self):
         return f"logit_scale={self.logit_scale:g}"
+
+
+def _dirac_first(weight):
+    """The first C_in output filters of a conv weight (O, C_in, k, k) become the identity (airbench's
+    ``dirac_(w[:w.size(1)])``); the others keep their random start."""
+    cin = weight.shape[1]
+    identity = Parameter(weight.data[:cin].copy())
+    init.dirac_(identity)
+    w = weight.data.copy()
+    w[:cin] = identity.data
+    weight._write_(w)
 
 
 @register

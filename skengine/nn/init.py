@@ -60,6 +60,24 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
 
 
+def dirac_(tensor, groups=1):
+    """The identity convolution, as ``torch.nn.init.dirac_``: out channel i of each group passes in channel i
+    through the kernel's centre (for i < min(out, in) per group); every other weight is 0."""
+    import numpy as np
+
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError(f"dirac_: only 3-, 4- and 5-D tensors are supported, got shape {tuple(tensor.shape)}")
+    out_per_group = tensor.shape[0] // groups
+    if tensor.shape[0] % groups:
+        raise ValueError(f"dirac_: dim 0 ({tensor.shape[0]}) must be divisible by groups={groups}")
+    w = np.zeros(tensor.shape, np.float64)
+    centre = tuple(k // 2 for k in tensor.shape[2:])
+    for g in range(groups):
+        for i in range(min(out_per_group, tensor.shape[1])):
+            w[(g * out_per_group + i, i) + centre] = 1
+    return _fill(tensor, w)
+
+
 def patch_whitening_(weight, images, eps=5e-4):
     """Fill a conv weight (2k, C, kh, kw) with a whitening of the images' kh x kw patches (airbench's first
     layer): rows k and k + K are +v / sqrt(lambda + eps) and -v / sqrt(lambda + eps) for the eigenpairs

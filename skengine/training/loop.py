@@ -32,11 +32,12 @@ from ..distributed import (
     vector_size,
 )
 from ..models import create
-from ..optim import SGD, AdamW, LambdaLR, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR, param_groups_no_decay
+from ..optim import SGD, AdamW, LambdaLR, Lookahead, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR
 from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
 from .config import RUN_FILES, ConfigError, checkpoint_path, resolve, resumes_in
 from .evaluation import evaluate, reduce_size
+from .recipe import fit_whitening, lookahead_alpha, param_groups
 from .report import Progress, confusion_table, write_curves, write_metrics
 
 STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all-reduce sums besides gradients
@@ -84,10 +85,25 @@ def build_schedule(cfg, opt, steps_per_epoch):
             return LambdaLR(opt, lambda step: 1.0)
         # a warm-up of at least one whole step (torch's OneCycleLR divides by zero where pct_start*total is 1)
         pct_start = max(0.25, 2 / total)
-        return OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=pct_start, cycle_momentum=False)
+        return OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct_start,
+                          cycle_momentum=False)
+    if cfg["schedule"] == "linear":  # airbench's: from 0.2 up to 1 over the warm-up, then down to 0 at the end
+        warm = min(total, max(1, round(cfg["warmup_epochs"] * steps_per_epoch)))
+        return LambdaLR(opt, LinearWarmupDecay(warm, total))
     if cfg["schedule"] == "cosine":
         return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
     return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
+
+
+class LinearWarmupDecay:
+    """The factor of the "linear" schedule at a step: 0.2 -> 1 over ``warm`` steps, then 1 -> 0 at ``total``
+    (a callable object, so that the scheduler's state_dict keeps it)."""
+
+    def __init__(self, warm, total):
+        self.warm, self.total = warm, total
+
+    def __call__(self, step):
+        return float(np.interp(step, [0, self.warm, max(self.total, self.warm + 1)], [0.2, 1.0, 0.0]))
 
 
 def _int_keys(state):
@@ -236,7 +252,8 @@ def _train(cfg, mpi):
         say(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
             f"BatchNorm needs at least 2 per process")
     loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
-                        drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp)
+                        drop_last=short, mean=mean, std=std, cutout=cfg["cutout"], xp=xp, pad=cfg["crop_pad"],
+                        flip=cfg["flip"], pad_mode=cfg["pad_mode"])
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
 
     def build():
@@ -248,12 +265,13 @@ def _train(cfg, mpi):
         except (TypeError, ValueError) as e:
             kwargs = json.dumps(cfg["model_kwargs"], default=str)
             raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
+        fit_whitening(model, cfg, x_train, mean, std)
         return model
 
     model = _together(mpi, build)
     if mpi:  # replicas built apart (other hosts, other library versions) start from rank 0's weights
         broadcast_parameters(mpi, list(model.parameters()) + float_buffers(model))
-    groups = param_groups_no_decay(model, cfg["wd"])
+    groups, whiten_group = param_groups(model, cfg)
     if cfg["optimizer"] == "sgd":
         opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
     else:
@@ -262,7 +280,7 @@ def _train(cfg, mpi):
     ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
 
     run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names),
-              blas_threads=get_num_threads() if mpi else None)
+              blas_threads=get_num_threads() if mpi else None, whiten_group=whiten_group)
     if resume is not None:
         def restore():
             try:
@@ -287,7 +305,7 @@ def _train(cfg, mpi):
         result = run.history[-1] if run.history else {}
         if mpi:
             test_loader.set_shard(mpi.rank, mpi.world_size)
-        final = _test(model, ema, test_loader, cfg["tta"], mpi, len(names))
+        final = _test(model, ema, test_loader, cfg, cfg["tta"], mpi, len(names))
     elif mpi:
         with StopRequested() as stop:  # the launcher passes a Ctrl-C to every rank
             result, final = run.fit(mpi, stop)
@@ -383,8 +401,14 @@ class Run:
     (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
     """
 
-    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes, blas_threads=None):
+    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes, blas_threads=None,
+                 whiten_group=None):
         self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
+        self.lookahead = Lookahead(model, k=cfg["lookahead"]) if cfg["lookahead"] else None
+        self.total_steps = cfg["epochs"] * len(loader)
+        # the whitening layer's bias learns for the first whiten_bias_epochs, then its group's lr stays 0
+        self.whiten_group, self.whiten_steps = whiten_group, (
+            None if whiten_group is None else round(cfg["whiten_bias_epochs"] * len(loader)))
         self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
         self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
         self.interrupted = None  # {"epoch", "step"} where a Ctrl-C stopped fit
@@ -402,6 +426,8 @@ class Run:
         sk_random.set_state(state["rng"])
         if self.ema:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead:
+            self.lookahead.load_state_dict(state["lookahead"])
         self.history, self.best_acc, self.partial = list(state["history"]), float(state["best_acc"]), \
             (state["partial"] or None)
         self.start_epoch = int(state["epoch"]) + (0 if self.partial else 1)
@@ -412,7 +438,8 @@ class Run:
                 "scheduler": self.sched.state_dict(), "loader": self.loader.state_dict(),
                 "rng": sk_random.get_state(), "ema": self.ema.state_dict() if self.ema else {}, "epoch": epoch,
                 "history": self.history, "best_acc": self.best_acc, "partial": partial,
-                "blas_threads": self.blas_threads}
+                "blas_threads": self.blas_threads,
+                "lookahead": self.lookahead.state_dict() if self.lookahead else {}}
 
     def worker(self, group):
         try:
@@ -461,6 +488,7 @@ class Run:
                                                     f"{kept}")
                 opt.step()
                 sched.step()
+                self._after_step()
                 if ema:
                     ema.update(model)
                 sums["loss"] += float(loss_sum)
@@ -474,6 +502,8 @@ class Run:
                     stopping = _stop_requested(stop)
                 if stopping:
                     break
+            if self.lookahead and epoch == cfg["epochs"] and loader.batch == len(loader):
+                self.lookahead.finish(model)  # the run ends on the slow weights
             sums["time"] = time.perf_counter() - t0
             if stopping and loader.batch < len(loader):
                 if rank == 0:
@@ -482,7 +512,7 @@ class Run:
                 return result, None
             # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
             tta = cfg["tta"] and epoch == cfg["epochs"]
-            test = _test(model, ema, self.test_loader, tta, group, self.num_classes)
+            test = _test(model, ema, self.test_loader, cfg, tta, group, self.num_classes)
             plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
             result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
                       "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
@@ -499,13 +529,22 @@ class Run:
                 return result, None
         return result, test
 
+    def _after_step(self):
+        """The fast recipe's per-step work: a Lookahead sync every k steps, and the end of the whitening
+        bias's learning."""
+        step = self.sched.last_epoch  # steps taken so far
+        if self.lookahead:
+            self.lookahead.step(self.model, alpha=lookahead_alpha(step, self.total_steps, self.lookahead.k))
+        if self.whiten_group is not None and step >= self.whiten_steps:
+            self.opt.param_groups[self.whiten_group]["lr"] = 0.0
+
     def _end_epoch(self, epoch, result, test, tta, sums):
         """Rank 0: report the epoch, append it to metrics.csv, write best.npz, the checkpoint and curves."""
         cfg, out = self.cfg, self.cfg["out"]
         self.history.append(result)
         print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
               f"test loss {result['test_loss']:.4f} acc {100 * result['test_acc']:.2f}%"
-              + (f", with flip TTA {100 * test['acc']:.2f}%" if tta else "")
+              + (f", with {tta_name(cfg)} TTA {100 * test['acc']:.2f}%" if tta else "")
               + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
         write_metrics(os.path.join(out, "metrics.csv"), self.history)
         if result["test_acc"] > self.best_acc:  # the weights that were tested: the EMA's, with --ema
@@ -521,8 +560,13 @@ def _stop_requested(stop):
     return bool(stop and stop.flag)  # workers have no StopRequested: rank 0 speaks for them
 
 
-def _test(model, ema, loader, tta, group=None, num_classes=None):
-    kwargs = dict(tta=tta, all_reduce=group.all_reduce if group else None, num_classes=num_classes)
+def tta_name(cfg):
+    return "flip + translate" if cfg["tta_translate"] else "flip"
+
+
+def _test(model, ema, loader, cfg, tta, group=None, num_classes=None):
+    kwargs = dict(tta=tta, translate=tta and cfg["tta_translate"], all_reduce=group.all_reduce if group else None,
+                  num_classes=num_classes)
     if ema is None:
         return evaluate(model, loader, **kwargs)
     with ema.swap(model):
