@@ -553,3 +553,18 @@ def test_patch_whitening_decorrelates_the_patches_with_both_signs():
             nn.init.patch_whitening_(conv.weight, bad)
     with pytest.raises(ValueError, match="even number of output channels, at most twice the 12"):
         nn.init.patch_whitening_(nn.Conv2d(3, 26, 2).weight, images)
+
+
+def test_dirac_is_the_identity_convolution_like_torch():
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    nn.init.dirac_(conv.weight)
+    x = sk.randn(2, 3, 6, 6)
+    y = conv(x).numpy()
+    np.testing.assert_array_equal(y[:, :3], x.numpy())  # out channel i = in channel i
+    assert (y[:, 3:] == 0).all() and conv.weight.numpy().sum() == 3
+    grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2, bias=False)  # weight (4, 2, 3, 3): 2 outputs per group
+    nn.init.dirac_(grouped.weight, groups=2)
+    w = grouped.weight.numpy()
+    assert [tuple(i) for i in np.argwhere(w)] == [(0, 0, 1, 1), (1, 1, 1, 1), (2, 0, 1, 1), (3, 1, 1, 1)]
+    with pytest.raises(ValueError, match="only 3-, 4- and 5-D"):
+        nn.init.dirac_(Parameter(np.zeros((2, 2), np.float32)))
