@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .distributed import WorkerError, world_rank
+from .distributed import WorkerError, launched_rank, world_rank
 from .training.config import DEFAULTS, ConfigError
 
 # what scripts imported from this module before it became the command alone stays importable from here
@@ -23,6 +23,16 @@ from .training.report import Progress, confusion_table, pyplot, write_curves  # 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # a user's mistake: one line on stderr, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _print_message(self, message, file=None):  # under mpiexec every rank parses the same command line:
+        if launched_rank() == 0:  # --help and argparse's refusals are printed once, by the launcher's rank 0
+            super()._print_message(message, file)
+
+
+def _exit(code, message):
+    """Exit with ``code`` after ``message`` on stderr, on whichever rank got here (train chose the rank)."""
+    sys.stderr.write(f"skengine-train: {message}\n")
+    sys.exit(code)
 
 
 def build_parser(defaults=True):
@@ -93,12 +103,12 @@ def main(argv=None):
     parser.parse_args(argv)  # --help, and what argparse itself refuses
     try:
         result = train(vars(build_parser(defaults=False).parse_args(argv)))
-    except ConfigError as e:
-        parser.error(str(e))
+    except ConfigError as e:  # under MPI, raised on the one rank that reports it
+        _exit(2, f"error: {e}")
     except WorkerError as e:  # a data-parallel process died, stopped or hung: the others were killed
-        parser.exit(1, f"{parser.prog}: training stopped: {e}\n")
+        _exit(1, f"training stopped: {e}")
     except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
-        parser.exit(130, f"{parser.prog}: aborted; checkpoints written before (if any) are kept\n")
+        _exit(130, "aborted; checkpoints written before (if any) are kept")
     if result.get("interrupted"):
         sys.exit(130)
     if "test_acc" in result and world_rank() == 0:

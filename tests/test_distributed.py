@@ -404,3 +404,28 @@ def test_mpi_collectives_gradients_and_training_under_mpiexec(mpiexec, ranks, de
     assert run.returncode == 0, out[-4000:]
     # mpiexec interleaves the ranks' output: find each rank's word anywhere
     assert sorted(int(r) for r in re.findall(r"rank (\d+) ok", run.stdout)) == list(range(ranks)), out[-4000:]
+
+
+def test_srun_tasks_are_recognised_and_an_mpi_launchers_own_variables_come_first(monkeypatch):
+    """srun (any --mpi plugin, PMIx included, which puts only PMIX_RANK in the environment) sets
+    SLURM_STEP_NUM_TASKS and SLURM_PROCID in a job step; mpiexec inside a Slurm job sets its own PMI_*."""
+    for name in SIZE_VARS + RANK_VARS + ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "PMIX_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMIX_RANK", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert (launched_size(), launched_rank(), mpi_requested("auto")) == (2, 1, True)
+    monkeypatch.setenv("PMI_SIZE", "4")
+    monkeypatch.setenv("PMI_RANK", "3")
+    assert (launched_size(), launched_rank()) == (4, 3)
+
+
+def test_sigterm_is_rank_0s_to_handle_workers_ignore_it():
+    """Slurm's scancel (and its time limit) sends SIGTERM to every process of the step: rank 0 stops the run
+    after the step (StopRequested); a worker killed by it would end the run without a checkpoint."""
+    def fn(group):
+        if group.rank == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return group.all_reduce([1.0])[0]
+
+    assert run_group(2, 1, fn) == 2.0

@@ -654,3 +654,151 @@ def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
 def test_linear_schedule_warms_up_from_a_fifth_then_falls_to_zero():
     f = loop.LinearWarmupDecay(4, 20)
     assert [f(s) for s in (0, 2, 4, 12, 20)] == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])
+
+
+# ---------------------------------------------------------------- launchers, ranks before MPI, and SIGTERM
+
+def launcher_vars():
+    """The launchers' variables: the ones skengine reads, and srun's."""
+    from skengine.distributed.mpi import RANK_VARS, SIZE_VARS
+    return set(SIZE_VARS + RANK_VARS + ("PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID"))
+
+
+def launcher_free_env(**extra):
+    """This environment without any launcher's variables, with the checkout importable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in launcher_vars()}
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), ROOT_DIR) if p), **extra}
+
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_launcher_whose_count_mpi_does_not_see_is_refused(mpiexec, data_dir, tmp_path):
+    """Open MPI's mpirun starting an mpi4py built for MPICH: every process is rank 0 of an MPI world of one.
+    Refused (exit 2) in one line from the launcher's rank 0, silently on the others, before anything is
+    written; not two runs into one --out."""
+    import subprocess
+    import sys
+    for rank in (0, 1):
+        env = launcher_free_env(OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK=str(rank))
+        argv = [str(a) for a in small_argv(data_dir, tmp_path / "out")]
+        run = subprocess.run([sys.executable, "-m", "skengine.train", *argv], env=env, capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        lines = [line for line in run.stderr.splitlines() if line.startswith("skengine-train")]
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert lines == (["skengine-train: error: mpiexec started 2 ranks (OMPI_COMM_WORLD_SIZE=2) but MPI sees 1: "
+                          "mpi4py is built for a different MPI than this launcher"] if rank == 0 else []), run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_that_cannot_start_mpi_ends_the_job_within_seconds_naming_itself(mpiexec, data_dir, tmp_path):
+    """Rank 1's host lacks mpi4py (an MPMD launch gives it a PYTHONPATH where importing mpi4py fails): it says
+    so and ends by SIGTERM, so that mpiexec ends rank 0, which waits in MPI_Init, instead of a hang."""
+    import sys
+    fake = tmp_path / "nompi" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no mpi4py on this host')\n")
+    argv = ["-m", "skengine.train", *small_argv(data_dir, tmp_path / "out")]
+    run = mpiexec(1, [*argv, ":", "-n", 1, "-env", "PYTHONPATH", f"{tmp_path / 'nompi'}{os.pathsep}{ROOT_DIR}",
+                      sys.executable, *argv], timeout=60)
+    assert run.returncode != 0 and run.elapsed < 20, (run.returncode, run.elapsed, run.stderr[-2000:])
+    assert "skengine-train: rank 1: --backend auto: the mpi backend needs mpi4py (no mpi4py on this host)" \
+        in run.stderr, run.stderr[-2000:]
+
+
+def test_mpi_ranks_that_read_other_data_are_refused_naming_the_rank(mpiexec, data_dir, tmp_path):
+    """Without --data-dir each host reads its own $SKENGINE_DATA: rank 1's holds as many images, with other
+    labels.  Refused (exit 2) in one line from rank 1, naming both descriptions, before training."""
+    import re
+    import sys
+
+    from fakecifar import write_cifar
+    other = str(write_cifar(tmp_path / "other", seed=5))
+    argv = ["-m", "skengine.train", *small_argv(data_dir, tmp_path / "out")]
+    del argv[argv.index("--data-dir"):argv.index("--data-dir") + 2]
+    run = mpiexec(1, [*argv, ":", "-n", 1, "-env", "SKENGINE_DATA", other, sys.executable, *argv], timeout=60,
+                  env={"SKENGINE_DATA": data_dir})
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr[-2000:]
+    assert re.search(r"error: rank 1: its data \(320 training images, 100 test images, 10 classes, labels CRC-32 "
+                     r"[0-9a-f]{8}\) differs from rank 0's \(320 training images, 100 test images, 10 classes, "
+                     r"labels CRC-32 [0-9a-f]{8}\)", run.stderr), run.stderr
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
+
+
+def test_mpi_argparse_mistakes_and_help_are_printed_once_and_processes_must_be_the_launchers(mpiexec, data_dir,
+                                                                                             tmp_path):
+    """Every rank parses the command line: --help and argparse's refusals come from rank 0 alone (exit 0 and
+    2 on every rank); --processes under MPI is refused in one line naming both counts unless it is mpiexec's."""
+    bad = mpiexec(2, ["-m", "skengine.train", "--epochs", "x"], timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "invalid int value: 'x'" in bad.stderr, bad.stderr
+    shown = mpiexec(2, ["-m", "skengine.train", "--help"], timeout=60)
+    assert shown.returncode == 0 and shown.stdout.count("usage: skengine-train") == 1, shown.stdout[:500]
+    one = mpiexec(2, ["-m", "skengine.train", *small_argv(data_dir, tmp_path / "out", "--processes", 1)], timeout=60)
+    assert one.returncode == 2 and one.stderr.count("\n") == 1, one.stderr
+    assert "--processes 1: under MPI the number of processes is the launcher's, and it started 2 ranks" in one.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_mpi_sigterm_to_every_rank_stops_after_the_step_said_once(mpiexec, data_dir, tmp_path):
+    """What Slurm's scancel or time limit (and Open MPI's mpirun on Ctrl-C) does: SIGTERM to every rank after
+    step 3.  Like a Ctrl-C: every rank stops after step 4, rank 0 checkpoints and alone says so, exit 130.
+    (--processes 2, mpiexec's own count, is accepted.)"""
+    run = mpiexec(2, [MPI_FAULTS, "terminate", -1, 3, "--", *mpi_argv(data_dir, tmp_path, "--processes", 2)])
+    assert run.returncode == 130, run.stderr[-3000:]
+    assert run.stderr.count("stopping after this step") == 1 and "SIGTERM: stopping after this step" in run.stderr
+    assert f"continue with: mpiexec -n 2 python -m skengine.train --resume {tmp_path}" in run.stderr
+    ckpt = skengine.load(tmp_path / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["loader"]["batch"], ckpt["config"]["processes"]) == (1, 4, 2)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigterm_stops_after_the_step_with_a_checkpoint(data_dir, tmp_path, monkeypatch, capsys, deadline,
+                                                        processes):
+    """SIGTERM (Slurm's scancel or time limit, `kill`) is a first Ctrl-C: the run stops after the step and
+    checkpoints; a forked worker, which gets it too, ignores it."""
+    def unhandled(*_):
+        raise RuntimeError("SIGTERM reached the process's own handler")
+    old = signal.signal(signal.SIGTERM, unhandled)  # not the default action: that would end pytest
+    try:
+        real_step, calls = SGD.step, []
+
+        def step_then_terminate(self, *a):
+            real_step(self, *a)
+            calls.append(1)
+            if len(calls) == 3:  # on every rank: each forked worker counts its own steps
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr(SGD, "step", step_then_terminate)
+        result = train.train(cfg(data_dir, tmp_path, processes=processes))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    step = 3 if processes == 1 else 4  # rank 0's word reaches the workers in the next step's all-reduce
+    assert result["interrupted"] == {"epoch": 1, "step": step}
+    assert skengine.load(tmp_path / "checkpoint.npz")["loader"]["batch"] == step
+    assert capsys.readouterr().err.count("SIGTERM: stopping after this step") == 1
+
+
+def test_tasks_of_a_launcher_that_gives_the_rank_alone_refuse_to_train_apart(data_dir, tmp_path, monkeypatch,
+                                                                             capsys):
+    """A task with PMIX_RANK=1 and no size (some PMIx launcher) refuses --backend local and auto in one line
+    naming itself; under srun (SLURM_STEP_NUM_TASKS) --backend local is refused from task 0 as under mpiexec;
+    --processes under a launcher of 2 is accepted if 2.  Nothing is trained or written."""
+    for name in launcher_vars():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMIX_RANK", "1")
+    for backend in ("local", "auto"):
+        code, _, err = run_cli(small_argv(data_dir, tmp_path / "out", "--backend", backend), capsys)
+        assert code == 2 and err == (f"skengine-train: error: rank 1: --backend {backend}: this process is one of "
+                                     f"several tasks of a launcher (PMIX_RANK=1) and would train a separate run: "
+                                     f"use --backend mpi\n"), err
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    for rank, expected in (("0", "--backend local under an MPI launcher of 2 ranks would train 2 separate runs"),
+                           ("1", None)):
+        monkeypatch.setenv("PMIX_RANK", rank)
+        code, _, err = run_cli(small_argv(data_dir, tmp_path / "out", "--backend", "local"), capsys)
+        assert code == 2 and (expected in err and err.count("\n") == 1 if expected else err == ""), err
+    assert not (tmp_path / "out").exists()
+    assert config.resolve(cfg(data_dir, tmp_path / "p", processes=2))[0]["processes"] == 2  # MPI not started here
+    with pytest.raises(ConfigError, match="--processes 1: under MPI the number of processes is the launcher's, and "
+                                          "it started 2 ranks: leave --processes out"):
+        config.resolve(cfg(data_dir, tmp_path / "p", processes=1))

@@ -22,7 +22,8 @@ and ``broadcast_parameters`` (rank 0's weights to every rank before the first st
 from .gradients import average_gradients, broadcast_parameters, float_buffers, vector_size
 from .group import Group
 from .local import ProcessGroup, WorkerError
-from .mpi import MPIGroup, launched_rank, launched_size, mpi_requested, world_rank
+from .mpi import MPIGroup, launched_rank, launched_size, launcher_says, mpi_requested, world_rank, world_size
 
 __all__ = ["Group", "MPIGroup", "ProcessGroup", "WorkerError", "average_gradients", "broadcast_parameters",
-           "float_buffers", "launched_rank", "launched_size", "mpi_requested", "vector_size", "world_rank"]
+           "float_buffers", "launched_rank", "launched_size", "launcher_says", "mpi_requested", "vector_size",
+           "world_rank", "world_size"]

@@ -57,7 +57,8 @@ class ProcessGroup(Group):
         return self
 
     def _worker(self, fn, rank, pipe, parents_end):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM are rank 0's to handle (Slurm's
+            signal.signal(signum, signal.SIG_IGN)  # scancel signals every process): it stops everyone after a step
         for inherited in self.pipes + [parents_end]:  # rank 0's ends: so that rank 0 going away reads as EOF
             inherited.close()
         self.rank, self.pipes, self.workers = rank, [pipe], []

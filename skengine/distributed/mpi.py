@@ -15,24 +15,38 @@ from ..backend import get_array_module, to_numpy
 from .group import Group
 
 # how launchers tell a process the number of ranks and its own: MPICH/Intel MPI's hydra (PMI), Open MPI,
-# MVAPICH; a launcher not listed here is used with --backend mpi
-SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+# MVAPICH, then Slurm's srun (SLURM_STEP_NUM_TASKS and SLURM_PROCID, which srun sets in a job step whatever its
+# --mpi plugin; PMIx itself puts only the rank in the environment).  The first one set wins: under mpiexec
+# inside a Slurm job the launcher's own (PMI_*) come first.  A launcher not listed is used with --backend mpi.
+SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 INSTALL_HELP = "install mpi4py and an MPI (`pip install skengine[mpi]` brings both, mpiexec included)"
 
 
 def _env_int(names):
+    return _env_var(names)[1]
+
+
+def _env_var(names):
+    """(name, value) of the first of ``names`` set to an integer, else (None, None)."""
     for name in names:
         try:
-            return int(os.environ[name])
+            return name, int(os.environ[name])
         except (KeyError, ValueError):
             continue
-    return None
+    return None, None
 
 
 def launched_size():
     """The number of ranks the MPI launcher that started this process says it started (1 if none did)."""
     return _env_int(SIZE_VARS) or 1
+
+
+def launcher_says(what="size"):
+    """Where launched_size() (or with "rank", launched_rank()) comes from, for messages: e.g. "PMI_SIZE=2"
+    ("" without a launcher)."""
+    name, value = _env_var(SIZE_VARS if what == "size" else RANK_VARS)
+    return f"{name}={value}" if name else ""
 
 
 def launched_rank():
@@ -43,6 +57,14 @@ def launched_rank():
 def mpi_requested(backend):
     """Whether a run with ``--backend backend`` is to use MPI: "mpi", or "auto" under a launcher of 2+ ranks."""
     return backend == "mpi" or (backend == "auto" and launched_size() > 1)
+
+
+def world_size():
+    """The number of ranks in MPI's world if MPI was initialised here, else as the launcher set it (or 1)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        return mpi.COMM_WORLD.Get_size()
+    return launched_size()
 
 
 def world_rank():
@@ -114,4 +136,5 @@ class MPIGroup(Group):
         return np.array(to_numpy(vec), np.float64).ravel(), xp  # a copy: MPI writes into it
 
 
-__all__ = ["MPIGroup", "launched_rank", "launched_size", "mpi_requested", "world_rank"]
+__all__ = ["MPIGroup", "launched_rank", "launched_size", "launcher_says", "mpi_requested", "world_rank",
+           "world_size"]

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..backend import resolve_device
-from ..distributed import launched_size, mpi_requested
+from ..distributed import launched_rank, launched_size, launcher_says, mpi_requested, world_size
 from ..models import list_models
 from ..serialization import load
 
@@ -26,7 +26,7 @@ RECIPES = {
     # steps, and flip + 1-pixel translation TTA.  airbench sums its loss over a batch of 1024 at lr 11.5 /
     # 7850 and a decay of 0.0153 * 1024 / 7850 per step: for a mean loss that is lr 1.5 per 1024 images
     # and wd 0.0153 / 11.5.
-    "fast": dict(model="sknet_cifar_fast", epochs=10, batch_size=512, lr=0.75, wd=0.0153 / 11.5, momentum=0.85,
+    "fast": dict(model="sknet_cifar_fast", epochs=13, batch_size=512, lr=0.75, wd=0.0153 / 11.5, momentum=0.85,
                  schedule="linear", warmup_epochs=2.0, label_smoothing=0.2, flip="alternate", crop_pad=2,
                  pad_mode="reflect", tta=True, tta_translate=True, lookahead=5, bias_lr_scale=64.0,
                  whiten_bias_epochs=3.0),
@@ -137,12 +137,15 @@ def validate(cfg):
         if n > 1 and n > cfg["batch_size"] // 2:
             raise ConfigError(f"--processes {n} is more than half of --batch-size {cfg['batch_size']}: "
                               f"BatchNorm needs at least 2 images per process")
-        if n > 1 and mpi_requested(cfg["backend"]):
-            raise ConfigError(f"--processes {n}: under MPI the number of processes is the launcher's "
-                              f"(mpiexec -n {n}); leave --processes out")
+        if mpi_requested(cfg["backend"]) and n != world_size():  # MPI's world where it is up (on rank 0)
+            raise ConfigError(f"--processes {n}: under MPI the number of processes is the launcher's, and it "
+                              f"started {world_size()} ranks: leave --processes out (or give {world_size()})")
     if cfg["backend"] == "local" and launched_size() > 1:
         raise ConfigError(f"--backend local under an MPI launcher of {launched_size()} ranks would train "
                           f"{launched_size()} separate runs: use --backend mpi (or auto), or run without mpiexec")
+    if launched_rank() > 0 and not mpi_requested(cfg["backend"]):  # a launcher that says the rank alone
+        raise ConfigError(f"--backend {cfg['backend']}: this process is one of several tasks of a launcher "
+                          f"({launcher_says('rank')}) and would train a separate run: use --backend mpi")
     if cfg["data_dir"] is not None and not os.path.isdir(cfg["data_dir"]):
         folder = "cifar-10-batches-py" if cfg["dataset"] == "cifar10" else "cifar-100-python"
         raise ConfigError(f"--data-dir {cfg['data_dir']} is not a folder (it should hold {folder}/; leave "

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import traceback
+import zlib
 
 import numpy as np
 
@@ -28,6 +29,8 @@ from ..distributed import (
     broadcast_parameters,
     float_buffers,
     launched_rank,
+    launched_size,
+    launcher_says,
     mpi_requested,
     vector_size,
 )
@@ -44,23 +47,29 @@ STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all
 
 
 class StopRequested:
-    """Turn the first Ctrl-C into a flag checked between steps (the second one kills)."""
+    """Turn the first Ctrl-C, or SIGTERM (what Open MPI's mpirun and Slurm send on Ctrl-C, scancel or a time
+    limit), into a flag checked between steps (the second one kills); only ``rank`` 0 says so."""
 
-    def __init__(self):
-        self.flag = False
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, rank=0):
+        self.flag, self.rank = False, rank
 
     def __enter__(self):
-        self.old = signal.signal(signal.SIGINT, self._handle)
+        self.old = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
-    def _handle(self, *_):
+    def _handle(self, signum, _frame):
         if self.flag:
             raise KeyboardInterrupt
         self.flag = True
-        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+        if self.rank == 0:
+            what = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
+            print(f"\n{what}stopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.old)
+        for signum, old in self.old.items():
+            signal.signal(signum, old)
 
 
 def load_data(cfg):
@@ -149,9 +158,11 @@ def train(cfg):
     if group is None:
         try:
             return _train(cfg, None)
-        except ConfigError:  # under a launcher without MPI (--backend local, refused): its rank 0 alone says so
-            if launched_rank() == 0:
+        except ConfigError as e:  # under a launcher without MPI (--backend local, refused): its rank 0 alone
+            if launched_rank() == 0:  # says so, unless the launcher does not say its size (PMIX_RANK alone)
                 raise
+            if launched_size() == 1:
+                raise ConfigError(f"rank {launched_rank()}: {e}") from None
             raise SystemExit(2) from None
     threads = get_num_threads()
     try:
@@ -171,15 +182,39 @@ def train(cfg):
 
 
 def _mpi_group(backend):
-    """An MPIGroup when MPI is asked for (--backend mpi, or auto under a launcher of 2+ ranks), else None."""
+    """An MPIGroup when MPI is asked for (--backend mpi, or auto under a launcher of 2+ ranks), else None.
+    Refused (the launcher's rank 0 says why) when MPI's world is not the launcher's count: an mpi4py built
+    for another MPI comes up as N worlds of one rank, which would train N runs into one --out."""
     if not mpi_requested(backend):
         return None
+    size = launched_size()
     try:
-        return MPIGroup()
-    except RuntimeError as e:  # no mpi4py: the same on every rank, so the launcher's rank 0 alone says it
-        if launched_rank() == 0:
+        group = MPIGroup()
+    except RuntimeError as e:  # no mpi4py (or no MPI library), perhaps on this rank's host alone
+        if size == 1:
             raise ConfigError(f"--backend {backend}: {e}") from None
-        raise SystemExit(2) from None
+        _end_before_mpi(f"--backend {backend}: {e}")
+    if size > 1 and group.world_size != size:
+        if launched_rank() != 0:
+            raise SystemExit(2)
+        says = launcher_says()
+        launcher = "srun" if says.startswith("SLURM") else "mpiexec"
+        raise ConfigError(f"{launcher} started {size} ranks ({says}) but MPI sees {group.world_size}: mpi4py is "
+                          f"built for a different MPI than this launcher"
+                          + (" (or srun needs --mpi=pmix or --mpi=pmi2)" if launcher == "srun" else ""))
+    return group
+
+
+def _end_before_mpi(message):
+    """End this rank of a launched job before MPI_Init, with one line naming it.  The other ranks would wait
+    in MPI_Init for ever after a plain exit; a rank killed by a signal makes the launcher (hydra, Open MPI's
+    mpirun, srun) end the whole job at once."""
+    print(f"skengine-train: rank {launched_rank()}: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)
+    raise SystemExit(2)  # only if SIGTERM is blocked
 
 
 def _together(group, fn):
@@ -244,6 +279,8 @@ def _train(cfg, mpi):
         return (world,) + data
 
     world, (x_train, y_train), (x_test, y_test), names = _together(mpi, setup)
+    if mpi and mpi.world_size > 1:  # each host reads its own --data-dir or cache: the same data on every rank?
+        _together(mpi, lambda: _same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped
@@ -307,7 +344,7 @@ def _train(cfg, mpi):
             test_loader.set_shard(mpi.rank, mpi.world_size)
         final = _test(model, ema, test_loader, cfg, cfg["tta"], mpi, len(names))
     elif mpi:
-        with StopRequested() as stop:  # the launcher passes a Ctrl-C to every rank
+        with StopRequested(mpi.rank) as stop:  # the launcher passes a Ctrl-C (or SIGTERM) to every rank
             result, final = run.fit(mpi, stop)
     else:
         size = max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names)))  # a step's or a test's
@@ -348,6 +385,21 @@ def _mpi_world(mpi, cfg, resume):
         raise ConfigError(f"--resume {cfg['resume']}: the run was trained on {saved} processes and mpiexec "
                           f"started {world}; resume it with mpiexec -n {saved}")
     return world
+
+
+def _same_data_as_rank_0(mpi, x_train, y_train, x_test, names):
+    """ConfigError on a rank whose data is not rank 0's: its numbers of training and test images and of
+    classes, and a CRC-32 of its training labels, against rank 0's (a collective: every rank calls it)."""
+    labels = np.ascontiguousarray(y_train, dtype=np.int64)
+    mine = np.array([len(x_train), len(x_test), len(names), zlib.crc32(labels.tobytes())], np.float64)
+    ours = mpi.broadcast(mine.copy())
+
+    def describe(d):
+        n_train, n_test, classes, crc = (int(v) for v in d)
+        return f"{n_train} training images, {n_test} test images, {classes} classes, labels CRC-32 {crc:08x}"
+    if not np.array_equal(mine, ours):
+        raise ConfigError(f"its data ({describe(mine)}) differs from rank 0's ({describe(ours)}): every host must "
+                          f"hold the same data at --data-dir (or in its $SKENGINE_DATA or ~/.cache/skengine)")
 
 
 def _load_data_in_turn(cfg, mpi):

@@ -3,7 +3,8 @@ fault injected on one rank after its optimizer step number N, then the training 
 
     mpiexec -n 2 python tests/mpi/train_faults.py {interrupt,raise} RANK STEP -- TRAIN_ARGS...
 
-interrupt: that rank alone gets a Ctrl-C (SIGINT) right after step N; raise: that rank's step N raises.
+interrupt: that rank alone gets a Ctrl-C (SIGINT) right after step N; terminate: a SIGTERM instead (what
+Slurm's scancel and Open MPI's mpirun send); raise: that rank's step N raises.  RANK -1: every rank.
 """
 import os
 import signal
@@ -23,10 +24,10 @@ def faulty_step(self, *a):
     if len(steps) == step and fault == "raise":
         raise RuntimeError(f"injected failure in step {step}")
     real_step(self, *a)
-    if len(steps) == step and fault == "interrupt":
-        os.kill(os.getpid(), signal.SIGINT)
+    if len(steps) == step and fault in ("interrupt", "terminate"):
+        os.kill(os.getpid(), signal.SIGINT if fault == "interrupt" else signal.SIGTERM)
 
 
-if launched_rank() == rank:
+if launched_rank() == rank or rank == -1:
     SGD.step = faulty_step
 main(sys.argv[sys.argv.index("--") + 1:])
