@@ -28,6 +28,8 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                    help="average with the horizontally flipped image")
+    p.add_argument("--tta-translate", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --tta, also the image moved one pixel each way, and its mirror (6 passes)")
     return p
 
 
@@ -36,6 +38,8 @@ def main(argv=None):
     checkpoint, missing data, no GPU for --device cuda) is one line on stderr with exit code 2."""
     p = build_parser()
     args = p.parse_args(argv)
+    if args.tta_translate and not args.tta:
+        p.error("--tta-translate adds views to --tta's: give both")
     if args.batch_size < 1:
         p.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
@@ -63,7 +67,7 @@ def main(argv=None):
     net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
-    result = evaluate(net, loader, tta=args.tta)
+    result = evaluate(net, loader, tta=args.tta, translate=args.tta_translate)
     print(confusion_table(result["confusion"], names), file=sys.stderr)
     print(f"{cfg['model']} ({path}): test loss {result['loss']:.4f}, "
           f"test accuracy {100 * result['acc']:.2f}% on {len(y)} images")

@@ -84,3 +84,13 @@ def test_flip_and_translate_tta_averages_the_six_views_by_hand():
     assert got["plain_loss"] == pytest.approx(plain["loss"], rel=1e-6)  # the plain numbers stay the plain ones
     flip_only = evaluate_fn(model, loader, tta=True)
     assert abs(flip_only["loss"] - got["loss"]) > 1e-4  # the translations count
+
+
+def test_evaluate_gives_the_fast_recipes_tta_number(data_dir, tmp_path, capsys):
+    from test_train import fast_cfg
+    last = train.train(fast_cfg(data_dir, tmp_path, epochs=1))
+    argv = ["--checkpoint", str(tmp_path / "checkpoint.npz"), "--data-dir", data_dir, "--device", "cpu", "--tta"]
+    assert evaluate.main(argv + ["--tta-translate"])["acc"] == pytest.approx(last["test_acc_tta"])
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(argv[:-1] + ["--tta-translate"])
+    assert e.value.code == 2 and "--tta-translate adds views to --tta's" in capsys.readouterr().err
