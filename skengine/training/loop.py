@@ -1,6 +1,7 @@
 """One training run: data, model, optimizer and schedule set up from a config, the epochs on every
 data-parallel rank, checkpoints and resume.  The command line is ``skengine/train.py``; what a run
-reports (progress, metrics.csv, curves, confusion table) is ``report.py``."""
+reports (progress, metrics.csv, curves, confusion table) is ``report.py``; how it starts on the ranks of an
+MPI launcher is ``launch.py``; the fast recipe's pieces are ``recipe.py``."""
 import contextlib
 import functools
 import json
@@ -13,7 +14,6 @@ import signal
 import sys
 import time
 import traceback
-import zlib
 
 import numpy as np
 
@@ -23,22 +23,20 @@ from ..autograd import Tensor
 from ..backend import array_module, resolve_device
 from ..data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from ..distributed import (
-    MPIGroup,
     ProcessGroup,
     average_gradients,
     broadcast_parameters,
     float_buffers,
     launched_rank,
     launched_size,
-    launcher_says,
-    mpi_requested,
     vector_size,
 )
 from ..models import create
 from ..optim import SGD, AdamW, LambdaLR, Lookahead, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR
 from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
-from .config import RUN_FILES, ConfigError, checkpoint_path, resolve, resumes_in
+from . import launch
+from .config import RUN_FILES, ConfigError, checkpoint_path, resumes_in
 from .evaluation import evaluate, reduce_size
 from .recipe import fit_whitening, lookahead_alpha, param_groups
 from .report import Progress, confusion_table, write_curves, write_metrics
@@ -154,7 +152,7 @@ def train(cfg):
     checkpoint and hands them to the others; a setting that fails on any rank stops every rank (only the
     lowest failing rank reports it); an error or a second Ctrl-C on one rank aborts the whole job (MPI_Abort)
     with a message naming that rank."""
-    group = _mpi_group(cfg.get("backend", "auto"))
+    group = launch.mpi_group(cfg.get("backend", "auto"))
     if group is None:
         try:
             return _train(cfg, None)
@@ -181,84 +179,8 @@ def train(cfg):
         set_num_threads(threads)
 
 
-def _mpi_group(backend):
-    """An MPIGroup when MPI is asked for (--backend mpi, or auto under a launcher of 2+ ranks), else None.
-    Refused (the launcher's rank 0 says why) when MPI's world is not the launcher's count: an mpi4py built
-    for another MPI comes up as N worlds of one rank, which would train N runs into one --out."""
-    if not mpi_requested(backend):
-        return None
-    size = launched_size()
-    try:
-        group = MPIGroup()
-    except RuntimeError as e:  # no mpi4py (or no MPI library), perhaps on this rank's host alone
-        if size == 1:
-            raise ConfigError(f"--backend {backend}: {e}") from None
-        _end_before_mpi(f"--backend {backend}: {e}")
-    if size > 1 and group.world_size != size:
-        if launched_rank() != 0:
-            raise SystemExit(2)
-        says = launcher_says()
-        launcher = "srun" if says.startswith("SLURM") else "mpiexec"
-        raise ConfigError(f"{launcher} started {size} ranks ({says}) but MPI sees {group.world_size}: mpi4py is "
-                          f"built for a different MPI than this launcher"
-                          + (" (or srun needs --mpi=pmix or --mpi=pmi2)" if launcher == "srun" else ""))
-    return group
-
-
-def _end_before_mpi(message):
-    """End this rank of a launched job before MPI_Init, with one line naming it.  The other ranks would wait
-    in MPI_Init for ever after a plain exit; a rank killed by a signal makes the launcher (hydra, Open MPI's
-    mpirun, srun) end the whole job at once."""
-    print(f"skengine-train: rank {launched_rank()}: {message}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.raise_signal(signal.SIGTERM)
-    raise SystemExit(2)  # only if SIGTERM is blocked
-
-
-def _together(group, fn):
-    """``fn()``; under MPI every rank learns whether it raised ConfigError on any rank, and then all stop:
-    the lowest failing rank raises its error (named by rank), the others exit with code 2, unheard."""
-    error = value = None
-    try:
-        value = fn()
-    except ConfigError as e:
-        error = e
-    if group is None:
-        if error is not None:
-            raise error
-        return value
-    failed = np.zeros(group.world_size)
-    failed[group.rank] = error is not None
-    failed = np.flatnonzero(group.all_reduce(failed))
-    if len(failed):
-        if group.rank == failed[0]:
-            raise ConfigError(str(error) if group.rank == 0 else f"rank {group.rank}: {error}")
-        raise SystemExit(2)
-    return value
-
-
-def _resolve(cfg, group):
-    """config.resolve on rank 0, its result (or its error) handed to every rank."""
-    if group is None:
-        return resolve(cfg)
-    result = None
-    if group.rank == 0:
-        try:
-            result = resolve(cfg)
-        except ConfigError as e:
-            result = e
-    result = group.broadcast_object(result)
-    if isinstance(result, ConfigError):
-        if group.rank == 0:
-            raise result
-        raise SystemExit(2)
-    return result
-
-
 def _train(cfg, mpi):
-    cfg, resume, notes = _resolve(cfg, mpi)
+    cfg, resume, notes = launch.resolve_on_rank_0(cfg, mpi)
     rank = mpi.rank if mpi else 0
     say = functools.partial(print, file=sys.stderr) if rank == 0 else lambda *a, **k: None
     for note in notes:
@@ -267,20 +189,20 @@ def _train(cfg, mpi):
     if mpi:  # ranks sharing a host share its cores: a one-thread BLAS each on 2 ranks of 2 cores
         set_num_threads(max(1, get_num_threads() // mpi.local_size))
         if device == "cuda":
-            _use_gpu(mpi.local_rank)
+            launch.use_gpu(mpi.local_rank)
 
     def setup():
         if mpi:
-            world = cfg["processes"] = _mpi_world(mpi, cfg, resume)
+            world = cfg["processes"] = launch.mpi_world(mpi, cfg, resume)
         else:
             world = cfg["processes"] = resolve_processes(cfg["processes"], device, cfg["batch_size"])
         sk_random.manual_seed(cfg["seed"])
         data = _load_data_in_turn(cfg, mpi)
         return (world,) + data
 
-    world, (x_train, y_train), (x_test, y_test), names = _together(mpi, setup)
+    world, (x_train, y_train), (x_test, y_test), names = launch.together(mpi, setup)
     if mpi and mpi.world_size > 1:  # each host reads its own --data-dir or cache: the same data on every rank?
-        _together(mpi, lambda: _same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
+        launch.together(mpi, lambda: launch.same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped
@@ -305,7 +227,7 @@ def _train(cfg, mpi):
         fit_whitening(model, cfg, x_train, mean, std)
         return model
 
-    model = _together(mpi, build)
+    model = launch.together(mpi, build)
     if mpi:  # replicas built apart (other hosts, other library versions) start from rank 0's weights
         broadcast_parameters(mpi, list(model.parameters()) + float_buffers(model))
     groups, whiten_group = param_groups(model, cfg)
@@ -324,7 +246,7 @@ def _train(cfg, mpi):
                 run.restore(resume)
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
-        _together(mpi, restore)
+        launch.together(mpi, restore)
         say(f"resumed from {cfg['resume']} at epoch {run.start_epoch}")
         saved_threads = resume.get("blas_threads")
         if saved_threads is not None and saved_threads != run.blas_threads:
@@ -333,7 +255,7 @@ def _train(cfg, mpi):
                 f"restores that)")
 
     out = cfg["out"]
-    _together(mpi, lambda: rank == 0 and start_folder(cfg, {**cfg, "resolved_device": device}))
+    launch.together(mpi, lambda: rank == 0 and start_folder(cfg, {**cfg, "resolved_device": device}))
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
         + (f", {world} MPI ranks" if mpi and world > 1 else f", {world} data-parallel processes" if world > 1 else ""))
@@ -362,9 +284,9 @@ def _train(cfg, mpi):
                 group.close(abort=failed)
                 set_num_threads(threads)
     if final is None:  # interrupted, with the checkpoint written
-        launch = f"mpiexec -n {world} " if mpi else ""
+        launcher = f"mpiexec -n {world} " if mpi else ""
         say(f"interrupted at epoch {run.interrupted['epoch']} step {run.interrupted['step']}; continue "
-            f"with: {launch}python -m skengine.train --resume {shlex.quote(out)}")
+            f"with: {launcher}python -m skengine.train --resume {shlex.quote(out)}")
         return {**result, "interrupted": run.interrupted}
     if rank == 0:
         table = confusion_table(final["confusion"], names)
@@ -372,34 +294,6 @@ def _train(cfg, mpi):
             f.write(table + "\n")
         say(table)
     return result
-
-
-def _mpi_world(mpi, cfg, resume):
-    """The launcher's rank count, checked against the batch and, on resume, against the run's own count."""
-    world = mpi.world_size
-    if world > cfg["batch_size"] // 2 and world > 1:
-        raise ConfigError(f"mpiexec started {world} ranks, more than half of --batch-size {cfg['batch_size']}: "
-                          f"BatchNorm needs at least 2 images per process")
-    saved = resume and resume["config"].get("processes", 1)
-    if resume and saved != world:
-        raise ConfigError(f"--resume {cfg['resume']}: the run was trained on {saved} processes and mpiexec "
-                          f"started {world}; resume it with mpiexec -n {saved}")
-    return world
-
-
-def _same_data_as_rank_0(mpi, x_train, y_train, x_test, names):
-    """ConfigError on a rank whose data is not rank 0's: its numbers of training and test images and of
-    classes, and a CRC-32 of its training labels, against rank 0's (a collective: every rank calls it)."""
-    labels = np.ascontiguousarray(y_train, dtype=np.int64)
-    mine = np.array([len(x_train), len(x_test), len(names), zlib.crc32(labels.tobytes())], np.float64)
-    ours = mpi.broadcast(mine.copy())
-
-    def describe(d):
-        n_train, n_test, classes, crc = (int(v) for v in d)
-        return f"{n_train} training images, {n_test} test images, {classes} classes, labels CRC-32 {crc:08x}"
-    if not np.array_equal(mine, ours):
-        raise ConfigError(f"its data ({describe(mine)}) differs from rank 0's ({describe(ours)}): every host must "
-                          f"hold the same data at --data-dir (or in its $SKENGINE_DATA or ~/.cache/skengine)")
 
 
 def _load_data_in_turn(cfg, mpi):
@@ -417,14 +311,6 @@ def _load_data_in_turn(cfg, mpi):
     if error is not None:
         raise error
     return data if data is not None else load_data(cfg)
-
-
-def _use_gpu(local_rank):
-    """One GPU per rank on a host with several (rank i of a host on GPU i mod count); with one, they share it."""
-    cp = array_module("cuda")
-    count = cp.cuda.runtime.getDeviceCount()
-    if count > 1:
-        cp.cuda.Device(local_rank % count).use()
 
 
 def resolve_processes(value, device, batch_size):
