@@ -39,7 +39,7 @@ def test_slow_weights_by_hand():
     for bad in (dict(k=0), dict(k=2.0), dict(alpha=1.5)):
         with pytest.raises(ValueError, match="Lookahead: (k must be a positive int|alpha must be in)"):
             Lookahead(model, **bad)
-    with pytest.raises(KeyError, match="parameter 'weight' of the model is not"):
+    with pytest.raises(KeyError, match="'weight' of the model is not"):
         Lookahead(model, k=1).step(Linear(2, 2))
 
 
@@ -71,3 +71,15 @@ def test_resume_from_a_state_dict_is_bit_exact_and_keeps_the_optimizer_going():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(KeyError, match="does not match"):
         Lookahead(Linear(3, 3)).load_state_dict(state["la"])
+
+
+def test_batchnorm_statistics_are_slow_too_as_in_airbench():
+    from skengine.nn import BatchNorm1d
+    bn = BatchNorm1d(2)
+    la = Lookahead(bn, k=2, alpha=0.5)
+    assert set(la.slow) == {"weight", "bias", "running_mean", "running_var"}  # not num_batches_tracked
+    for _ in range(2):
+        bn(sk.Tensor(np.array([[4.0, 0.0], [6.0, 2.0]], np.float32)))  # batch means 5 and 1
+        la.step(bn)
+    # fast running_mean after 2 updates at momentum 0.1: 0.19 * (5, 1); slow = 0 + 0.5 * that
+    np.testing.assert_allclose(bn.running_mean.numpy(), [0.475, 0.095], rtol=1e-6)

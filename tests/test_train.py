@@ -600,7 +600,7 @@ def test_mpi_settings_that_cannot_work_are_one_line_from_the_launchers_rank_0(da
 def fast_cfg(data_dir, out, **kw):
     """The fast recipe with every option on, on the small fake data: a narrow net, 5 steps an epoch."""
     return cfg(data_dir, out, recipe="fast", model="sknet_cifar_fast", model_kwargs={"widths": [16, 32, 32]},
-               lr=0.1, warmup_epochs=0.5, whiten_bias_epochs=1.0, lookahead=2, tta=True, tta_translate=True,
+               lr=0.1, warmup_epochs=0.5, whiten_bias_epochs=1.0, lookahead=3, tta=True, tta_translate=True,
                label_smoothing=0.2, **kw)
 
 
@@ -614,8 +614,9 @@ def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, m
             conf["bias_lr_scale"], conf["batch_size"]) == ("alternate", 2, "reflect", "linear", 0.85, 64.0, 64)
     # the slow weights are in the checkpoint, and the run ended on them
     slow = ckpt["lookahead"]["slow"]
-    assert ckpt["lookahead"]["num_steps"] == 10 and set(slow) == {n for n, _ in create(**{
-        "name": "sknet_cifar_fast", "widths": (16, 32, 32)}).named_parameters()}
+    net = create("sknet_cifar_fast", widths=(16, 32, 32))
+    assert ckpt["lookahead"]["num_steps"] == 10 and set(slow) == {n for n, _ in net.named_parameters()} | {
+        n for n, b in net.named_buffers() if b.dtype.kind == "f"}
     for k, v in slow.items():
         np.testing.assert_array_equal(v.numpy() if hasattr(v, "numpy") else v, ckpt["model"][k].numpy(), err_msg=k)
     # the whitening layer: fitted to the training images, normalised as the loader does, and frozen
@@ -627,14 +628,20 @@ def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, m
     # the whitening bias's group stopped learning after one epoch; BN biases learn at 64x
     groups = ckpt["optimizer"]["param_groups"]
     assert groups[-1]["lr"] == 0.0 and groups[1]["initial_lr"] == pytest.approx(64 * groups[0]["initial_lr"])
-    # interrupted mid-epoch 1 (step 3: between Lookahead syncs) and resumed: the same weights, bit for bit
-    restore = interrupt_at(monkeypatch, 3)
-    train.train(fast_cfg(data_dir, tmp_path / "cut"))
-    restore()
-    train.train(fast_cfg(data_dir, tmp_path / "cut", resume=str(tmp_path / "cut")))
-    resumed, straight = weights(tmp_path / "cut"), weights(straight_out)
-    for k in straight:
-        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+    # ... it learned at the weights' rate and decay (airbench), from zero
+    assert groups[-1]["initial_lr"] == groups[0]["initial_lr"] and groups[-1]["weight_decay"] == conf["wd"]
+    assert not np.array_equal(ckpt["model"]["whiten.bias"].numpy(), 0) and (create("sknet_cifar_fast").whiten.bias
+                                                                          .numpy() == 0).all()
+    # interrupted mid-epoch 1 (step 2: between Lookahead syncs) and after the whitening bias stopped (step 7),
+    # then resumed: the same weights, bit for bit
+    for step in (2, 7):
+        restore = interrupt_at(monkeypatch, step)
+        train.train(fast_cfg(data_dir, tmp_path / f"cut{step}"))
+        restore()
+        train.train(fast_cfg(data_dir, tmp_path / f"cut{step}", resume=str(tmp_path / f"cut{step}")))
+        resumed, straight = weights(tmp_path / f"cut{step}"), weights(straight_out)
+        for k in straight:
+            np.testing.assert_array_equal(resumed[k], straight[k], err_msg=(step, k))
 
 
 def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
@@ -646,7 +653,9 @@ def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
                          (dict(lookahead=-1), "--lookahead must be an integer >= 0"),
                          (dict(bias_lr_scale=0), "--bias-lr-scale must be a finite number > 0"),
                          (dict(tta_translate="yes"), "--tta-translate must be true or false"),
-                         (dict(crop_pad=40, pad_mode="reflect"), "--crop-pad 40 --pad-mode reflect")):
+                         (dict(crop_pad=40, pad_mode="reflect"), "--crop-pad 40 --pad-mode reflect"),
+                         (dict(tta=False, tta_translate=True), "--tta-translate adds views to --tta's"),
+                         (dict(recipe="fast", epochs=1), r"--recipe fast sets it: give a shorter --warmup-epochs")):
         with pytest.raises(ConfigError, match=message):
             config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "x"), **bad))
 

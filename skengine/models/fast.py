@@ -65,6 +65,7 @@ class FastSKNet(Module):
                              f"values in a 2x2 patch of {in_chans} channels), got {whiten_width}")
         self.whiten = Conv2d(in_chans, whiten_width, 2, bias=True)
         self.whiten.weight.requires_grad_(False)  # fitted to the data by init.patch_whitening_, then fixed
+        init.zeros_(self.whiten.bias)  # as airbench
         self.act = GELU("tanh")
         blocks, c = [], whiten_width
         for w in widths:

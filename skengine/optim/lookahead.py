@@ -9,7 +9,9 @@ which then restart from them.
 Unlike timm's ``Lookahead``, which wraps an optimizer, this one follows the model (as ``ModelEMA`` does),
 so that it works with any optimizer and ``alpha`` can follow a schedule: airbench lets the slow weights
 trail further behind as training ends (alpha = 1 - 0.95**5 * progress**3, via ``step(model, alpha=...)``).
-The optimizer's own state (momentum) is kept across a sync, as in timm and airbench.
+The optimizer's own state (momentum) is kept across a sync, as in timm and airbench.  As in airbench, the
+floating-point buffers (BatchNorm's running statistics) are slow and synced too, so that the model never
+holds slow weights with the fast trajectory's statistics.
 """
 from ..backend import device_of, to_device, to_numpy
 from .ema import _array, _named
@@ -20,7 +22,7 @@ class Lookahead:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"Lookahead: k must be a positive int, got {k!r}")
         self.k, self.alpha, self.num_steps = k, self._check_alpha(alpha), 0
-        self.slow = {name: _array(p).copy() for name, p in _named(model, "named_parameters")}
+        self.slow = {name: _array(t).copy() for name, t in _tensors(model)}
 
     @staticmethod
     def _check_alpha(alpha):
@@ -36,21 +38,21 @@ class Lookahead:
         if self.num_steps % self.k:
             return False
         alpha = self.alpha if alpha is None else self._check_alpha(alpha)
-        for name, p in _named(model, "named_parameters"):
-            s = self._slow(name, p)
-            s += alpha * (_array(p) - s)
-            p._write_(s.copy())
+        for name, t in _tensors(model):
+            s = self._slow(name, t)
+            s += alpha * (_array(t) - s)
+            t._write_(s.copy())
         return True
 
     def finish(self, model):
         """The model takes the slow weights (the steps since the last sync are dropped, as in airbench)."""
-        for name, p in _named(model, "named_parameters"):
-            p._write_(self._slow(name, p).copy())
+        for name, t in _tensors(model):
+            t._write_(self._slow(name, t).copy())
 
     def _slow(self, name, p):
         s = self.slow.get(name)
         if s is None or s.shape != p.shape:
-            raise KeyError(f"Lookahead: parameter {name!r} of the model is not (with that shape) among the "
+            raise KeyError(f"Lookahead: {name!r} of the model is not (with that shape) among the "
                            "slow weights; were they made from another model?")
         if device_of(s) != device_of(_array(p)):  # the model moved
             s = self.slow[name] = to_device(s, device_of(_array(p)))
@@ -68,6 +70,12 @@ class Lookahead:
                 raise KeyError(f"Lookahead.load_state_dict: {name!r} with shape {tuple(value.shape)} does not "
                                "match the model's slow weights")
             self.slow[name] = to_device(to_numpy(value).astype(old.dtype), device_of(old))
+
+
+def _tensors(model):
+    """The model's parameters and floating-point buffers, by name."""
+    return [(n, p) for n, p in _named(model, "named_parameters")] + \
+        [(n, b) for n, b in _named(model, "named_buffers") if b is not None and _array(b).dtype.kind == "f"]
 
 
 __all__ = ["Lookahead"]

@@ -119,13 +119,17 @@ def validate(cfg):
         _real(cfg, "whiten_bias_epochs", 0)
     for key in ("tta", "tta_translate", "whiten", "download", "overwrite"):
         _bool(cfg, key)
+    if cfg["tta_translate"] and not cfg["tta"]:
+        raise ConfigError("--tta-translate adds views to --tta's: give --tta too (or drop --tta-translate)")
     if cfg["pad_mode"] == "reflect" and cfg["crop_pad"] >= 32:
         raise ConfigError(f"--crop-pad {cfg['crop_pad']} --pad-mode reflect: a reflection must be narrower than "
                           f"the 32-pixel images")
     if cfg["batch_size"] < 2:
         raise ConfigError(f"--batch-size {cfg['batch_size']}: BatchNorm needs at least 2 images a batch")
     if cfg["schedule"] in ("cosine", "linear") and cfg["warmup_epochs"] > cfg["epochs"]:
-        raise ConfigError(f"--warmup-epochs {cfg['warmup_epochs']} is longer than the run (--epochs {cfg['epochs']})")
+        raise ConfigError(f"--warmup-epochs {cfg['warmup_epochs']} is longer than the run (--epochs {cfg['epochs']})"
+                          + (f"; --recipe {cfg['recipe']} sets it: give a shorter --warmup-epochs" if cfg["recipe"]
+                             else ""))
     processes = cfg["processes"]
     if processes != "auto":
         try:

@@ -347,6 +347,7 @@ class Run:
         # the whitening layer's bias learns for the first whiten_bias_epochs, then its group's lr stays 0
         self.whiten_group, self.whiten_steps = whiten_group, (
             None if whiten_group is None else round(cfg["whiten_bias_epochs"] * len(loader)))
+        self._stop_whiten_bias()  # --whiten-bias-epochs 0: not even the first step
         self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
         self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
         self.interrupted = None  # {"epoch", "step"} where a Ctrl-C stopped fit
@@ -360,6 +361,7 @@ class Run:
         self.opt.load_state_dict({"state": _int_keys(state["optimizer"]["state"]),
                                   "param_groups": state["optimizer"]["param_groups"]})
         self.sched.load_state_dict(state["scheduler"])
+        self._stop_whiten_bias()
         self.loader.load_state_dict(state["loader"])
         sk_random.set_state(state["rng"])
         if self.ema:
@@ -473,7 +475,12 @@ class Run:
         step = self.sched.last_epoch  # steps taken so far
         if self.lookahead:
             self.lookahead.step(self.model, alpha=lookahead_alpha(step, self.total_steps, self.lookahead.k))
-        if self.whiten_group is not None and step >= self.whiten_steps:
+        self._stop_whiten_bias()
+
+    def _stop_whiten_bias(self):
+        """The whitening bias's group learns for its first whiten_steps steps, then at lr 0 (after every step,
+        at the start, and after a restore: the scheduler writes its own lr into every group)."""
+        if self.whiten_group is not None and self.sched.last_epoch >= self.whiten_steps:
             self.opt.param_groups[self.whiten_group]["lr"] = 0.0
 
     def _end_epoch(self, epoch, result, test, tta, sums):

@@ -1,7 +1,7 @@
 """The fast recipe's pieces the trainer calls (config.RECIPES names the settings): the optimizer's parameter
 groups (BN parameters and biases at ``bias_lr_scale`` times the learning rate, a whitening layer's bias in
-a group of its own that stops after ``whiten_bias_epochs``), the whitening layer fitted to the training
-images, and airbench's Lookahead schedule."""
+a group of its own, at the weights' rate and decay as in airbench, that stops after ``whiten_bias_epochs``),
+the whitening layer fitted to the training images, and airbench's Lookahead schedule."""
 import numpy as np
 
 from ..nn import init
@@ -14,7 +14,9 @@ def param_groups(model, cfg):
     """(groups for the optimizer, the index of the whitening bias's group or None).
 
     Weights decay with ``wd``; parameters of one dimension (BN's, biases) do not, and learn at ``lr *
-    bias_lr_scale``; so does the bias of a ``whiten`` layer, in a group of its own, so that it can stop."""
+    bias_lr_scale``; the bias of a ``whiten`` layer learns like the weights (airbench), in a group of its own,
+    so that it can stop.  (airbench also decays BN biases, by the weights' amount a step; they do not decay
+    here, as in the trainer's other runs.)"""
     whiten = getattr(model, "whiten", None)
     bias = whiten.bias if whiten is not None and cfg["whiten_bias_epochs"] is not None else None
     groups = param_groups_no_decay([(n, p) for n, p in model.named_parameters() if p is not bias], cfg["wd"])
@@ -22,7 +24,7 @@ def param_groups(model, cfg):
         g["lr"] = cfg["lr"] * (cfg["bias_lr_scale"] if g["weight_decay"] == 0 else 1.0)
     if bias is None or not bias.requires_grad:
         return groups, None
-    groups.append({"params": [bias], "weight_decay": 0.0, "lr": cfg["lr"] * cfg["bias_lr_scale"]})
+    groups.append({"params": [bias], "weight_decay": cfg["wd"], "lr": cfg["lr"]})
     return groups, len(groups) - 1
 
 
