@@ -1,8 +1,10 @@
 """Weight initialisation, in place, with PyTorch's formulas and the engine's seeded RNG."""
 import math
 
+import numpy as np
+
 from .. import random
-from ..backend import to_device
+from ..backend import to_device, to_numpy
 
 
 def _fill(tensor, values):
@@ -63,8 +65,6 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 def dirac_(tensor, groups=1):
     """The identity convolution, as ``torch.nn.init.dirac_``: out channel i of each group passes in channel i
     through the kernel's centre (for i < min(out, in) per group); every other weight is 0."""
-    import numpy as np
-
     if tensor.ndim not in (3, 4, 5):
         raise ValueError(f"dirac_: only 3-, 4- and 5-D tensors are supported, got shape {tuple(tensor.shape)}")
     out_per_group = tensor.shape[0] // groups
@@ -87,10 +87,7 @@ def patch_whitening_(weight, images, eps=5e-4):
     ``images``: (N, C, H, W) array of the data the network sees (normalised as in training); N * (H-kh+1)
     * (W-kw+1) patches are used, in float64.
     """
-    import numpy as np  # the eigen-decomposition runs on the host, on any device's images
-
-    from ..backend import to_numpy
-    images = np.asarray(to_numpy(images), np.float64)
+    images = np.asarray(to_numpy(images), np.float64)  # the eigen-decomposition runs on the host
     two_k, C, kh, kw = weight.shape
     if images.ndim != 4 or images.shape[1] != C or images.shape[2] < kh or images.shape[3] < kw:
         raise ValueError(f"patch_whitening_: images must be (N, {C}, H >= {kh}, W >= {kw}) for a weight of "
