@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import skengine as sk
 import skengine.functional as F
 from skengine.nn import SEBlock, SKConv
-from skengine.nn.sk import attention_width, make_divisible
+from skengine.nn.sk import ATTENTIONS, attention_width, make_divisible
 
 SETTINGS = dict(deadline=None, derandomize=True)
 
@@ -53,7 +53,7 @@ def sk_configs(draw, small=False):
                 kernel_sizes=tuple(3 + 2 * m for m in range(M)), groups=groups, split_input=split_input,
                 stride=draw(st.sampled_from([1, 2])), reduction=draw(st.sampled_from([1, 2, 4, 16])),
                 min_dim=draw(st.integers(1, 3 if small else 4)),
-                attention=draw(st.sampled_from(["softmax", "sigmoid"])),
+                attention=draw(st.sampled_from(ATTENTIONS)),
                 keep_3x3=draw(st.booleans()) if M == 2 or not small else True)
 
 
@@ -67,11 +67,15 @@ def test_output_shape_width_and_param_count(cfg, n, h, w):
     y = m(sk.randn(n, cfg["in_channels"], h, w))
     # a 'same'-padded stride-s convolution of an odd effective kernel gives ceil(H / s)
     assert y.shape == (n, C, math.ceil(h / s), math.ceil(w / s))
-    d = max(C // cfg["reduction"], cfg["min_dim"])  # the paper: d = max(C / r, L)
-    assert m.fc_reduce.out_features == d
     path_in = cfg["in_channels"] // M if cfg["split_input"] else cfg["in_channels"]
     kernels = [9] * M if cfg["keep_3x3"] else [k * k for k in cfg["kernel_sizes"]]
-    expected = sum(C * path_in // G * k + 2 * C for k in kernels) + C * d + 2 * d + d * M * C
+    expected = sum(C * path_in // G * k + 2 * C for k in kernels)  # the paths: conv + BN
+    if cfg["attention"] == "uniform":  # no Fuse, no Select
+        assert not hasattr(m, "fc_reduce") and not hasattr(m, "fc_select")
+    else:
+        d = max(C // cfg["reduction"], cfg["min_dim"])  # the paper: d = max(C / r, L)
+        assert m.fc_reduce.out_features == d
+        expected += C * d + 2 * d + d * M * C
     assert sum(p.numel() for p in m.parameters()) == expected
     assert m.last_attention.shape == (n, M, C)
 
@@ -91,7 +95,7 @@ def test_bad_arguments():
         SKConv(8, kernel_sizes=(1, 3))
     with pytest.raises(ValueError, match=r"\[3, 3, 3\] must be >= 1 and.*divisible by groups=2"):
         SKConv(9, kernel_sizes=(3, 5, 7), groups=2, split_input=True)  # slices of 3 channels
-    with pytest.raises(ValueError, match="softmax"):
+    with pytest.raises(ValueError, match="'softmax', 'sigmoid', 'sigmoid_norm', 'uniform', got 'relu'"):
         SKConv(8, attention="relu")
 
 
@@ -143,7 +147,10 @@ def test_gradcheck_se_block():
 
 def numpy_fuse_select(m, U):
     """Fuse and Select from the paper's equations, in NumPy, for eval mode:
-    s = mean_hw(sum_m U_m); z = ReLU(BN(W s)); a = softmax_m(A_m z) (or sigmoid)."""
+    s = mean_hw(sum_m U_m); z = ReLU(BN(W s)); a = softmax_m(A_m z) (or sigmoid, or sigmoid / its sum
+    over m; or 1/M without any of it)."""
+    if m.attention == "uniform":
+        return np.full((U[0].shape[0], len(U), U[0].shape[1]), 1 / len(U))
     s = sum(U).mean(axis=(2, 3))
     bn = m.bn_reduce
     z = s @ m.fc_reduce.weight.numpy().T
@@ -152,6 +159,9 @@ def numpy_fuse_select(m, U):
     A = np.stack(np.split(logits, len(U), axis=1), axis=1)  # row block m of fc_select is A_m
     if m.attention == "sigmoid":
         return 1 / (1 + np.exp(-A))
+    if m.attention == "sigmoid_norm":
+        g = 1 / (1 + np.exp(-A))
+        return g / g.sum(axis=1, keepdims=True)
     e = np.exp(A - A.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -171,7 +181,7 @@ def test_attention_matches_paper_equations(cfg, seed):
     np.testing.assert_allclose(m.last_attention.numpy(), a, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(y.numpy(), sum(a[:, i, :, None, None] * U[i] for i in range(M)), rtol=1e-10,
                                atol=1e-12)
-    if cfg["attention"] == "softmax":  # the paths compete: weights sum to one per channel
+    if cfg["attention"] != "sigmoid":  # the paths compete (or share equally): weights sum to one per channel
         np.testing.assert_allclose(m.last_attention.numpy().sum(axis=1), 1.0, rtol=1e-12)
     assert ((a > 0) & (a < 1)).all()
 

@@ -24,8 +24,11 @@ Two choices made here, both exact equivalences:
 
 ``split_input=True`` is timm's variant for ResNet-18/34: the input channels are
 split evenly across the paths (path m sees the m-th slice), which divides the
-path weights by M.  ``attention="sigmoid"`` swaps the softmax across paths for
-independent SENet-style gates (the paths no longer compete).
+path weights by M.  ``attention`` picks the Select step's gate, for the ablation the paper leaves open:
+"softmax" across paths (the paper: the paths compete for each channel), "sigmoid" (independent SENet-style
+gates: the paths no longer compete), "sigmoid_norm" (sigmoid gates divided by their sum over the paths:
+a selection, as the softmax, without its exponent) and "uniform" (a_m = 1/M fixed: the paths averaged,
+no Fuse or Select at all, so no attention parameters).
 
 The SE block (Hu et al., 2018) is the one-path ancestor: squeeze s, excite with
 a sigmoid gate per channel, rescale.
@@ -34,9 +37,13 @@ from collections import OrderedDict
 from numbers import Integral
 
 from .. import functional as F
+from ..autograd import Tensor
+from ..backend import get_array_module
 from ..functional.args import check_int
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Linear, ReLU
 from .module import Module, ModuleList, Sequential
+
+ATTENTIONS = ("softmax", "sigmoid", "sigmoid_norm", "uniform")
 
 
 def conv_bn(in_channels, out_channels, kernel_size=3, stride=1, dilation=1, groups=1, act=True):
@@ -86,7 +93,8 @@ class SKConv(Module):
         rd_channels: set d directly;  rd_divisor: use timm's make_divisible rule for d.
         split_input: path m sees only the m-th of M equal slices of the input channels (timm;
             when M does not divide C_in the first C_in % M slices get one channel more).
-        attention: "softmax" across paths (the paper) or "sigmoid" (independent gates).
+        attention: "softmax" across paths (the paper), "sigmoid" (independent gates), "sigmoid_norm"
+            (sigmoid gates / their sum over paths) or "uniform" (a = 1/M, no Fuse/Select layers).
 
     After each forward, ``last_attention`` holds the gate values a as a detached
     (N, M, C) Tensor (no graph is kept alive by it).
@@ -113,8 +121,9 @@ class SKConv(Module):
         if keep_3x3 and min(kernel_sizes) < 3:
             raise ValueError(f"SKConv: keep_3x3 realises k x k as a dilated 3x3, so every k must be >= 3, "
                              f"got {kernel_sizes}")
-        if attention not in ("softmax", "sigmoid"):
-            raise ValueError(f"SKConv: attention must be 'softmax' or 'sigmoid', got {attention!r}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"SKConv: attention must be one of {', '.join(map(repr, ATTENTIONS))}, "
+                             f"got {attention!r}")
         M = len(kernel_sizes)
         # split_input: slices as even as possible (equal, as in timm, when M divides in_channels)
         path_in = [in_channels // M + (m < in_channels % M) for m in range(M)] if split_input else [in_channels] * M
@@ -131,29 +140,41 @@ class SKConv(Module):
             conv_bn(c, out_channels, 3, stride, dilation * (k - 1) // 2, groups) if keep_3x3 else
             conv_bn(c, out_channels, k, stride, dilation, groups)
             for c, k in zip(path_in, kernel_sizes))
+        self.last_attention = None
+        if attention == "uniform":  # the paths averaged: nothing to fuse or select with
+            return
         # Fuse: s (N, C) -> z (N, d)
         d = rd_channels if rd_channels is not None else attention_width(out_channels, reduction, min_dim, rd_divisor)
         self.fc_reduce = Linear(out_channels, d, bias=False)
         self.bn_reduce = BatchNorm1d(d)
         # Select: z -> one logit per path and channel; rows [m*C, (m+1)*C) are the paper's A_m
         self.fc_select = Linear(d, M * out_channels, bias=False)
-        self.last_attention = None
 
     def forward(self, x):
         M, C = self.num_paths, self.out_channels
         inputs = x.split(self.path_in, dim=1) if self.split_input else (x,) * M
         U = [path(xm) for path, xm in zip(self.paths, inputs)]           # Split
+        if self.attention == "uniform":                                   # no attention: the paths' mean
+            xp = get_array_module(U[0].data)
+            self.last_attention = Tensor(xp.full((U[0].shape[0], M, C), 1 / M, U[0].dtype))
+            return sum(U[1:], U[0]) * (1 / M)
         s = sum(U[1:], U[0]).mean(dim=(2, 3))                             # Fuse: F_gp(U_1 + ... + U_M)
         z = F.relu(self.bn_reduce(self.fc_reduce(s)))                     #       F_fc
         logits = self.fc_select(z).reshape(-1, M, C)                      # Select
-        a = F.softmax(logits, dim=1) if self.attention == "softmax" else F.sigmoid(logits)
+        if self.attention == "softmax":
+            a = F.softmax(logits, dim=1)
+        else:
+            a = F.sigmoid(logits)
+            if self.attention == "sigmoid_norm":
+                a = a / a.sum(dim=1, keepdim=True)
         self.last_attention = a.detach()
         weighted = [a[:, m].reshape(-1, C, 1, 1) * U[m] for m in range(M)]
         return sum(weighted[1:], weighted[0])                             # V = sum_m a_m * U_m
 
     def extra_repr(self):
+        d = f"d={self.fc_reduce.out_features}, " if self.attention != "uniform" else ""
         return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, "
-                f"d={self.fc_reduce.out_features}, split_input={self.split_input}, attention={self.attention!r}")
+                f"{d}split_input={self.split_input}, attention={self.attention!r}")
 
 
 class SEBlock(Module):
@@ -180,4 +201,4 @@ def collect_attention(model):
             if isinstance(m, SKConv) and m.last_attention is not None}
 
 
-__all__ = ["SKConv", "SEBlock", "conv_bn", "make_divisible", "attention_width", "collect_attention"]
+__all__ = ["ATTENTIONS", "SKConv", "SEBlock", "conv_bn", "make_divisible", "attention_width", "collect_attention"]
