@@ -176,7 +176,24 @@ def test_fast_network_shape_budget_and_frozen_parts():
     assert all(abs(m.momentum - 0.4) < 1e-12 for m in net.modules() if isinstance(m, sk.nn.BatchNorm2d))
     assert count(net, SKConv) == 3 and all(m.split_input for m in net.modules() if isinstance(m, SKConv))
     plain = models.create("sknet_cifar_fast", attention="none")
-    assert count(plain, SKConv) == 0
+    assert count(plain, SKConv) == 0 and count(plain, SEBlock) == 0
+
+
+def test_fast_network_ablation_variants_differ_only_in_the_attention():
+    n = {}
+    for name, kwargs in (("sk", {}), ("none", {"attention": "none"}), ("se", {"attention": "se"}),
+                         ("uniform", {"sk_kwargs": {"attention": "uniform"}})):
+        n[name] = sum(p.numel() for p in models.create("sknet_cifar_fast", **kwargs).parameters())
+    widths = (64, 128, 128)
+    # the SK unit's paths (two half-input 3x3 convs) weigh what the plain conv does, plus one BN more; its
+    # attention is fc_reduce (C x 16), BN (2 x 16) and fc_select (16 x 2C); SE's is C -> C/8 -> C with biases
+    assert n["sk"] - n["none"] == sum(2 * c + c * 16 + 2 * 16 + 16 * 2 * c for c in widths)
+    assert n["se"] - n["none"] == sum(2 * c * (c // 8) + c // 8 + c for c in widths)
+    assert n["sk"] - n["uniform"] == sum(c * 16 + 2 * 16 + 16 * 2 * c for c in widths)
+    se = models.create("sknet_cifar_fast", attention="se")
+    assert count(se, SEBlock) == 3 and count(se, SKConv) == 0
+    with pytest.raises(ValueError, match="attention must be 'sk', 'se' or 'none', got 'cbam'"):
+        models.create("sknet_cifar_fast", attention="cbam")
 
 
 def test_fast_network_trains_only_what_is_not_frozen():

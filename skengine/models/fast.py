@@ -26,12 +26,14 @@ from ..functional.args import check_int
 from ..nn import init
 from ..nn.layers import GELU, BatchNorm1d, BatchNorm2d, Conv2d, Linear, MaxPool2d
 from ..nn.module import Module, Parameter, Sequential
-from ..nn.sk import SKConv
+from ..nn.sk import SEBlock, SKConv
 from .registry import register
 
 
 class FastBlock(Module):
-    """conv 3x3 -> max pool 2 -> BN -> GELU -> SKConv (or, with ``attention="none"``, conv-BN-ReLU)."""
+    """conv 3x3 -> max pool 2 -> BN -> GELU -> SKConv; for the ablations, ``attention="none"`` puts a plain
+    conv 3x3 -> BN -> GELU in the SK unit's place and ``attention="se"`` the same followed by an SE gate
+    (reduction 8, as the SK unit's)."""
 
     def __init__(self, in_channels, out_channels, attention="sk", sk_kwargs=None):
         super().__init__()
@@ -42,11 +44,14 @@ class FastBlock(Module):
         if attention == "sk":
             self.sk = SKConv(out_channels, out_channels, **dict(dict(reduction=8, min_dim=16, split_input=True),
                                                                  **(sk_kwargs or {})))
-        elif attention == "none":
-            self.sk = Sequential(OrderedDict(conv=Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-                                             bn=BatchNorm2d(out_channels), act=GELU("tanh")))
+        elif attention in ("none", "se"):
+            layers = OrderedDict(conv=Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                                 bn=BatchNorm2d(out_channels), act=GELU("tanh"))
+            if attention == "se":
+                layers["se"] = SEBlock(out_channels, reduction=8)
+            self.sk = Sequential(layers)
         else:
-            raise ValueError(f"FastBlock: attention must be 'sk' or 'none', got {attention!r}")
+            raise ValueError(f"FastBlock: attention must be 'sk', 'se' or 'none', got {attention!r}")
 
     def forward(self, x):
         return self.sk(self.act(self.bn(self.pool(self.conv(x)))))
