@@ -1,108 +1,317 @@
-"""Ablations with equal budgets: the same network, recipe and epochs, only the attention changes.
+"""A resumable ablation runner: the same network, recipe and budget, only one thing changes per variant.
 
-    python examples/ablate.py --data-dir DIR --model sknet_cifar_tiny --epochs 5 --seeds 0 1 2 --out runs/ablate
+    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 3 --out runs/gates
+    python examples/ablate.py --out runs/gates --report        # the table, CSV and plot again, no training
 
-Variants (each trained with skengine.train, one run per seed):
-  sk_softmax   SK, softmax across paths (the paper)          sk_sigmoid  SK, independent sigmoid gates
-  se           SE block instead of SK (one 3x3 path)           none        no attention (one 3x3 path)
-  sk_m2 / sk_m3  two vs three paths (3,5 / 3,5,7), full input per path, so M is the only difference
-Writes ablation.csv, ablation.md and ablation.png to --out: test accuracy mean +- std, parameters,
-multiply-adds per image and training images/s.
+Every finished run is appended to OUT/results.jsonl (written whole to a temporary file, then renamed over
+it: a kill never leaves half a line).  A restarted runner skips the runs already there and continues an
+interrupted one from its checkpoint, so a grid that does not fit one sitting goes on later; the table
+(ablation.md), ablation.csv and ablation.png are made from results.jsonl alone.  A run is the same run
+when its variant, seed and every trainer setting that decides its numbers are the same: change the budget
+and the runner trains anew, beside the old results, and reports each budget apart.
+
+Grids (``--grid``; the first variant of each is the one the others are compared with):
+  gates   the Select step's gate (nn/sk.py): softmax across paths (the paper), an independent sigmoid per
+          path and channel, sigmoids divided by their sum, and fixed equal weights 1/M (no attention)
+  blocks  the block's second layer: an SK unit, a plain conv + SE gate, a plain conv (no attention)
+  paths   M = 2 vs 3 paths (3x3 and 3x3 dilated by 2, and by 3), each path on the whole input
+  tricks  the fast recipe with one trick off at a time (issue 15's trick-by-trick table)
+
+The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
+difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
+the two means (10,000 resamples) as a check; then parameters, multiply-adds and training images/s.
 """
 import argparse
 import csv
+import hashlib
+import json
+import math
 import os
 import sys
+import time
 
 import numpy as np
 
 from skengine import training as trainer
 from skengine.models import create
 from skengine.summary import summary
+from skengine.training.config import DEFAULTS, RECIPES, WHERE
 from skengine.training.report import pyplot
 
-VARIANTS = {
-    "sk_softmax": {"sk_kwargs": {"attention": "softmax"}},
-    "sk_sigmoid": {"sk_kwargs": {"attention": "sigmoid"}},
-    "se": {"attention": "se"},
-    "none": {"attention": "none"},
-    "sk_m2": {"sk_kwargs": {"kernel_sizes": [3, 5], "split_input": False}},
-    "sk_m3": {"sk_kwargs": {"kernel_sizes": [3, 5, 7], "split_input": False}},
+
+def _net(**kw):
+    return {"model_kwargs": kw}
+
+
+def _sk(**kw):
+    return _net(sk_kwargs=kw)
+
+
+GRIDS = {
+    "gates": {"softmax": _sk(attention="softmax"), "sigmoid": _sk(attention="sigmoid"),
+              "sigmoid_norm": _sk(attention="sigmoid_norm"), "uniform": _sk(attention="uniform")},
+    "blocks": {"sk": {}, "se": _net(attention="se"), "none": _net(attention="none")},
+    "paths": {"m2": _sk(kernel_sizes=[3, 5], split_input=False), "m3": _sk(kernel_sizes=[3, 5, 7], split_input=False)},
+    "tricks": {"recipe": {}, "no_whitening": {"whiten": False}, "no_label_smoothing": {"label_smoothing": 0.0},
+               "random_flip": {"flip": "random"}, "no_lookahead": {"lookahead": 0},
+               "biases_at_lr": {"bias_lr_scale": 1.0}, "bn_weight_learned": _net(freeze_bn_weight=False),
+               "bn_momentum_0.1": _net(bn_momentum=0.1), "logits_unscaled": _net(logit_scale=1.0)},
 }
+RESULTS = "results.jsonl"
+
+
+def run_key(variant, seed, cfg):
+    """A run's identity: its variant, seed and every setting that decides its numbers (not where it runs)."""
+    kept = {k: v for k, v in sorted(cfg.items()) if k not in WHERE and k not in ("seed", "data_dir")}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{variant}/seed{seed}/{digest}"
+
+
+def read_results(out):
+    """The finished runs in OUT/results.jsonl, in the order they finished ([] if none)."""
+    path = os.path.join(out, RESULTS)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_result(out, record):
+    """Add one run to results.jsonl atomically: the old lines and the new one go to a temporary file that
+    replaces the old file in one rename, so the file always holds whole lines only."""
+    path = os.path.join(out, RESULTS)
+    lines = open(path).read() if os.path.exists(path) else ""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(lines + json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def settings(args, overrides, seed):
+    """The trainer settings of one run: the recipe, then the grid's budget, then the variant's change."""
+    cfg = {"recipe": args.recipe, "seed": seed, "data_dir": args.data_dir, "device": args.device,
+           "processes": args.processes, "download": False}
+    for key in ("model", "epochs", "warmup_epochs", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
+                "limit_test"):
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = value
+    cfg.update(overrides)
+    return cfg
 
 
 def run(args):
-    rows = []
-    for name in args.variants:
-        kwargs = VARIANTS[name]
-        model = create(args.model, num_classes=10, **kwargs)
-        info = summary(model, (3, 32, 32))
-        accs, speeds = [], []
+    """Train every (variant, seed) of the grid not yet in results.jsonl; return the results."""
+    os.makedirs(args.out, exist_ok=True)
+    grid = GRIDS[args.grid]
+    done = {r["key"] for r in read_results(args.out)}
+    for name in args.variants or list(grid):
         for seed in args.seeds:
-            out = os.path.join(args.out, f"{name}-seed{seed}")
-            print(f"== {name} seed {seed} -> {out}", file=sys.stderr)
-            result = trainer.train(dict(model=args.model, model_kwargs=kwargs, seed=seed, epochs=args.epochs,
-                                        batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir,
-                                        limit_train=args.limit_train, limit_test=args.limit_test,
-                                        device=args.device, download=False, out=out, tta=False,
-                                        overwrite=True))  # each run's folder is this grid's own: rerun, replaced
-            accs.append(result["test_acc"])
-            speeds.append(result["images_per_s"])
-        rows.append({"variant": name, "model_kwargs": kwargs, "seeds": len(accs),
-                     "acc_mean": 100 * float(np.mean(accs)), "acc_std": 100 * float(np.std(accs)),
-                     "accs": " ".join(f"{100 * a:.2f}" for a in accs), "params": info.total_params,
-                     "macs": info.total_macs, "images_per_s": float(np.mean(speeds))})
+            cfg = settings(args, grid[name], seed)
+            key = run_key(name, seed, {**DEFAULTS, **RECIPES.get(args.recipe, {}), **cfg})
+            if key in done:
+                continue
+            folder = os.path.join(args.out, "runs", key.replace("/", "-"))
+            started = time.time()
+            if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on from there
+                print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
+                result = trainer.train({"resume": folder, "device": args.device, "processes": args.processes})
+            else:
+                print(f"== {name} seed {seed} -> {folder}", file=sys.stderr)
+                result = trainer.train({**cfg, "out": folder, "overwrite": True})
+            if "interrupted" in result:  # a Ctrl-C: the checkpoint is written, the next start continues it
+                raise SystemExit(130)
+            full = {**DEFAULTS, **RECIPES.get(args.recipe, {}), **cfg}
+            classes = 100 if full["dataset"] == "cifar100" else 10
+            info = summary(create(full["model"], num_classes=classes, **full["model_kwargs"]), (3, 32, 32))
+            append_result(args.out, {
+                "key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
+                "test_acc": result["test_acc"], "test_acc_tta": result.get("test_acc_tta"),
+                "images_per_s": result["images_per_s"], "wall_s": time.time() - started,
+                "params": info.total_params, "macs": info.total_macs})
+            done.add(key)
+    return read_results(args.out)
+
+
+# -- statistics: no SciPy, so Student's t from the regularized incomplete beta function ----------------
+
+def _betainc(a, b, x):
+    """I_x(a, b) by its continued fraction (modified Lentz), the series that converges for x < (a+1)/(a+b+2)."""
+    if x <= 0 or x >= 1:
+        return float(x >= 1)
+    if x > (a + 1) / (a + b + 2):
+        return 1 - _betainc(b, a, 1 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1 + num * d
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = 1 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1 - c * d) < 1e-15:
+            break
+    return front * (f - 1)
+
+
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with ``df`` (real, > 0) degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    return 1 - tail if t > 0 else tail
+
+
+def t_quantile(p, df):
+    """The t with P(T <= t) = p, by bisection on t_cdf."""
+    lo, hi = -1e6, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def welch_ci(a, b, level=0.95):
+    """(difference of means b - a, its half-width at ``level`` by Welch's t, degrees of freedom)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    diff = b.mean() - a.mean()
+    if se == 0:
+        return diff, 0.0, math.inf
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return diff, t_quantile(0.5 + level / 2, df) * se, df
+
+
+def bootstrap_ci(a, b, level=0.95, n=10000, seed=0):
+    """The percentile interval of mean(b*) - mean(a*) over ``n`` resamples of each group."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diffs = (b[rng.integers(0, len(b), (n, len(b)))].mean(1) - a[rng.integers(0, len(a), (n, len(a)))].mean(1))
+    return tuple(np.quantile(diffs, [0.5 - level / 2, 0.5 + level / 2]))
+
+
+# -- the report -------------------------------------------------------------------------------------------
+
+def summarise(records):
+    """One row per (budget, variant) in the order first finished: accuracies, their statistics against the
+    budget's first variant of the grid, and the network's size and speed."""
+    groups = {}
+    for r in records:
+        budget = {k: v for k, v in r["settings"].items() if k not in ("seed", "model_kwargs", *WHERE)
+                  and k not in GRIDS[r["grid"]].get(r["variant"], {})}
+        bkey = json.dumps({"grid": r["grid"], **budget}, sort_keys=True, default=str)
+        groups.setdefault(bkey, {}).setdefault(r["variant"], []).append(r)
+    rows = []
+    for bkey, variants in groups.items():
+        grid = json.loads(bkey)["grid"]
+        order = [v for v in GRIDS[grid] if v in variants]
+        base = [100 * r["test_acc"] for r in variants[order[0]]]
+        for name in order:
+            runs = sorted(variants[name], key=lambda r: r["seed"])
+            accs = [100 * r["test_acc"] for r in runs]
+            tta = [100 * r["test_acc_tta"] for r in runs if r["test_acc_tta"] is not None]
+            row = {"budget": bkey, "grid": grid, "variant": name, "runs": len(accs), "seeds": [r["seed"] for r in runs],
+                   "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                   "accs": accs, "tta_mean": float(np.mean(tta)) if len(tta) == len(accs) else None,
+                   "params": runs[0]["params"], "macs": runs[0]["macs"],
+                   "images_per_s": float(np.mean([r["images_per_s"] for r in runs])),
+                   "diff": None, "welch": None, "bootstrap": None}
+            if name != order[0] and len(accs) > 1 and len(base) > 1:
+                diff, half, _ = welch_ci(base, accs)
+                row.update(diff=diff, welch=(diff - half, diff + half), bootstrap=bootstrap_ci(base, accs))
+            rows.append(row)
     return rows
 
 
-def write(rows, args):
-    os.makedirs(args.out, exist_ok=True)
-    keys = ["variant", "acc_mean", "acc_std", "accs", "seeds", "params", "macs", "images_per_s", "model_kwargs"]
-    with open(os.path.join(args.out, "ablation.csv"), "w", newline="") as f:
+def write(rows, out):
+    """ablation.md (the table), ablation.csv and ablation.png (with matplotlib) in ``out``; returns the table."""
+    keys = ["grid", "variant", "runs", "acc_mean", "acc_std", "tta_mean", "diff", "welch", "bootstrap", "params",
+            "macs", "images_per_s", "seeds", "accs", "budget"]
+    with open(os.path.join(out, "ablation.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    budget = (f"{args.model}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
-              f"{args.limit_train or 'all'} training / {args.limit_test or 'all'} test images, "
-              f"seeds {' '.join(map(str, args.seeds))}, device {args.device}")
-    lines = [f"Budget: {budget}", "",
-             "| variant | test acc % (mean +- std) | runs | params | MACs / image | train img/s |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['variant']} | {r['acc_mean']:.2f} +- {r['acc_std']:.2f} ({r['accs']}) | {r['seeds']} | "
-              f"{r['params']:,} | {r['macs'] / 1e6:.1f} M | {r['images_per_s']:.0f} |" for r in rows]
+    lines = []
+    for budget in dict.fromkeys(r["budget"] for r in rows):
+        lines += [f"Budget: {budget}", "",
+                  "| variant | runs | test acc % (mean +- std) | with TTA | diff to first | 95% CI (Welch t) | "
+                  "95% CI (bootstrap) | params | MACs / image | train img/s |",
+                  "| --- | ---: | --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+        for r in (r for r in rows if r["budget"] == budget):
+            ci = (lambda c: f"[{c[0]:+.2f}, {c[1]:+.2f}]" if c else "")
+            tta = f"{r['tta_mean']:.2f}" if r["tta_mean"] is not None else ""
+            diff = f"{r['diff']:+.2f}" if r["diff"] is not None else ""
+            lines.append(f"| {r['variant']} | {r['runs']} | {r['acc_mean']:.2f} +- {r['acc_std']:.2f} | {tta} | {diff} "
+                         f"| {ci(r['welch'])} | {ci(r['bootstrap'])} | {r['params']:,} | {r['macs'] / 1e6:.1f} M "
+                         f"| {r['images_per_s']:.0f} |")
+        lines.append("")
     table = "\n".join(lines)
-    with open(os.path.join(args.out, "ablation.md"), "w") as f:
-        f.write(table + "\n")
+    with open(os.path.join(out, "ablation.md"), "w") as f:
+        f.write(table)
     plt = pyplot("ablation.png")
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.bar([r["variant"] for r in rows], [r["acc_mean"] for r in rows],
-               yerr=[r["acc_std"] for r in rows], capsize=4)
-        lo = min(r["acc_mean"] - r["acc_std"] for r in rows)
-        ax.set(ylabel="test accuracy (%)", ylim=(max(0, lo - 5), None), title=f"Ablation: {args.model}")
+    if plt is not None and rows:
+        fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 4))
+        for i, r in enumerate(rows):
+            n = r["runs"]
+            half = t_quantile(0.975, n - 1) * r["acc_std"] / math.sqrt(n) if n > 1 else 0.0
+            ax.errorbar(i, r["acc_mean"], yerr=half, fmt="o", capsize=5, color="C0")
+            ax.plot([i] * n, r["accs"], ".", color="C1", alpha=0.6)
+        ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=20)
+        ax.set(ylabel="test accuracy (%)", title="mean with its 95% interval (t); dots: one seed each")
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "ablation.png"), dpi=100)
+        fig.savefig(os.path.join(out, "ablation.png"), dpi=100)
         plt.close(fig)
     return table
+
+
+def _seeds(text):
+    """'0-9' or '3' -> a list of ints."""
+    lo, _, hi = text.partition("-")
+    try:
+        return list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are ints or ranges like 0-9, got {text!r}") from None
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir")
-    p.add_argument("--model", default="sknet_cifar_tiny")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.2)
+    p.add_argument("--grid", choices=list(GRIDS), default="gates")
+    p.add_argument("--variants", nargs="+", help="a subset of the grid's variants (default: all)")
+    p.add_argument("--seeds", nargs="+", type=_seeds, default=[[0, 1]])
+    p.add_argument("--recipe", default="fast", choices=[*RECIPES, "none"], help="none: the trainer's defaults")
+    p.add_argument("--model", help="another network than the recipe's")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--whiten-bias-epochs", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
     p.add_argument("--device", default="auto")
+    p.add_argument("--processes", default="auto", type=lambda v: v if v == "auto" else int(v))
     p.add_argument("--out", default="runs/ablate")
+    p.add_argument("--report", action="store_true", help="only remake the table, CSV and plot from results.jsonl")
     args = p.parse_args(argv)
-    rows = run(args)
-    table = write(rows, args)
-    print(table)
+    args.seeds = sorted({s for group in args.seeds for s in group})
+    args.recipe = None if args.recipe == "none" else args.recipe
+    unknown = [v for v in args.variants or [] if v not in GRIDS[args.grid]]
+    if unknown:
+        p.error(f"--variants: {', '.join(unknown)} not in grid {args.grid} ({', '.join(GRIDS[args.grid])})")
+    if not args.report:
+        run(args)
+    elif not os.path.exists(os.path.join(args.out, RESULTS)):
+        p.error(f"--report: no {RESULTS} in {args.out}")
+    rows = summarise(read_results(args.out))
+    print(write(rows, args.out))
     return rows
 
 

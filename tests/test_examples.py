@@ -2,6 +2,7 @@
 import importlib.util
 import io
 import os
+import signal
 import sys
 
 import numpy as np
@@ -45,6 +46,82 @@ def test_enlarge_zooms_into_the_centre():
     assert big[0, 0, 16, 16] == 200 and big[0, 0, 2, 2] == 0
 
 
+def test_gate_statistics_by_hand():
+    a = np.array([[[0.97], [0.03]], [[0.5], [0.5]]])  # (images, paths, channels)
+    g = sk_attention.gate_statistics(a)
+    assert g["mean"] == pytest.approx([0.735, 0.265]) and g["std"] == pytest.approx([0.235, 0.235])
+    assert g["dynamic"] == pytest.approx(0.235) and g["dominant"] == 0.5 and g["saturated"] == 0.5
+    assert g["corr"] == pytest.approx(-1.0)
+    fixed = sk_attention.gate_statistics(np.full((4, 2, 3), 0.5))  # uniform: no attention at all
+    assert fixed["dynamic"] == 0 and fixed["dominant"] == 0 and fixed["saturated"] == 0 and fixed["corr"] is None
+    sig = sk_attention.gate_statistics(np.array([[[0.99], [0.98]], [[0.01], [0.2]]]))  # independent sigmoids
+    assert sig["saturated"] == 0.75 and sig["corr"] == pytest.approx(1.0) and sig["dominant"] == 0.5
+
+
+def test_blur_control_keeps_sizes_and_loses_the_detail_an_enlargement_loses():
+    img = np.zeros((1, 1, 32, 32), np.uint8)
+    img[0, 0, 8:24, 8:24] = 200  # a 16x16 square in the centre
+    assert sk_attention.blur(img, 1.0) is img
+    for s in (1.5, 2.0):  # a flat image stays flat
+        np.testing.assert_array_equal(sk_attention.blur(np.full_like(img, 77), s), 77)
+    # nothing grows: the square keeps its mass under the blur and gains s^2 of it under the enlargement
+    assert sk_attention.blur(img, 2.0).sum() == pytest.approx(img.sum(), rel=0.02)
+    assert sk_attention.enlarge(img, 2.0).sum() == pytest.approx(4 * img.sum(), rel=0.05)
+    # detail finer than the H/s grid is gone: a one-pixel checker shrinks to pair averages, 100 everywhere
+    checker = (np.indices((32, 32)).sum(axis=0) % 2 * 200).astype(np.uint8)[None, None]
+    np.testing.assert_array_equal(sk_attention.blur(checker, 2.0), 100)
+    noise = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32)).astype(np.uint8)
+    for s in (1.5, 2.0):
+        b = sk_attention.blur(noise, s)
+        assert b.shape == noise.shape and abs(b.astype(float).mean() - noise.mean()) < 2
+
+
+def test_attention_on_a_timm_checkpoint_and_a_folder_of_images(tmp_path):
+    from PIL import Image
+    skengine.manual_seed(0)
+    net = create("skresnet18", num_classes=7)
+    net.eval()
+    ckpt = skengine.interop.save_timm(net, str(tmp_path / "skresnet18.npz"))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(300, 400), (256, 256), (500, 260)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    square = np.zeros((300, 400, 3), np.uint8)  # 400 wide: resized to 341 x 256, the centre 224 kept
+    square[100:200, 150:250] = 255               # 100 px -> 85.3 px, centred
+    Image.fromarray(square).save(folder / "square.png")
+    images = sk_attention.load_images(str(folder))
+    assert images.shape == (4, 3, 224, 224) and images.dtype == np.uint8
+    white = (images[3, 0] > 128)
+    assert white.sum() == pytest.approx((100 * 256 / 300) ** 2, rel=0.05)
+    rows, cols = np.nonzero(white)
+    assert (rows.min() + rows.max()) / 2 == pytest.approx(111.5, abs=1) and (cols.min() + cols.max()) / 2 == (
+        pytest.approx(111.5, abs=1))
+    result = sk_attention.main(["--timm-checkpoint", ckpt, "--model", "skresnet18", "--images", str(folder),
+                                "--limit", "2", "--batch-size", "2", "--out", str(tmp_path / "att")])
+    sk_layers = [n for n, m in net.named_modules() if type(m).__name__ == "SKConv"]
+    assert result["layers"] == sk_layers and result["images"] == 2 and result["by_class"] == {}
+    for layer in sk_layers:
+        assert np.allclose(np.sum(result["mean"][layer]), 1.0)
+        assert np.array(result["by_blur"][layer]).shape == (3, 2)
+        assert result["by_blur"][layer][0] == result["by_scale"][layer][0]  # s = 1: the same images
+    # the file holds the network's weights: the attention is that of the network itself
+    again = sk_attention.attention_per_image(net, images[:2], *sk_attention.IMAGENET_MEAN_STD)
+    for layer in sk_layers:
+        np.testing.assert_allclose(again[layer].mean(axis=0), result["mean"][layer], rtol=1e-5)
+    assert not (tmp_path / "att" / "attention_by_class.csv").exists()
+
+
+def test_attention_script_refuses_a_mixed_or_half_command(tmp_path, capsys):
+    for argv, says in ((["--timm-checkpoint", "x.npz", "--images", "d"], "--timm-checkpoint needs --model"),
+                       ([], "give --checkpoint"),
+                       (["--checkpoint", "a.npz", "--timm-checkpoint", "b.npz"], "give --checkpoint")):
+        with pytest.raises(SystemExit) as e:
+            sk_attention.main(argv)
+        assert e.value.code == 2 and says in capsys.readouterr().err
+
+
 def test_attention_collector_shapes_and_sums(tmp_path, data_dir):
     skengine.manual_seed(0)
     model = create("sknet_cifar_tiny", num_classes=10)
@@ -59,20 +136,93 @@ def test_attention_collector_shapes_and_sums(tmp_path, data_dir):
         by_class = np.array(result["by_class"][layer])
         assert by_class.shape == (len(NAMES), 2) and np.allclose(by_class.sum(axis=1), 1.0)
         assert np.array(result["by_scale"][layer]).shape == (3, 2)
-    files = ["attention.json", "attention_by_class.csv", "attention_scale.csv"]
+        assert result["gates"][layer]["corr"] == pytest.approx(-1.0)  # two paths under a softmax
+    files = ["attention.json", "attention_by_class.csv", "attention_scale.csv", "gates.csv"]
     files += ["attention_layers.png", "attention_scale.png"] if HAS_MPL else []
     for name in files:
         assert (tmp_path / "att" / name).exists(), name
 
 
-def test_ablation_runs_every_variant_and_writes_the_table(tmp_path, data_dir):
-    rows = ablate.main(["--data-dir", data_dir, "--epochs", "1", "--seeds", "0", "--batch-size", "64",
-                        "--limit-train", "64", "--limit-test", "60", "--device", "cpu", "--out", str(tmp_path)])
-    assert [r["variant"] for r in rows] == list(ablate.VARIANTS)
-    by = {r["variant"]: r for r in rows}
-    assert by["sk_m3"]["params"] > by["sk_m2"]["params"] and by["sk_m3"]["macs"] > by["sk_m2"]["macs"]
-    assert by["none"]["params"] < by["se"]["params"] < by["sk_softmax"]["params"]
-    assert all(0.0 <= r["acc_mean"] <= 100.0 and r["images_per_s"] > 0 for r in rows)
-    table = open(tmp_path / "ablation.md").read()
-    assert all(f"| {v} |" in table for v in ablate.VARIANTS)
-    assert (tmp_path / "ablation.csv").exists() and ((tmp_path / "ablation.png").exists() or not HAS_MPL)
+def runner_args(data_dir, out, *more):
+    """A grid small enough for a test: 64 training images, batch 32, so a run of 2 epochs is 4 SGD steps."""
+    return ["--data-dir", data_dir, "--grid", "gates", "--variants", "softmax", "sigmoid", "--seeds", "0-1",
+            "--epochs", "2", "--warmup-epochs", "0.5", "--batch-size", "32", "--limit-train", "64",
+            "--limit-test", "60", "--device", "cpu", "--processes", "1", "--out", str(out), *more]
+
+
+def without_speed(table):
+    """The table without its last column (training images/s, which no two runs share)."""
+    return [line.rsplit("|", 2)[0] for line in table.splitlines()]
+
+
+def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, data_dir, monkeypatch):
+    from skengine.optim import SGD
+    straight = ablate.main(runner_args(data_dir, tmp_path / "straight"))
+    assert [(r["variant"], r["runs"], r["seeds"]) for r in straight] == [("softmax", 2, [0, 1]), ("sigmoid", 2, [0, 1])]
+    assert straight[0]["diff"] is None and straight[1]["diff"] == pytest.approx(
+        straight[1]["acc_mean"] - straight[0]["acc_mean"])
+    # Ctrl-C after the third run's first step (sigmoid, seed 0): the runner stops with that run's checkpoint
+    real_step, steps = SGD.step, []
+
+    def step_then_interrupt(self, *a):
+        real_step(self, *a)
+        steps.append(1)
+        if len(steps) == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SGD, "step", step_then_interrupt)
+    out = tmp_path / "killed"
+    with pytest.raises(SystemExit) as stopped:
+        ablate.main(runner_args(data_dir, out))
+    assert stopped.value.code == 130
+    monkeypatch.setattr(SGD, "step", real_step)
+    assert [r["variant"] for r in ablate.read_results(str(out))] == ["softmax", "softmax"]
+    calls = []
+    real_train = ablate.trainer.train
+    monkeypatch.setattr(ablate.trainer, "train", lambda cfg: calls.append(cfg) or real_train(cfg))
+    resumed = ablate.main(runner_args(data_dir, out))
+    assert [("resume" in c) for c in calls] == [True, False]  # the killed run continued, the last one anew
+    assert [r["accs"] for r in resumed] == [r["accs"] for r in straight]  # bit for bit: same seeds, same steps
+    assert without_speed((out / "ablation.md").read_text()) == without_speed(
+        (tmp_path / "straight" / "ablation.md").read_text())
+    # the table comes from results.jsonl alone; a finished grid trains nothing more
+    calls.clear()
+    again = ablate.main(runner_args(data_dir, out, "--report"))
+    assert calls == [] and [r["accs"] for r in again] == [r["accs"] for r in straight]
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and not (out / "results.jsonl.tmp").exists()
+    # another budget is trained anew beside the old runs, and reported apart
+    other = ablate.main(runner_args(data_dir, out, "--seeds", "0", "--variants", "softmax", "--epochs", "1"))
+    assert len(calls) == 1 and len(other) == 3 and (out / "ablation.md").read_text().count("Budget:") == 2
+    assert (out / "ablation.csv").exists() and ((out / "ablation.png").exists() or not HAS_MPL)
+
+
+def test_ablation_runner_refuses_a_variant_of_another_grid(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ablate.main(["--grid", "gates", "--variants", "se", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--variants: se not in grid gates (softmax, sigmoid, sigmoid_norm, uniform)" in capsys.readouterr().err
+
+
+def test_t_quantiles_match_the_tables():
+    # Student's t, two-sided 95% (and one 99%) points from standard tables
+    for df, t in ((1, 12.7062047), (2, 4.3026527), (9, 2.2621572), (30, 2.0422725), (1e7, 1.9599640)):
+        assert ablate.t_quantile(0.975, df) == pytest.approx(t, abs=1e-6)
+    assert ablate.t_quantile(0.995, 5) == pytest.approx(4.0321430, abs=1e-6)
+    assert ablate.t_cdf(0.0, 3.5) == 0.5 and ablate.t_quantile(0.025, 9) == pytest.approx(-2.2621572, abs=1e-6)
+    # df = 1 is the Cauchy distribution: P(T <= t) = 1/2 + atan(t) / pi
+    for t in (-3.0, -0.5, 0.7, 10.0):
+        assert ablate.t_cdf(t, 1) == pytest.approx(0.5 + np.arctan(t) / np.pi, abs=1e-12)
+
+
+def test_welch_interval_by_hand_and_the_bootstrap_agrees():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]
+    diff, half, df = ablate.welch_ci(a, b)
+    # var(a)/4 = 5/12, var(b)/4 = 5/3; df = (25/12)^2 / ((5/12)^2/3 + (5/3)^2/3) = 4.41176...
+    assert diff == 2.5 and df == pytest.approx((25 / 12) ** 2 / ((5 / 12) ** 2 / 3 + (5 / 3) ** 2 / 3))
+    assert half == pytest.approx(ablate.t_quantile(0.975, df) * np.sqrt(25 / 12))
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(90.0, 0.3, 400), rng.normal(90.5, 0.3, 400)
+    diff, half, _ = ablate.welch_ci(x, y)
+    lo, hi = ablate.bootstrap_ci(x, y)
+    assert lo < diff < hi and (hi - lo) / 2 == pytest.approx(half, rel=0.1)  # large samples: the same interval
