@@ -26,7 +26,7 @@ RECIPES = {
     # steps, and flip + 1-pixel translation TTA.  airbench sums its loss over a batch of 1024 at lr 11.5 /
     # 7850 and a decay of 0.0153 * 1024 / 7850 per step: for a mean loss that is lr 1.5 per 1024 images
     # and wd 0.0153 / 11.5.
-    "fast": dict(model="sknet_cifar_fast", epochs=13, batch_size=512, lr=0.75, wd=0.0153 / 11.5, momentum=0.85,
+    "fast": dict(model="sknet_cifar_fast", epochs=15, batch_size=512, lr=0.75, wd=0.0153 / 11.5, momentum=0.85,
                  schedule="linear", warmup_epochs=2.0, label_smoothing=0.2, flip="alternate", crop_pad=2,
                  pad_mode="reflect", tta=True, tta_translate=True, lookahead=5, bias_lr_scale=64.0,
                  whiten_bias_epochs=3.0),
