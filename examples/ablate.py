@@ -23,19 +23,19 @@ the two means (10,000 resamples) as a check; then parameters, multiply-adds and 
 """
 import argparse
 import csv
+import fcntl
 import hashlib
 import json
 import math
 import os
 import sys
-import time
 
 import numpy as np
 
 from skengine import training as trainer
 from skengine.models import create
 from skengine.summary import summary
-from skengine.training.config import DEFAULTS, RECIPES, WHERE
+from skengine.training.config import DEFAULTS, RECIPES, WHERE, ConfigError, resolve
 from skengine.training.report import pyplot
 
 
@@ -58,22 +58,50 @@ GRIDS = {
                "bn_momentum_0.1": _net(bn_momentum=0.1), "logits_unscaled": _net(logit_scale=1.0)},
 }
 RESULTS = "results.jsonl"
+BOOTSTRAP_MIN = 5  # runs per variant below which the bootstrap's few distinct resamples make no interval
+
+
+def resolved(cfg):
+    """Every setting that decides a run's numbers: the defaults, the recipe, the given ones; not where it runs
+    nor the data's folder.  (Keep --processes fixed within a grid: BatchNorm normalises each process's shard
+    by itself, so the count changes the numbers a little, and it is not part of a run's identity.)"""
+    full = {**DEFAULTS, **RECIPES.get(cfg.get("recipe"), {}), **cfg}
+    return {k: v for k, v in sorted(full.items()) if k not in WHERE and k != "data_dir"}
+
+
+def _digest(d):
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_key(variant, seed, cfg):
-    """A run's identity: its variant, seed and every setting that decides its numbers (not where it runs)."""
-    kept = {k: v for k, v in sorted(cfg.items()) if k not in WHERE and k not in ("seed", "data_dir")}
-    digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return f"{variant}/seed{seed}/{digest}"
+    """A run's identity: its variant, seed and every setting that decides its numbers."""
+    return f"{variant}/seed{seed}/{_digest({k: v for k, v in resolved(cfg).items() if k != 'seed'})}"
+
+
+def budget_of(grid, config):
+    """What the runs of one comparison share: the resolved settings without the seed and without every key
+    some variant of the grid changes (a variant that changes the network's options: model_kwargs whole)."""
+    varied = {k for overrides in GRIDS[grid].values() for k in overrides}
+    return {k: v for k, v in config.items() if k != "seed" and k not in varied}
 
 
 def read_results(out):
-    """The finished runs in OUT/results.jsonl, in the order they finished ([] if none)."""
+    """The runs recorded in OUT/results.jsonl, in the order they ended ([] if none); a line that does not
+    parse (a file edited by hand) is skipped with a warning, and a key recorded twice counts once."""
     path = os.path.join(out, RESULTS)
     if not os.path.exists(path):
         return []
+    records = {}
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                records.setdefault(record["key"], record)
+            except (ValueError, KeyError, TypeError):
+                print(f"ablate: {path} line {n} is not a run's record; skipped", file=sys.stderr)
+    return list(records.values())
 
 
 def append_result(out, record):
@@ -102,35 +130,78 @@ def settings(args, overrides, seed):
     return cfg
 
 
-def run(args):
-    """Train every (variant, seed) of the grid not yet in results.jsonl; return the results."""
-    os.makedirs(args.out, exist_ok=True)
-    grid = GRIDS[args.grid]
-    done = {r["key"] for r in read_results(args.out)}
+class UsageError(Exception):
+    """A grid that cannot run as asked: one line for the user, exit code 2."""
+
+
+def plan(args):
+    """Every (variant, seed) of the grid with its settings, checked before anything trains: the settings by
+    the trainer's own checks, the network by building it once per variant (for its size as well)."""
+    grid, runs, sizes = GRIDS[args.grid], [], {}
     for name in args.variants or list(grid):
         for seed in args.seeds:
             cfg = settings(args, grid[name], seed)
-            key = run_key(name, seed, {**DEFAULTS, **RECIPES.get(args.recipe, {}), **cfg})
+            try:
+                full, _, _ = resolve({**cfg, "out": os.path.join(args.out, "runs", "x")})
+            except ConfigError as e:
+                raise UsageError(f"variant {name}: {e}") from None
+            if name not in sizes:
+                classes = 100 if full["dataset"] == "cifar100" else 10
+                try:
+                    net = create(full["model"], num_classes=classes, **full["model_kwargs"])
+                except (TypeError, ValueError) as e:
+                    raise UsageError(f"variant {name}: {full['model']} cannot be built with "
+                                     f"{full['model_kwargs']}: {e}") from None
+                info = summary(net, (3, 32, 32))
+                sizes[name] = (info.total_params, info.total_macs)
+            runs.append((name, seed, cfg, sizes[name]))
+    return runs
+
+
+def _train_seconds(folder):
+    """The run's training time over all its sittings (metrics.csv's epoch_time column)."""
+    with open(os.path.join(folder, "metrics.csv")) as f:
+        return sum(float(row["epoch_time"]) for row in csv.DictReader(f))
+
+
+def run(args):
+    """Train every (variant, seed) of the grid not yet in results.jsonl; one runner per folder at a time."""
+    runs = plan(args)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"--out {args.out}: another runner is working in this folder") from None
+        done = {r["key"] for r in read_results(args.out)}
+        for name, seed, cfg, (params, macs) in runs:
+            key = run_key(name, seed, cfg)
             if key in done:
                 continue
             folder = os.path.join(args.out, "runs", key.replace("/", "-"))
-            started = time.time()
-            if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on from there
-                print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
-                result = trainer.train({"resume": folder, "device": args.device, "processes": args.processes})
+            record = {"key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
+                      "config": resolved(cfg), "params": params, "macs": macs}
+            try:
+                if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on
+                    print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
+                    where = {"resume": folder, "device": args.device, "processes": args.processes}
+                    result = trainer.train({**where, **({"data_dir": args.data_dir} if args.data_dir else {})})
+                else:
+                    print(f"== {name} seed {seed} -> {folder}", file=sys.stderr)
+                    result = trainer.train({**cfg, "out": folder, "overwrite": True})
+            except ConfigError as e:  # what plan() cannot see before training: the data folder, say
+                raise UsageError(f"variant {name} seed {seed}: {e}") from None
+            except SystemExit as e:  # the trainer's own stop (a NaN loss): recorded, not retried
+                if not isinstance(e.code, str):
+                    raise
+                record.update(status="failed", reason=e.code)
+                print(f"== {name} seed {seed}: failed, recorded ({e.code})", file=sys.stderr)
             else:
-                print(f"== {name} seed {seed} -> {folder}", file=sys.stderr)
-                result = trainer.train({**cfg, "out": folder, "overwrite": True})
-            if "interrupted" in result:  # a Ctrl-C: the checkpoint is written, the next start continues it
-                raise SystemExit(130)
-            full = {**DEFAULTS, **RECIPES.get(args.recipe, {}), **cfg}
-            classes = 100 if full["dataset"] == "cifar100" else 10
-            info = summary(create(full["model"], num_classes=classes, **full["model_kwargs"]), (3, 32, 32))
-            append_result(args.out, {
-                "key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
-                "test_acc": result["test_acc"], "test_acc_tta": result.get("test_acc_tta"),
-                "images_per_s": result["images_per_s"], "wall_s": time.time() - started,
-                "params": info.total_params, "macs": info.total_macs})
+                if "interrupted" in result:  # a Ctrl-C: the checkpoint is written, the next start continues it
+                    raise SystemExit(130)
+                record.update(status="done", test_acc=result["test_acc"], test_acc_tta=result.get("test_acc_tta"),
+                              images_per_s=result["images_per_s"], train_s=_train_seconds(folder))
+            append_result(args.out, record)
             done.add(key)
     return read_results(args.out)
 
@@ -201,71 +272,101 @@ def bootstrap_ci(a, b, level=0.95, n=10000, seed=0):
 # -- the report -------------------------------------------------------------------------------------------
 
 def summarise(records):
-    """One row per (budget, variant) in the order first finished: accuracies, their statistics against the
-    budget's first variant of the grid, and the network's size and speed."""
-    groups = {}
+    """One row per (budget, variant), budgets in the order first recorded and variants in the grid's order:
+    the accuracies, their difference to the grid's first variant (its reference) with 95% intervals, and the
+    network's size and speed.  Failed runs are counted apart; records of grids or variants this file no
+    longer knows are skipped with a warning."""
+    groups, seen = {}, set()
     for r in records:
-        budget = {k: v for k, v in r["settings"].items() if k not in ("seed", "model_kwargs", *WHERE)
-                  and k not in GRIDS[r["grid"]].get(r["variant"], {})}
-        bkey = json.dumps({"grid": r["grid"], **budget}, sort_keys=True, default=str)
+        if r["key"] in seen:  # the same run recorded twice counts once
+            continue
+        seen.add(r["key"])
+        if r["grid"] not in GRIDS or r["variant"] not in GRIDS[r["grid"]]:
+            print(f"ablate: {r['key']}: grid {r['grid']!r} has no variant {r['variant']!r} now; skipped",
+                  file=sys.stderr)
+            continue
+        config = r.get("config") or resolved(r["settings"])  # records written before "config" was kept
+        budget = {"grid": r["grid"], **budget_of(r["grid"], config)}
+        bkey = json.dumps(budget, sort_keys=True, default=str)
         groups.setdefault(bkey, {}).setdefault(r["variant"], []).append(r)
     rows = []
-    for bkey, variants in groups.items():
+    for number, (bkey, variants) in enumerate(groups.items(), 1):
         grid = json.loads(bkey)["grid"]
-        order = [v for v in GRIDS[grid] if v in variants]
-        base = [100 * r["test_acc"] for r in variants[order[0]]]
-        for name in order:
+        reference = next(iter(GRIDS[grid]))
+        ok = lambda runs: [100 * r["test_acc"] for r in runs if r.get("status", "done") == "done"]  # noqa: E731
+        base = ok(sorted(variants.get(reference, []), key=lambda r: r["seed"]))
+        for name in (v for v in GRIDS[grid] if v in variants):
             runs = sorted(variants[name], key=lambda r: r["seed"])
-            accs = [100 * r["test_acc"] for r in runs]
-            tta = [100 * r["test_acc_tta"] for r in runs if r["test_acc_tta"] is not None]
-            row = {"budget": bkey, "grid": grid, "variant": name, "runs": len(accs), "seeds": [r["seed"] for r in runs],
-                   "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-                   "accs": accs, "tta_mean": float(np.mean(tta)) if len(tta) == len(accs) else None,
+            good = [r for r in runs if r.get("status", "done") == "done"]
+            accs = ok(runs)
+            tta = [100 * r["test_acc_tta"] for r in good if r.get("test_acc_tta") is not None]
+            row = {"budget_no": number, "budget": bkey, "grid": grid, "variant": name, "reference": reference,
+                   "runs": len(accs), "failed": len(runs) - len(good), "seeds": [r["seed"] for r in good],
+                   "acc_mean": float(np.mean(accs)) if accs else None,
+                   "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None, "accs": accs,
+                   "tta_mean": float(np.mean(tta)) if tta and len(tta) == len(accs) else None,
                    "params": runs[0]["params"], "macs": runs[0]["macs"],
-                   "images_per_s": float(np.mean([r["images_per_s"] for r in runs])),
+                   "images_per_s": float(np.mean([r["images_per_s"] for r in good])) if good else None,
                    "diff": None, "welch": None, "bootstrap": None}
-            if name != order[0] and len(accs) > 1 and len(base) > 1:
+            if name != reference and len(accs) > 1 and len(base) > 1:
                 diff, half, _ = welch_ci(base, accs)
-                row.update(diff=diff, welch=(diff - half, diff + half), bootstrap=bootstrap_ci(base, accs))
+                row.update(diff=diff, welch=(diff - half, diff + half))
+                if min(len(base), len(accs)) >= BOOTSTRAP_MIN:  # fewer: too few distinct resamples to mean much
+                    row["bootstrap"] = bootstrap_ci(base, accs)
             rows.append(row)
     return rows
 
 
+def _fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
 def write(rows, out):
     """ablation.md (the table), ablation.csv and ablation.png (with matplotlib) in ``out``; returns the table."""
-    keys = ["grid", "variant", "runs", "acc_mean", "acc_std", "tta_mean", "diff", "welch", "bootstrap", "params",
-            "macs", "images_per_s", "seeds", "accs", "budget"]
+    keys = ["budget_no", "grid", "variant", "reference", "runs", "failed", "acc_mean", "acc_std", "tta_mean", "diff",
+            "welch_lo", "welch_hi", "bootstrap_lo", "bootstrap_hi", "params", "macs", "images_per_s", "seeds", "accs",
+            "budget"]
     with open(os.path.join(out, "ablation.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows(rows)
+        for r in rows:
+            ci = {f"{name}_{end}": float(r[name][i]) if r[name] else None
+                  for name in ("welch", "bootstrap") for i, end in enumerate(("lo", "hi"))}
+            w.writerow({**{k: r[k] for k in keys if k in r}, **ci, "seeds": " ".join(map(str, r["seeds"])),
+                        "accs": " ".join(f"{a:.2f}" for a in r["accs"])})
     lines = []
-    for budget in dict.fromkeys(r["budget"] for r in rows):
-        lines += [f"Budget: {budget}", "",
-                  "| variant | runs | test acc % (mean +- std) | with TTA | diff to first | 95% CI (Welch t) | "
-                  "95% CI (bootstrap) | params | MACs / image | train img/s |",
+    for number in dict.fromkeys(r["budget_no"] for r in rows):
+        these = [r for r in rows if r["budget_no"] == number]
+        ref = these[0]["reference"]
+        lines += [f"Budget {number}: {these[0]['budget']}", "",
+                  f"| variant | runs | test acc % (mean +- std) | with TTA | diff to {ref} | 95% CI (Welch t) | "
+                  f"95% CI (bootstrap, >= {BOOTSTRAP_MIN} runs each) | params | MACs / image | train img/s |",
                   "| --- | ---: | --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
-        for r in (r for r in rows if r["budget"] == budget):
-            ci = (lambda c: f"[{c[0]:+.2f}, {c[1]:+.2f}]" if c else "")
-            tta = f"{r['tta_mean']:.2f}" if r["tta_mean"] is not None else ""
-            diff = f"{r['diff']:+.2f}" if r["diff"] is not None else ""
-            lines.append(f"| {r['variant']} | {r['runs']} | {r['acc_mean']:.2f} +- {r['acc_std']:.2f} | {tta} | {diff} "
-                         f"| {ci(r['welch'])} | {ci(r['bootstrap'])} | {r['params']:,} | {r['macs'] / 1e6:.1f} M "
-                         f"| {r['images_per_s']:.0f} |")
+        for r in these:
+            ci = (lambda c: f"[{c[0]:+.2f}, {c[1]:+.2f}]" if c else "")  # noqa: E731
+            runs = f"{r['runs']}" + (f" ({r['failed']} failed)" if r["failed"] else "")
+            acc = _fmt(r["acc_mean"], ".2f") + (f" +- {r['acc_std']:.2f}" if r["acc_std"] is not None else "")
+            lines.append(f"| {r['variant']} | {runs} | {acc} | {_fmt(r['tta_mean'], '.2f')} | "
+                         f"{_fmt(r['diff'], '+.2f')} | {ci(r['welch'])} | {ci(r['bootstrap'])} | {r['params']:,} | "
+                         f"{r['macs'] / 1e6:.1f} M | {_fmt(r['images_per_s'], '.0f')} |")
         lines.append("")
     table = "\n".join(lines)
     with open(os.path.join(out, "ablation.md"), "w") as f:
         f.write(table)
     plt = pyplot("ablation.png")
-    if plt is not None and rows:
-        fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows)), 4))
-        for i, r in enumerate(rows):
+    shown = [r for r in rows if r["runs"]]
+    if plt is not None and shown:
+        several = len({r["budget_no"] for r in shown}) > 1
+        fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(shown)), 4))
+        for i, r in enumerate(shown):
             n = r["runs"]
             half = t_quantile(0.975, n - 1) * r["acc_std"] / math.sqrt(n) if n > 1 else 0.0
-            ax.errorbar(i, r["acc_mean"], yerr=half, fmt="o", capsize=5, color="C0")
-            ax.plot([i] * n, r["accs"], ".", color="C1", alpha=0.6)
-        ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=20)
-        ax.set(ylabel="test accuracy (%)", title="mean with its 95% interval (t); dots: one seed each")
+            ax.errorbar(i, r["acc_mean"], yerr=half, fmt="o", capsize=5, color=f"C{(r['budget_no'] - 1) % 10}")
+            ax.plot([i] * n, r["accs"], ".", color="0.5", alpha=0.6)
+        labels = [(f"{r['budget_no']}: " if several else "") + r["variant"] for r in shown]
+        ax.set_xticks(range(len(shown)), labels, rotation=20)
+        ax.set(ylabel="test accuracy (%)", title="mean with its 95% interval (t); dots: one seed each"
+               + ("; numbers: budgets" if several else ""))
         fig.tight_layout()
         fig.savefig(os.path.join(out, "ablation.png"), dpi=100)
         plt.close(fig)
@@ -276,9 +377,12 @@ def _seeds(text):
     """'0-9' or '3' -> a list of ints."""
     lo, _, hi = text.partition("-")
     try:
-        return list(range(int(lo), int(hi or lo) + 1))
+        lo, hi = int(lo), int(hi or lo)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds are ints or ranges like 0-9, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"seeds are ints >= 0 or ranges like 0-9, got {text!r}") from None
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"a range of seeds runs upward (like 0-9), got {text!r}")
+    return list(range(lo, hi + 1))
 
 
 def main(argv=None):
@@ -286,7 +390,7 @@ def main(argv=None):
     p.add_argument("--data-dir")
     p.add_argument("--grid", choices=list(GRIDS), default="gates")
     p.add_argument("--variants", nargs="+", help="a subset of the grid's variants (default: all)")
-    p.add_argument("--seeds", nargs="+", type=_seeds, default=[[0, 1]])
+    p.add_argument("--seeds", nargs="+", type=_seeds, default=[[0, 1, 2, 3, 4]], help="ints or ranges (default 0-4)")
     p.add_argument("--recipe", default="fast", choices=[*RECIPES, "none"], help="none: the trainer's defaults")
     p.add_argument("--model", help="another network than the recipe's")
     p.add_argument("--epochs", type=int)
@@ -307,7 +411,10 @@ def main(argv=None):
     if unknown:
         p.error(f"--variants: {', '.join(unknown)} not in grid {args.grid} ({', '.join(GRIDS[args.grid])})")
     if not args.report:
-        run(args)
+        try:
+            run(args)
+        except UsageError as e:
+            p.error(str(e))
     elif not os.path.exists(os.path.join(args.out, RESULTS)):
         p.error(f"--report: no {RESULTS} in {args.out}")
     rows = summarise(read_results(args.out))

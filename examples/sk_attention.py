@@ -37,6 +37,7 @@ import skengine as sk
 from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.interop import load_timm, read_state
 from skengine.models import collect_attention, create
+from skengine.nn import SKConv
 from skengine.training.report import pyplot
 
 SCALES = (1.0, 1.5, 2.0)
@@ -213,10 +214,10 @@ def load_images(folder, size=224, crop_pct=0.875, limit=None):
     try:
         from PIL import Image
     except ImportError:
-        raise SystemExit("sk_attention: --images needs Pillow: pip install pillow") from None
+        raise ValueError("reading images needs Pillow: pip install pillow") from None
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))[:limit]
     if not files:
-        raise SystemExit(f"sk_attention: --images {folder}: no {'/'.join(IMAGE_SUFFIXES)} files there")
+        raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {folder}")
     short, out = math.floor(size / crop_pct), []
     for name in files:
         with Image.open(os.path.join(folder, name)) as img:
@@ -249,25 +250,35 @@ def main(argv=None):
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.timm_checkpoint is None):
         p.error("give --checkpoint (a run of skengine.train) or --timm-checkpoint with --model and --images")
-    if args.timm_checkpoint is not None:
-        if args.model is None or args.images is None:
-            p.error("--timm-checkpoint needs --model (" + ", ".join(TIMM_MODELS) + ") and --images")
-        try:
+    for name in ("limit", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    try:
+        if args.timm_checkpoint is not None:
+            if args.model is None or args.images is None:
+                p.error("--timm-checkpoint needs --model (" + ", ".join(TIMM_MODELS) + ") and --images")
+            where = f"--timm-checkpoint {args.timm_checkpoint}"
             model = timm_model(args.model, args.timm_checkpoint)
-        except (KeyError, ValueError, OSError) as e:
-            p.error(f"--timm-checkpoint {args.timm_checkpoint}: {e}")
-        images = load_images(args.images, limit=args.limit)
-        result = analyse(model, images, None, [], *IMAGENET_MEAN_STD, args.batch_size or 16)
-    else:
-        ckpt = sk.load(args.checkpoint)
-        cfg = ckpt["config"]
-        names = class_names(args.data_dir, cfg["dataset"])
-        model = create(cfg["model"], num_classes=len(names), **cfg.get("model_kwargs", {}))
-        model.load_state_dict(ckpt["model"])
-        images, labels = load_cifar(args.data_dir, cfg["dataset"], train=False)
-        if args.limit:
-            images, labels = images[:args.limit], labels[:args.limit]
-        result = analyse(model, images, labels, names, *CIFAR_MEAN_STD[cfg["dataset"]], args.batch_size or 250)
+            where = f"--images {args.images}"
+            images = load_images(args.images, limit=args.limit)
+            labels, names, mean_std, batch = None, [], IMAGENET_MEAN_STD, args.batch_size or 16
+        else:
+            where = f"--checkpoint {args.checkpoint}"
+            ckpt = sk.load(args.checkpoint)
+            cfg = ckpt["config"]
+            model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0], **cfg.get("model_kwargs", {}))
+            model.load_state_dict(ckpt["model"])
+            if not any(isinstance(m, SKConv) for m in model.modules()):
+                p.error(f"{where}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
+            names = class_names(args.data_dir, cfg["dataset"])
+            where = f"--data-dir {args.data_dir}" if args.data_dir else "the CIFAR data"
+            images, labels = load_cifar(args.data_dir, cfg["dataset"], train=False)
+            if args.limit:
+                images, labels = images[:args.limit], labels[:args.limit]
+            mean_std, batch = CIFAR_MEAN_STD[cfg["dataset"]], args.batch_size or 250
+    except (OSError, KeyError, ValueError, TypeError) as e:  # a file that is not there or not what it should be
+        p.error(f"{where}: {e}")
+    result = analyse(model, images, labels, names, *mean_std, batch)
     print(write_outputs(result, args.out))
     return result
 

@@ -1,4 +1,6 @@
 """The study scripts run end to end on tiny synthetic data and write what they promise."""
+import csv
+import fcntl
 import importlib.util
 import io
 import os
@@ -52,6 +54,9 @@ def test_gate_statistics_by_hand():
     assert g["mean"] == pytest.approx([0.735, 0.265]) and g["std"] == pytest.approx([0.235, 0.235])
     assert g["dynamic"] == pytest.approx(0.235) and g["dominant"] == 0.5 and g["saturated"] == 0.5
     assert g["corr"] == pytest.approx(-1.0)
+    per_channel = np.broadcast_to(np.array([[0.2, 0.7], [0.8, 0.3]]), (5, 2, 2))  # gates by channel, not image
+    g = sk_attention.gate_statistics(per_channel)
+    assert g["dynamic"] == 0 and g["std"] == pytest.approx([0.25, 0.25]) and g["mean"] == pytest.approx([0.45, 0.55])
     fixed = sk_attention.gate_statistics(np.full((4, 2, 3), 0.5))  # uniform: no attention at all
     assert fixed["dynamic"] == 0 and fixed["dominant"] == 0 and fixed["saturated"] == 0 and fixed["corr"] is None
     sig = sk_attention.gate_statistics(np.array([[[0.99], [0.98]], [[0.01], [0.2]]]))  # independent sigmoids
@@ -91,9 +96,15 @@ def test_attention_on_a_timm_checkpoint_and_a_folder_of_images(tmp_path):
     square = np.zeros((300, 400, 3), np.uint8)  # 400 wide: resized to 341 x 256, the centre 224 kept
     square[100:200, 150:250] = 255               # 100 px -> 85.3 px, centred
     Image.fromarray(square).save(folder / "square.png")
+    odd = rng.integers(0, 256, (451, 300, 3), dtype=np.uint8)  # 300 wide, 451 high
+    Image.fromarray(odd).save(folder / "odd.png")
     images = sk_attention.load_images(str(folder))
-    assert images.shape == (4, 3, 224, 224) and images.dtype == np.uint8
-    white = (images[3, 0] > 128)
+    assert images.shape == (5, 3, 224, 224) and images.dtype == np.uint8
+    # by hand: the shorter side 300 -> 256, the longer int(256 * 451 / 300) = int(384.85) = 384 (torchvision
+    # truncates), then the centre 224: left round(32 / 2) = 16, top round(160 / 2) = 80
+    ref = Image.fromarray(odd).resize((256, 384), Image.BICUBIC).crop((16, 80, 240, 304))
+    np.testing.assert_array_equal(images[3], np.asarray(ref).transpose(2, 0, 1))
+    white = (images[4, 0] > 128)
     assert white.sum() == pytest.approx((100 * 256 / 300) ** 2, rel=0.05)
     rows, cols = np.nonzero(white)
     assert (rows.min() + rows.max()) / 2 == pytest.approx(111.5, abs=1) and (cols.min() + cols.max()) / 2 == (
@@ -114,12 +125,23 @@ def test_attention_on_a_timm_checkpoint_and_a_folder_of_images(tmp_path):
 
 
 def test_attention_script_refuses_a_mixed_or_half_command(tmp_path, capsys):
+    skengine.save({"config": {"model": "sknet_cifar_tiny", "dataset": "cifar10", "model_kwargs": {"attention": "se"}},
+                   "model": create("sknet_cifar_tiny", attention="se").state_dict()}, tmp_path / "se.npz")
+    ckpt = str(tmp_path / "r18.npz")
+    skengine.interop.save_timm(create("skresnet18", num_classes=3), ckpt)
     for argv, says in ((["--timm-checkpoint", "x.npz", "--images", "d"], "--timm-checkpoint needs --model"),
                        ([], "give --checkpoint"),
-                       (["--checkpoint", "a.npz", "--timm-checkpoint", "b.npz"], "give --checkpoint")):
+                       (["--checkpoint", "a.npz", "--timm-checkpoint", "b.npz"], "give --checkpoint"),
+                       (["--checkpoint", str(tmp_path / "missing.npz")], "--checkpoint"),
+                       (["--checkpoint", str(tmp_path / "se.npz")], "its model has no SK layer"),
+                       (["--timm-checkpoint", ckpt, "--model", "skresnet34", "--images", "d"], "does not fit"),
+                       (["--timm-checkpoint", ckpt, "--model", "skresnet18", "--images", str(tmp_path / "none")],
+                        "--images"),
+                       (["--checkpoint", "a.npz", "--batch-size", "0"], "--batch-size must be >= 1")):
         with pytest.raises(SystemExit) as e:
             sk_attention.main(argv)
-        assert e.value.code == 2 and says in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "Traceback" not in err, (argv, err)
 
 
 def test_attention_collector_shapes_and_sums(tmp_path, data_dir):
@@ -161,6 +183,7 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
     assert [(r["variant"], r["runs"], r["seeds"]) for r in straight] == [("softmax", 2, [0, 1]), ("sigmoid", 2, [0, 1])]
     assert straight[0]["diff"] is None and straight[1]["diff"] == pytest.approx(
         straight[1]["acc_mean"] - straight[0]["acc_mean"])
+    assert straight[1]["welch"] is not None and straight[1]["bootstrap"] is None  # 2 runs: no bootstrap
     # Ctrl-C after the third run's first step (sigmoid, seed 0): the runner stops with that run's checkpoint
     real_step, steps = SGD.step, []
 
@@ -193,8 +216,78 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
     assert len(lines) == 4 and not (out / "results.jsonl.tmp").exists()
     # another budget is trained anew beside the old runs, and reported apart
     other = ablate.main(runner_args(data_dir, out, "--seeds", "0", "--variants", "softmax", "--epochs", "1"))
-    assert len(calls) == 1 and len(other) == 3 and (out / "ablation.md").read_text().count("Budget:") == 2
-    assert (out / "ablation.csv").exists() and ((out / "ablation.png").exists() or not HAS_MPL)
+    assert len(calls) == 1 and len(other) == 3 and (out / "ablation.md").read_text().count("Budget ") == 2
+    with open(out / "ablation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["budget_no"] for r in rows] == ["1", "1", "2"]
+    assert float(rows[1]["welch_lo"]) < float(rows[1]["diff"]) < float(rows[1]["welch_hi"])
+    assert [float(a) for a in rows[0]["accs"].split()] == pytest.approx(straight[0]["accs"], abs=0.005)
+    assert (out / "ablation.png").exists() or not HAS_MPL
+
+
+def fake_record(variant, seed, acc, **settings):
+    cfg = {"recipe": "fast", "seed": seed, **settings}
+    return {"key": ablate.run_key(variant, seed, cfg), "grid": "gates", "variant": variant, "seed": seed,
+            "settings": cfg, "config": ablate.resolved(cfg), "status": "done", "test_acc": acc,
+            "test_acc_tta": None, "images_per_s": 100.0, "params": 1, "macs": 1}
+
+
+def test_ablation_report_keeps_budgets_apart_by_what_the_runs_were_not_by_what_was_typed(monkeypatch):
+    monkeypatch.setitem(ablate.RECIPES["fast"], "epochs", 13)
+    old = [fake_record("softmax", s, 0.80 + s / 100) for s in (0, 1)]  # the recipe said 13 epochs then
+    monkeypatch.setitem(ablate.RECIPES["fast"], "epochs", 15)
+    new = [fake_record("softmax", s, 0.85) for s in (2, 3)] + [fake_record("sigmoid", 2, 0.86, epochs=15)]
+    rows = ablate.summarise(old + new)
+    assert [(r["budget_no"], r["variant"], r["runs"]) for r in rows] == [(1, "softmax", 2), (2, "softmax", 2),
+                                                                          (2, "sigmoid", 1)]
+    # the same record twice counts once, and a failed run is counted apart from the accuracies
+    failed = {**fake_record("sigmoid", 3, 0.0), "status": "failed", "reason": "training stopped: nan"}
+    rows = ablate.summarise(new + new[:1] + [failed])
+    assert [(r["variant"], r["runs"], r["failed"]) for r in rows] == [("softmax", 2, 0), ("sigmoid", 1, 1)]
+
+
+def test_ablation_runner_records_a_diverged_run_and_goes_on(tmp_path, data_dir, monkeypatch, capsys):
+    real_train = ablate.trainer.train
+
+    def diverge_sigmoid(cfg):
+        if cfg.get("model_kwargs", {}).get("sk_kwargs", {}).get("attention") == "sigmoid":
+            raise SystemExit("training stopped: the loss is not finite at epoch 1, step 1")
+        return real_train(cfg)
+
+    monkeypatch.setattr(ablate.trainer, "train", diverge_sigmoid)
+    args = runner_args(data_dir, tmp_path, "--seeds", "0", "--epochs", "1", "--variants", "softmax", "sigmoid",
+                       "uniform")
+    rows = ablate.main(args)
+    assert [(r["variant"], r["runs"], r["failed"]) for r in rows] == [("softmax", 1, 0), ("sigmoid", 0, 1),
+                                                                      ("uniform", 1, 0)]
+    assert "| sigmoid | 0 (1 failed) |" in (tmp_path / "ablation.md").read_text()
+    monkeypatch.setattr(ablate.trainer, "train", lambda cfg: pytest.fail("a recorded run was trained again"))
+    assert ablate.main(args) == rows
+
+
+@pytest.mark.parametrize("more, says", [
+    (["--epochs", "0"], "variant softmax: --epochs must be"),
+    (["--seeds", "3-1"], "a range of seeds runs upward"),
+    (["--grid", "tricks", "--variants", "bn_weight_learned", "--recipe", "none"], "cannot be built with"),
+])
+def test_ablation_runner_refuses_a_grid_that_cannot_run_before_training(tmp_path, data_dir, more, says, capsys):
+    argv = runner_args(data_dir, tmp_path, *more)
+    if "--grid" in more:  # runner_args names the gates grid's variants; drop them
+        i = argv.index("--variants")
+        del argv[i:i + 3]
+    with pytest.raises(SystemExit) as e:
+        ablate.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_ablation_runner_refuses_a_second_runner_in_the_same_folder(tmp_path, data_dir, capsys):
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SystemExit) as e:
+            ablate.main(runner_args(data_dir, tmp_path))
+    assert e.value.code == 2 and "another runner is working in this folder" in capsys.readouterr().err
 
 
 def test_ablation_runner_refuses_a_variant_of_another_grid(tmp_path, capsys):

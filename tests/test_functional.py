@@ -415,6 +415,21 @@ def test_log_softmax_and_softmax_do_not_overflow():
         np.testing.assert_allclose(s.sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_logsigmoid_values_gradient_and_float32_tails():
+    x = np.array([-800.0, -40.0, -1.5, 0.0, 0.7, 40.0, 800.0])
+    # log(1 / (1 + e^-x)) by hand: -log1p(e^-x) for x >= 0, x - log1p(e^x) for x < 0
+    ref = np.where(x >= 0, -np.log1p(np.exp(-np.abs(x))), x - np.log1p(np.exp(-np.abs(x))))
+    np.testing.assert_allclose(F.logsigmoid(leaf(x)).numpy(), ref, rtol=1e-15, atol=0)
+    assert F.logsigmoid(leaf(np.array([0.0]))).numpy()[0] == -math.log(2)
+    assert sk.gradcheck(F.logsigmoid, (leaf(np.array([-3.0, -0.2, 0.0, 0.4, 5.0])),))
+    x0 = leaf(np.array([0.0]))
+    F.logsigmoid(x0).backward(sk.Tensor(np.array([1.0])))
+    assert x0.grad.numpy()[0] == 0.5  # d/dx log sigmoid(x) = 1 - sigmoid(x): 1/2 at 0 (no kink there)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y32 = F.logsigmoid(sk.Tensor(np.array([-100.0, -30.0, 30.0], np.float32))).numpy()
+    assert y32.dtype == np.float32 and np.allclose(y32, [-100.0, -30.0, -9.357623e-14], rtol=1e-6)
+
+
 # =====================================================================================================
 # losses
 # =====================================================================================================

@@ -130,6 +130,36 @@ def test_gradcheck_whole_layer_train_mode(cfg, seed):
     assert sk.gradcheck(f, (x, *params), rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_gradcheck_every_gate(attention):
+    """Each gate at least once, whatever hypothesis draws above."""
+    rng = np.random.default_rng(3)
+    m = SKConv(4, 4, kernel_sizes=(3, 5, 7), reduction=2, min_dim=2, attention=attention).double()
+    names = [n for n, _ in m.named_parameters()]
+    params = [sk.Tensor(p.data + 0.3 * rng.standard_normal(p.shape), requires_grad=True) for p in m.parameters()]
+
+    def f(x, *ps):
+        bind(m, names, ps)
+        return m(x)
+
+    assert sk.gradcheck(f, (rand(rng, 3, 4, 3, 3).requires_grad_(), *params), rtol=1e-3, atol=1e-6)
+
+
+def test_sigmoid_norm_stays_exact_where_float32_sigmoids_vanish():
+    """Logits of -16..-40: float32 sigmoids round to a few steps of 3e-8 or to 0 (0 / 0 in a plain ratio);
+    the gate is sigmoid(l_m) / sum_k sigmoid(l_k), computed here in float64 by hand."""
+    m = SKConv(2, 2, reduction=1, min_dim=1, attention="sigmoid_norm").eval()
+    logits = np.array([[[-16.5, -40.0], [-17.5, -41.0]]], np.float32)  # (N, M, C)
+    x = sk.Tensor(logits)
+    a = F.softmax(F.logsigmoid(x), dim=1).numpy()
+    g = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    np.testing.assert_allclose(a, g / g.sum(axis=1, keepdims=True), rtol=1e-5)
+    m.fc_reduce.weight.data[...] = 10.0   # z = ReLU(BN(10 * sum s)) >> 1 for a positive input
+    m.fc_select.weight.data[...] = -40.0  # every logit -40 * sum z: far below float32 sigmoid's range
+    y = m(sk.randn(2, 2, 4, 4).abs())
+    assert np.isfinite(y.numpy()).all() and np.allclose(m.last_attention.numpy().sum(axis=1), 1.0, rtol=1e-6)
+
+
 def test_gradcheck_se_block():
     rng = np.random.default_rng(0)
     m = SEBlock(6, reduction=2).double()

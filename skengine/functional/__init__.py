@@ -4,7 +4,7 @@ The heavy ones (convolution, batch norm, pooling, softmax family, losses)
 are single Functions with a hand-written backward; the light ones compose
 the tensor ops.  One module per family:
 
-    activation.py     relu, sigmoid, tanh, leaky_relu, gelu, softmax, log_softmax
+    activation.py     relu, sigmoid, logsigmoid, tanh, leaky_relu, gelu, softmax, log_softmax
     conv.py           conv2d (the array engine beneath it: skengine/convolution.py)
     padding.py        pad2d (zeros, reflect, replicate, circular)
     normalization.py  batch_norm
@@ -17,11 +17,13 @@ the tensor ops.  One module per family:
 from .activation import (
                          GELU,
                          LeakyReLU,
+                         LogSigmoid,
                          LogSoftmax,
                          Softmax,
                          gelu,
                          leaky_relu,
                          log_softmax,
+                         logsigmoid,
                          relu,
                          sigmoid,
                          softmax,
@@ -35,7 +37,7 @@ from .normalization import BatchNorm, batch_norm
 from .padding import pad2d
 from .pooling import AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
-__all__ = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softmax", "log_softmax", "conv2d", "pad2d",
-           "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "linear", "cross_entropy", "nll_loss",
-           "dropout", "LeakyReLU", "GELU", "Softmax", "LogSoftmax", "Conv2d", "BatchNorm", "MaxPool2d", "AvgPool2d",
-           "CrossEntropy", "Dropout"]
+__all__ = ["relu", "sigmoid", "logsigmoid", "tanh", "leaky_relu", "gelu", "softmax", "log_softmax", "conv2d",
+           "pad2d", "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "linear", "cross_entropy",
+           "nll_loss", "dropout", "LeakyReLU", "LogSigmoid", "GELU", "Softmax", "LogSoftmax", "Conv2d", "BatchNorm",
+           "MaxPool2d", "AvgPool2d", "CrossEntropy", "Dropout"]

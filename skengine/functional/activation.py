@@ -125,6 +125,25 @@ class GELU(Function):
         return gy * (self.cdf + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi)))
 
 
+class LogSigmoid(Function):
+    """log sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), finite for every finite x (sigmoid itself underflows to
+    0 in float32 below about -88, and loses its relative precision far earlier); the gradient is
+    1 - sigmoid(x) = -expm1(y), from the output alone."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.y = xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+        return self.y
+
+    def backward(self, gy):
+        return gy * -get_array_module(gy).expm1(self.y)
+
+
+def logsigmoid(input):
+    """PyTorch's ``F.logsigmoid``."""
+    return LogSigmoid()(check_tensor(input, "input"))
+
+
 def gelu(input, approximate="none"):
     x = check_tensor(input, "input")
     if approximate not in ("none", "tanh"):

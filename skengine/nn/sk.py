@@ -161,12 +161,10 @@ class SKConv(Module):
         s = sum(U[1:], U[0]).mean(dim=(2, 3))                             # Fuse: F_gp(U_1 + ... + U_M)
         z = F.relu(self.bn_reduce(self.fc_reduce(s)))                     #       F_fc
         logits = self.fc_select(z).reshape(-1, M, C)                      # Select
-        if self.attention == "softmax":
-            a = F.softmax(logits, dim=1)
-        else:
+        if self.attention == "sigmoid":
             a = F.sigmoid(logits)
-            if self.attention == "sigmoid_norm":
-                a = a / a.sum(dim=1, keepdim=True)
+        else:  # sigmoid_norm: sigmoid(l_m) / sum_k sigmoid(l_k), as the softmax of log sigmoid (never 0 / 0)
+            a = F.softmax(F.logsigmoid(logits) if self.attention == "sigmoid_norm" else logits, dim=1)
         self.last_attention = a.detach()
         weighted = [a[:, m].reshape(-1, C, 1, 1) * U[m] for m in range(M)]
         return sum(weighted[1:], weighted[0])                             # V = sum_m a_m * U_m
