@@ -271,6 +271,11 @@ def bootstrap_ci(a, b, level=0.95, n=10000, seed=0):
 
 # -- the report -------------------------------------------------------------------------------------------
 
+def _finished(runs):
+    """The runs that ended with numbers (not recorded as failed), by seed."""
+    return sorted((r for r in runs if r.get("status", "done") == "done"), key=lambda r: r["seed"])
+
+
 def summarise(records):
     """One row per (budget, variant), budgets in the order first recorded and variants in the grid's order:
     the accuracies, their difference to the grid's first variant (its reference) with 95% intervals, and the
@@ -293,12 +298,11 @@ def summarise(records):
     for number, (bkey, variants) in enumerate(groups.items(), 1):
         grid = json.loads(bkey)["grid"]
         reference = next(iter(GRIDS[grid]))
-        ok = lambda runs: [100 * r["test_acc"] for r in runs if r.get("status", "done") == "done"]  # noqa: E731
-        base = ok(sorted(variants.get(reference, []), key=lambda r: r["seed"]))
+        base = [100 * r["test_acc"] for r in _finished(variants.get(reference, []))]
         for name in (v for v in GRIDS[grid] if v in variants):
             runs = sorted(variants[name], key=lambda r: r["seed"])
-            good = [r for r in runs if r.get("status", "done") == "done"]
-            accs = ok(runs)
+            good = _finished(runs)
+            accs = [100 * r["test_acc"] for r in good]
             tta = [100 * r["test_acc_tta"] for r in good if r.get("test_acc_tta") is not None]
             row = {"budget_no": number, "budget": bkey, "grid": grid, "variant": name, "reference": reference,
                    "runs": len(accs), "failed": len(runs) - len(good), "seeds": [r["seed"] for r in good],
