@@ -1,6 +1,6 @@
 """A resumable ablation runner: the same network, recipe and budget, only one thing changes per variant.
 
-    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 3 --out runs/gates
+    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 2 --warmup-epochs 0.5 --out runs/gates
     python examples/ablate.py --out runs/gates --report        # the table, CSV and plot again, no training
 
 Every finished run is appended to OUT/results.jsonl (written whole to a temporary file, then renamed over
@@ -15,7 +15,7 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
           path and channel, sigmoids divided by their sum, and fixed equal weights 1/M (no attention)
   blocks  the block's second layer: an SK unit, a plain conv + SE gate, a plain conv (no attention)
   paths   M = 2 vs 3 paths (3x3 and 3x3 dilated by 2, and by 3), each path on the whole input
-  tricks  the fast recipe with one trick off at a time (issue 15's trick-by-trick table)
+  tricks  the fast recipe with one trick changed at a time, off (or Lookahead on: the recipe leaves it off)
 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
 difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
@@ -35,7 +35,7 @@ import numpy as np
 from skengine import training as trainer
 from skengine.models import create
 from skengine.summary import summary
-from skengine.training.config import DEFAULTS, RECIPES, WHERE, ConfigError, resolve
+from skengine.training.config import DEFAULTS, RECIPES, WHERE, ConfigError, recipe_of, resolve
 from skengine.training.report import pyplot
 
 
@@ -53,7 +53,7 @@ GRIDS = {
     "blocks": {"sk": {}, "se": _net(attention="se"), "none": _net(attention="none")},
     "paths": {"m2": _sk(kernel_sizes=[3, 5], split_input=False), "m3": _sk(kernel_sizes=[3, 5, 7], split_input=False)},
     "tricks": {"recipe": {}, "no_whitening": {"whiten": False}, "no_label_smoothing": {"label_smoothing": 0.0},
-               "random_flip": {"flip": "random"}, "no_lookahead": {"lookahead": 0},
+               "random_flip": {"flip": "random"}, "lookahead": {"lookahead": 5},
                "biases_at_lr": {"bias_lr_scale": 1.0}, "bn_weight_learned": _net(freeze_bn_weight=False),
                "bn_momentum_0.1": _net(bn_momentum=0.1), "logits_unscaled": _net(logit_scale=1.0)},
 }
@@ -65,7 +65,8 @@ def resolved(cfg):
     """Every setting that decides a run's numbers: the defaults, the recipe, the given ones; not where it runs
     nor the data's folder.  (Keep --processes fixed within a grid: BatchNorm normalises each process's shard
     by itself, so the count changes the numbers a little, and it is not part of a run's identity.)"""
-    full = {**DEFAULTS, **RECIPES.get(cfg.get("recipe"), {}), **cfg}
+    recipe = recipe_of(cfg)
+    full = {**DEFAULTS, **RECIPES.get(recipe, {}), **cfg, "recipe": recipe}
     return {k: v for k, v in sorted(full.items()) if k not in WHERE and k != "data_dir"}
 
 
@@ -73,9 +74,11 @@ def _digest(d):
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_key(variant, seed, cfg):
-    """A run's identity: its variant, seed and every setting that decides its numbers."""
-    return f"{variant}/seed{seed}/{_digest({k: v for k, v in resolved(cfg).items() if k != 'seed'})}"
+def run_key(variant, seed, cfg, size):
+    """A run's identity: its variant, seed, every setting that decides its numbers, and its network's size
+    (params, multiply-adds), so that a network whose defaults changed is not taken for the one run before."""
+    settings = {k: v for k, v in resolved(cfg).items() if k != "seed"}
+    return f"{variant}/seed{seed}/{_digest({**settings, 'network': list(size)})}"
 
 
 def budget_of(grid, config):
@@ -138,8 +141,8 @@ def plan(args):
     """Every (variant, seed) of the grid with its settings, checked before anything trains: the settings by
     the trainer's own checks, the network by building it once per variant (for its size as well)."""
     grid, runs, sizes = GRIDS[args.grid], [], {}
-    for name in args.variants or list(grid):
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed by seed: a grid stopped anywhere holds about as many runs of each variant
+        for name in args.variants or list(grid):
             cfg = settings(args, grid[name], seed)
             try:
                 full, _, _ = resolve({**cfg, "out": os.path.join(args.out, "runs", "x")})
@@ -175,7 +178,7 @@ def run(args):
             raise UsageError(f"--out {args.out}: another runner is working in this folder") from None
         done = {r["key"] for r in read_results(args.out)}
         for name, seed, cfg, (params, macs) in runs:
-            key = run_key(name, seed, cfg)
+            key = run_key(name, seed, cfg, (params, macs))
             if key in done:
                 continue
             folder = os.path.join(args.out, "runs", key.replace("/", "-"))
@@ -395,7 +398,8 @@ def main(argv=None):
     p.add_argument("--grid", choices=list(GRIDS), default="gates")
     p.add_argument("--variants", nargs="+", help="a subset of the grid's variants (default: all)")
     p.add_argument("--seeds", nargs="+", type=_seeds, default=[[0, 1, 2, 3, 4]], help="ints or ranges (default 0-4)")
-    p.add_argument("--recipe", default="fast", choices=[*RECIPES, "none"], help="none: the trainer's defaults")
+    p.add_argument("--recipe", default="fast", choices=[*RECIPES, "none"], help="none: the trainer's plain settings "
+                   "(sknet_cifar_small, one-cycle SGD)")
     p.add_argument("--model", help="another network than the recipe's")
     p.add_argument("--epochs", type=int)
     p.add_argument("--warmup-epochs", type=float)

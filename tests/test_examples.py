@@ -184,7 +184,8 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
     assert straight[0]["diff"] is None and straight[1]["diff"] == pytest.approx(
         straight[1]["acc_mean"] - straight[0]["acc_mean"])
     assert straight[1]["welch"] is not None and straight[1]["bootstrap"] is None  # 2 runs: no bootstrap
-    # Ctrl-C after the third run's first step (sigmoid, seed 0): the runner stops with that run's checkpoint
+    # Ctrl-C after the third run's first step (seed by seed: softmax, seed 1): the runner stops with that run's
+    # checkpoint
     real_step, steps = SGD.step, []
 
     def step_then_interrupt(self, *a):
@@ -199,7 +200,7 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
         ablate.main(runner_args(data_dir, out))
     assert stopped.value.code == 130
     monkeypatch.setattr(SGD, "step", real_step)
-    assert [r["variant"] for r in ablate.read_results(str(out))] == ["softmax", "softmax"]
+    assert [(r["variant"], r["seed"]) for r in ablate.read_results(str(out))] == [("softmax", 0), ("sigmoid", 0)]
     calls = []
     real_train = ablate.trainer.train
     monkeypatch.setattr(ablate.trainer, "train", lambda cfg: calls.append(cfg) or real_train(cfg))
@@ -227,9 +228,17 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
 
 def fake_record(variant, seed, acc, **settings):
     cfg = {"recipe": "fast", "seed": seed, **settings}
-    return {"key": ablate.run_key(variant, seed, cfg), "grid": "gates", "variant": variant, "seed": seed,
+    return {"key": ablate.run_key(variant, seed, cfg, (1, 1)), "grid": "gates", "variant": variant, "seed": seed,
             "settings": cfg, "config": ablate.resolved(cfg), "status": "done", "test_acc": acc,
             "test_acc_tta": None, "images_per_s": 100.0, "params": 1, "macs": 1}
+
+
+def test_a_run_of_another_network_is_another_run():
+    """The same settings on a network whose defaults changed (sknet_cifar_fast's SK paths, 2026-12-02) are not
+    the run made before: the key holds the network's size."""
+    cfg = {"recipe": "fast", "seed": 0}
+    assert ablate.run_key("softmax", 0, cfg, (585_752, 54)) != ablate.run_key("softmax", 0, cfg, (917_528, 71))
+    assert ablate.run_key("softmax", 0, cfg, (1, 2)) == ablate.run_key("softmax", 0, dict(cfg), (1, 2))
 
 
 def test_ablation_report_keeps_budgets_apart_by_what_the_runs_were_not_by_what_was_typed(monkeypatch):
