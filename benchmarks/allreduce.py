@@ -77,9 +77,9 @@ def mpi_round(sizes_mb, reps):
 def train_round(data_dir, model, batch, images, backend, ranks):
     """Images/s of one epoch of the trainer (metrics.csv), as launched for ``backend`` with ``ranks``."""
     out = tempfile.mkdtemp(prefix="allreduce-train-")
-    args = ["-m", "skengine.train", "--model", model, "--data-dir", data_dir, "--out", out, "--epochs", "1",
-            "--batch-size", str(batch), "--limit-train", str(images), "--limit-test", "500", "--no-tta",
-            "--device", "cpu", "--no-download"]
+    args = ["-m", "skengine.train", "--recipe", "none", "--model", model, "--data-dir", data_dir, "--out", out,
+            "--epochs", "1", "--batch-size", str(batch), "--limit-train", str(images), "--limit-test", "500",
+            "--no-tta", "--device", "cpu", "--no-download"]
     if backend == "local":
         cmd = [sys.executable, *args, "--backend", "local", "--processes", str(ranks)]
     else:

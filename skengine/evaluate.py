@@ -8,6 +8,7 @@ from .backend import array_module, resolve_device
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from .models import create
 from .serialization import load
+from .training.config import saved_model_kwargs
 from .training.evaluation import evaluate
 from .training.report import confusion_table
 
@@ -52,7 +53,7 @@ def main(argv=None):
         ckpt = load(path)
         cfg, weights = ckpt["config"], ckpt["model"]
         net = create(cfg["model"], num_classes=100 if cfg["dataset"] == "cifar100" else 10,
-                     **(cfg.get("model_kwargs") or {}))
+                     **saved_model_kwargs(cfg, weights))
         net.load_state_dict(weights)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         p.error(f"--checkpoint {path}: not a checkpoint of skengine.train that this version can read "

@@ -162,19 +162,19 @@ def test_fast_network_shape_budget_and_frozen_parts():
     net = models.create("sknet_cifar_fast")
     s = sk.summary(net, (3, 32, 32))
     # multiply-adds by hand: whiten 2x2 at 31 px, then per block conv 3x3 at the block's input size and the SK
-    # unit (two paths over half the channels each, so one full conv) at the pooled size, plus the small FCs
+    # unit (two paths over all the channels, so two full convs) at the pooled size, plus the small FCs
     conv = lambda cin, cout, px: cin * cout * 9 * px * px  # noqa: E731
-    trunk = 24 * 12 * 31 * 31 + conv(24, 64, 31) + conv(64, 64, 15) + conv(64, 128, 15) + conv(128, 128, 7) \
-        + conv(128, 128, 7) + conv(128, 128, 3)
+    trunk = 24 * 12 * 31 * 31 + conv(24, 64, 31) + 2 * conv(64, 64, 15) + conv(64, 128, 15) \
+        + 2 * conv(128, 128, 7) + conv(128, 128, 7) + 2 * conv(128, 128, 3)
     fcs = sum(c * 16 + 16 * 2 * c for c in (64, 128, 128)) + 128 * 10  # fc_reduce, fc_select (d = 16); the head
     assert s.total_macs == trunk + fcs
-    assert s.total_params == 585_752 and s.layers[-1].output_shape == [1, 10]
+    assert s.total_params == 917_528 and s.layers[-1].output_shape == [1, 10]
     frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
     assert "whiten.weight" in frozen and "whiten.bias" not in frozen
     assert all(n == "whiten.weight" or n.endswith("bn.weight") or n.endswith("bn_reduce.weight") for n in frozen)
     assert len(frozen) == 1 + 3 + 3 * 2 + 3  # whiten, block BNs, SK path BNs, SK reduce BNs
     assert all(abs(m.momentum - 0.4) < 1e-12 for m in net.modules() if isinstance(m, sk.nn.BatchNorm2d))
-    assert count(net, SKConv) == 3 and all(m.split_input for m in net.modules() if isinstance(m, SKConv))
+    assert count(net, SKConv) == 3 and not any(m.split_input for m in net.modules() if isinstance(m, SKConv))
     plain = models.create("sknet_cifar_fast", attention="none")
     assert count(plain, SKConv) == 0 and count(plain, SEBlock) == 0
 
@@ -185,9 +185,10 @@ def test_fast_network_ablation_variants_differ_only_in_the_attention():
                          ("uniform", {"sk_kwargs": {"attention": "uniform"}})):
         n[name] = sum(p.numel() for p in models.create("sknet_cifar_fast", **kwargs).parameters())
     widths = (64, 128, 128)
-    # the SK unit's paths (two half-input 3x3 convs) weigh what the plain conv does, plus one BN more; its
-    # attention is fc_reduce (C x 16), BN (2 x 16) and fc_select (16 x 2C); SE's is C -> C/8 -> C with biases
-    assert n["sk"] - n["none"] == sum(2 * c + c * 16 + 2 * 16 + 16 * 2 * c for c in widths)
+    # the SK unit's paths (two 3x3 convs over all the channels) weigh one conv and one BN more than the plain
+    # conv; its attention is fc_reduce (C x 16), BN (2 x 16) and fc_select (16 x 2C); SE's is C -> C/8 -> C
+    # with biases
+    assert n["sk"] - n["none"] == sum(9 * c * c + 2 * c + c * 16 + 2 * 16 + 16 * 2 * c for c in widths)
     assert n["se"] - n["none"] == sum(2 * c * (c // 8) + c // 8 + c for c in widths)
     assert n["sk"] - n["uniform"] == sum(c * 16 + 2 * 16 + 16 * 2 * c for c in widths)
     se = models.create("sknet_cifar_fast", attention="se")
@@ -200,8 +201,13 @@ def test_fast_network_trains_only_what_is_not_frozen():
     net = models.create("sknet_cifar_fast", widths=(16, 32, 32))
     before = {n: p.numpy().copy() for n, p in net.named_parameters()}
     opt = SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
-    sk.functional.cross_entropy(net(sk.randn(4, 3, 32, 32)), np.array([0, 1, 2, 3])).backward()
-    opt.step()
+    # two steps: both SK paths start as the identity (airbench's dirac init of a C -> C conv), so they are the
+    # same and their attention gets no gradient until the first step has set them apart
+    x = sk.randn(4, 3, 32, 32)
+    for _ in range(2):
+        opt.zero_grad()
+        sk.functional.cross_entropy(net(x), np.array([0, 1, 2, 3])).backward()
+        opt.step()
     for n, p in net.named_parameters():
         assert np.array_equal(p.numpy(), before[n]) == (not p.requires_grad), n
     with pytest.raises(ValueError, match="whiten_width must be even and at most 2 \\* 12"):

@@ -16,11 +16,12 @@ from skengine.models import create
 from skengine.nn import Parameter
 from skengine.optim import SGD
 from skengine.training import DEFAULTS, ConfigError, config, loop, report
+from skengine.training.config import RECIPES
 
 
 def cfg(data_dir, out, **kw):
-    base = dict(model="sknet_cifar_tiny", data_dir=data_dir, out=str(out), epochs=2, batch_size=64, lr=0.05,
-                device="cpu", download=False, tta=False, label_smoothing=0.0)
+    base = dict(recipe=None, model="sknet_cifar_tiny", data_dir=data_dir, out=str(out), epochs=2, batch_size=64,
+                lr=0.05, device="cpu", download=False, tta=False, label_smoothing=0.0)
     return {**base, **kw}
 
 
@@ -254,8 +255,8 @@ def run_cli(argv, capsys):
 
 
 def small_argv(data_dir, out, *extra):
-    return ["--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 1, "--batch-size", 64,
-            "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", *extra]
+    return ["--recipe", "none", "--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 1,
+            "--batch-size", 64, "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", *extra]
 
 
 def test_cli_mistakes_are_one_line_with_exit_code_2_and_write_nothing(data_dir, tmp_path, capsys):
@@ -456,6 +457,19 @@ def test_ctrl_c_in_the_last_step_of_the_last_epoch_completes_the_run(data_dir, t
     assert code == 0 and "final test accuracy" in stdout and (tmp_path / "out" / "confusion.txt").exists()
 
 
+def test_the_final_line_leads_with_the_tta_number_and_gives_the_plain_one(data_dir, tmp_path, capsys):
+    """With --tta the run's final test is TTA's (as timm's and airbench's): the line leads with it, from
+    metrics.csv's last row, and names the plain number beside it; without, the plain number alone."""
+    for tta in ("--tta", "--no-tta"):
+        code, stdout, _ = run_cli(small_argv(data_dir, tmp_path / tta, tta), capsys)
+        with open(tmp_path / tta / "metrics.csv") as f:
+            last = list(csv.DictReader(f))[-1]
+        plain = f"{100 * float(last['test_acc']):.2f}%"
+        expected = (f"final test accuracy: {100 * float(last['test_acc_tta']):.2f}% with TTA ({plain} without)"
+                    if tta == "--tta" else f"final test accuracy: {plain}")
+        assert code == 0 and stdout.splitlines()[-1] == expected, stdout
+
+
 def test_best_npz_of_an_ema_run_holds_the_weights_it_was_tested_with(data_dir, tmp_path):
     """best.npz held the raw weights but the EMA weights' accuracy."""
     train.train(cfg(data_dir, tmp_path, epochs=1, ema=0.9))
@@ -509,8 +523,9 @@ MPI_FAULTS = os.path.join(os.path.dirname(__file__), "mpi", "train_faults.py")
 
 def mpi_argv(data_dir, out, *extra):
     """The command line of cfg(data_dir, out): the settings of the straight2 run."""
-    return ["--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 2, "--batch-size", 64,
-            "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", "--label-smoothing", 0, *extra]
+    return ["--recipe", "none", "--model", "sknet_cifar_tiny", "--data-dir", data_dir, "--out", out, "--epochs", 2,
+            "--batch-size", 64, "--lr", 0.05, "--device", "cpu", "--no-download", "--no-tta", "--label-smoothing", 0,
+            *extra]
 
 
 @pytest.fixture(scope="module")
@@ -523,8 +538,8 @@ def straight_mpi(mpiexec, data_dir, tmp_path_factory):
 
 def test_mpi_readme_command_trains_with_rank_0_alone_reporting(mpiexec, data_dir, tmp_path):
     """The README's line, on the fake CIFAR folder: both ranks train, rank 0 alone prints and writes."""
-    run = mpiexec(2, ["-m", "skengine.train", "--model", "sknet_cifar_tiny", "--limit-train", 2048, "--epochs", 1,
-                      "--data-dir", data_dir, "--out", tmp_path / "run"])
+    run = mpiexec(2, ["-m", "skengine.train", "--recipe", "none", "--model", "sknet_cifar_tiny", "--limit-train", 2048,
+                      "--epochs", 1, "--data-dir", data_dir, "--out", tmp_path / "run"])
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("final test accuracy") == 1, run.stdout
     assert run.stderr.count("2 MPI ranks") == 1 and run.stderr.count("epoch 1: train loss") == 1, run.stderr
@@ -644,11 +659,48 @@ def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, m
             np.testing.assert_array_equal(resumed[k], straight[k], err_msg=(step, k))
 
 
+def test_a_fast_checkpoint_from_before_the_full_input_sk_paths_still_resumes_and_evaluates(data_dir, tmp_path,
+                                                                                            monkeypatch):
+    """Until 2026-12-02 sknet_cifar_fast's SK paths took half the channels each, and its checkpoints' configs
+    do not say so: resume and evaluate rebuild that network from the weights' shapes."""
+    old = {"widths": [16, 32, 32], "sk_kwargs": {"split_input": True}}
+    train.train({**fast_cfg(data_dir, tmp_path / "straight"), "model_kwargs": old})
+    restore = interrupt_at(monkeypatch, 3)
+    train.train({**fast_cfg(data_dir, tmp_path / "cut"), "model_kwargs": old})
+    restore()
+    path = tmp_path / "cut" / "checkpoint.npz"
+    state = skengine.load(path)
+    state["config"]["model_kwargs"] = {"widths": [16, 32, 32]}  # as such a run wrote it
+    skengine.save(state, path)
+    assert config.resolve({"resume": str(path)})[0]["model_kwargs"] == old
+    train.train({"resume": str(path)})
+    resumed, straight = weights(tmp_path / "cut"), weights(tmp_path / "straight")
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+    state = skengine.load(path)
+    state["config"]["model_kwargs"] = {"widths": [16, 32, 32]}
+    skengine.save(state, path)
+    result = evaluate.main(["--checkpoint", str(path), "--data-dir", data_dir, "--device", "cpu", "--tta",
+                            "--tta-translate"])
+    with open(tmp_path / "straight" / "metrics.csv") as f:
+        assert result["acc"] == pytest.approx(float(list(csv.DictReader(f))[-1]["test_acc_tta"]))
+    # a network of today's options is left as it is
+    now = {"model": "sknet_cifar_fast", "model_kwargs": {"widths": [16, 32, 32]}}
+    assert config.saved_model_kwargs(now, create("sknet_cifar_fast", widths=(16, 32, 32)).state_dict()) == \
+        {"widths": [16, 32, 32]}
+
+
 def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
     resolved, _, _ = config.resolve(dict(recipe="fast", epochs=3, data_dir=data_dir, out=str(tmp_path / "r")))
-    assert resolved["epochs"] == 3 and resolved["model"] == "sknet_cifar_fast" and resolved["lookahead"] == 5
-    assert config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "d")))[0]["lookahead"] == 0  # no recipe
-    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, got 'slow'"),
+    assert resolved["epochs"] == 3 and resolved["model"] == "sknet_cifar_fast" and resolved["bias_lr_scale"] == 64
+    # the default is the fast recipe; "none" (the command line's word) or None: the plain settings
+    fast = config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "d")))[0]
+    assert fast == {**DEFAULTS, **RECIPES["fast"], "recipe": "fast", "data_dir": data_dir, "out": str(tmp_path / "d")}
+    for none in ("none", None):
+        plain = config.resolve(dict(recipe=none, data_dir=data_dir, out=str(tmp_path / "d")))[0]
+        assert plain == {**DEFAULTS, "recipe": None, "data_dir": data_dir, "out": str(tmp_path / "d")}
+        assert plain["model"] == "sknet_cifar_small" and plain["bias_lr_scale"] == 1
+    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, none, got 'slow'"),
                          (dict(flip="sometimes"), "--flip must be one of random, alternate"),
                          (dict(lookahead=-1), "--lookahead must be an integer >= 0"),
                          (dict(bias_lr_scale=0), "--bias-lr-scale must be a finite number > 0"),

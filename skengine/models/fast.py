@@ -5,14 +5,15 @@ ResNet-9) spend their multiply-adds where they buy accuracy soonest: no residual
 the first conv of every block (so BatchNorm and the second conv run at a quarter of the pixels), few
 wide stages, and a first layer that whitens 2x2 patches (fitted to the training data, then frozen:
 ``init.patch_whitening_``).  ``sknet_cifar_fast`` keeps that trunk and makes the second conv of each
-block an SK unit (timm's split input: each of the two paths, 3x3 and 3x3 dilated by 2, convolves half
-the channels, so the unit costs what the conv it replaces did):
+block an SK unit whose two paths, 3x3 and 3x3 dilated by 2, each convolve all the channels (timm's split
+input, where each path sees half of them and the unit costs what the conv it replaces did, trained 1.2 points
+worse at a one-epoch budget in the same time on 2 cores: benchmarks/history/2026-12-02-fast-recipe-15-epochs-zen4.md):
 
     whiten   conv 2x2, 3 -> 24 (no padding, 32 -> 31 px), GELU
-    block    conv 3x3 -> max pool 2 -> BN -> GELU -> SKConv(split input)     x 3: 31 -> 15 -> 7 -> 3 px
+    block    conv 3x3 -> max pool 2 -> BN -> GELU -> SKConv                  x 3: 31 -> 15 -> 7 -> 3 px
     head     max pool 3 -> linear (no bias) -> x logit_scale
 
-    widths 64-128-128 (airbench93's): 585,752 params (584,456 trained), 54.2M multiply-adds per 32x32 image
+    widths 64-128-128 (airbench93's): 917,528 params (916,232 trained), 71.1M multiply-adds per 32x32 image
     (skengine.summary)
 
 Convolutions start as airbench's do: PyTorch's default init, with the first C_in filters of each replaced by
@@ -42,7 +43,7 @@ class FastBlock(Module):
         self.bn = BatchNorm2d(out_channels)
         self.act = GELU("tanh")
         if attention == "sk":
-            self.sk = SKConv(out_channels, out_channels, **dict(dict(reduction=8, min_dim=16, split_input=True),
+            self.sk = SKConv(out_channels, out_channels, **dict(dict(reduction=8, min_dim=16, split_input=False),
                                                                  **(sk_kwargs or {})))
         elif attention in ("none", "se"):
             layers = OrderedDict(conv=Conv2d(out_channels, out_channels, 3, padding=1, bias=False),

@@ -18,19 +18,21 @@ DEFAULTS = dict(model="sknet_cifar_small", model_kwargs={}, dataset="cifar10", e
                 overwrite=False, recipe=None, flip="random", crop_pad=4, pad_mode="constant", tta_translate=False,
                 lookahead=0, bias_lr_scale=1.0, whiten=True, whiten_bias_epochs=None)
 
-# named recipes: settings a run takes unless given (python -m skengine.train --recipe fast)
+# named recipes: settings a run takes unless given.  A run that names none takes DEFAULT_RECIPE, the best
+# measured; with --recipe none (None) it takes the plain settings above (sknet_cifar_small, one-cycle SGD: 85%).
 RECIPES = {
     # airbench's tricks (Jordan, arXiv 2404.00498) on its trunk with SK units: whitened first layer whose bias
     # trains 3 epochs, BN biases at 64x the learning rate, Nesterov SGD at momentum 0.85 with a linear warm-up
-    # and decay, label smoothing 0.2, alternating flips and 2-pixel reflected translations, Lookahead every 5
-    # steps, and flip + 1-pixel translation TTA.  airbench sums its loss over a batch of 1024 at lr 11.5 /
-    # 7850 and a decay of 0.0153 * 1024 / 7850 per step: for a mean loss that is lr 1.5 per 1024 images
-    # and wd 0.0153 / 11.5.
+    # and decay, label smoothing 0.2, alternating flips and 2-pixel reflected translations, and flip + 1-pixel
+    # translation TTA; not airbench's Lookahead (--lookahead 5 cost 1.5 points at a one-epoch budget, 2 seeds:
+    # benchmarks/RESULTS.md).  airbench sums its loss over a batch of 1024 at lr 11.5 / 7850 and a decay of
+    # 0.0153 * 1024 / 7850 per step: for a mean loss that is lr 1.5 per 1024 images and wd 0.0153 / 11.5.
     "fast": dict(model="sknet_cifar_fast", epochs=15, batch_size=512, lr=0.75, wd=0.0153 / 11.5, momentum=0.85,
                  schedule="linear", warmup_epochs=2.0, label_smoothing=0.2, flip="alternate", crop_pad=2,
-                 pad_mode="reflect", tta=True, tta_translate=True, lookahead=5, bias_lr_scale=64.0,
+                 pad_mode="reflect", tta=True, tta_translate=True, lookahead=0, bias_lr_scale=64.0,
                  whiten_bias_epochs=3.0),
 }
+DEFAULT_RECIPE = "fast"
 
 # what a resumed run may change: where it runs, where it writes, and nothing of what it computes
 WHERE = ("out", "resume", "device", "data_dir", "processes", "backend", "download", "overwrite")
@@ -92,7 +94,7 @@ def validate(cfg):
     for key, choices in (("dataset", ("cifar10", "cifar100")), ("optimizer", ("sgd", "adamw")),
                          ("schedule", ("onecycle", "cosine", "step", "linear")), ("device", ("auto", "cpu", "cuda")),
                          ("backend", ("auto", "local", "mpi")), ("flip", ("random", "alternate")),
-                         ("pad_mode", ("constant", "reflect")), ("recipe", (None, *RECIPES))):
+                         ("pad_mode", ("constant", "reflect")), ("recipe", (*RECIPES, None))):
         if cfg[key] not in choices:
             raise ConfigError(f"{_flag(key)} must be one of {', '.join(map(str, choices))}, got {cfg[key]!r}")
     if cfg["device"] == "cuda":
@@ -128,8 +130,8 @@ def validate(cfg):
         raise ConfigError(f"--batch-size {cfg['batch_size']}: BatchNorm needs at least 2 images a batch")
     if cfg["schedule"] in ("cosine", "linear") and cfg["warmup_epochs"] > cfg["epochs"]:
         raise ConfigError(f"--warmup-epochs {cfg['warmup_epochs']} is longer than the run (--epochs {cfg['epochs']})"
-                          + (f"; --recipe {cfg['recipe']} sets it: give a shorter --warmup-epochs" if cfg["recipe"]
-                             else ""))
+                          + (f"; --recipe {cfg['recipe']} sets it: give a shorter --warmup-epochs (or --recipe "
+                             f"none)" if cfg["recipe"] else ""))
     processes = cfg["processes"]
     if processes != "auto":
         try:
@@ -192,6 +194,29 @@ def checkpoint_path(path):
     return os.path.join(path, "checkpoint.npz") if os.path.isdir(path) else path
 
 
+def recipe_of(given):
+    """The recipe a run's ``given`` settings name: DEFAULT_RECIPE if they name none, None for "none" or None."""
+    recipe = given.get("recipe", DEFAULT_RECIPE)
+    if recipe in ("none", None):
+        return None
+    if recipe not in RECIPES:
+        raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, none, got {recipe!r}")
+    return recipe
+
+
+def saved_model_kwargs(cfg, weights):
+    """The network options of a saved run (its config and model weights).  Until 2026-12-02 sknet_cifar_fast's
+    SK paths each took half the channels (``split_input=True``); a checkpoint of then has no option that says
+    so, but its weights' shapes do (a path's conv sees half the block's channels), and it is rebuilt so."""
+    kwargs = dict(cfg.get("model_kwargs") or {})
+    sk = dict(kwargs.get("sk_kwargs") or {})
+    path, conv = weights.get("blocks.0.sk.paths.0.conv.weight"), weights.get("blocks.0.conv.weight")
+    if (cfg.get("model") == "sknet_cifar_fast" and "split_input" not in sk and "groups" not in sk
+            and path is not None and conv is not None and 2 * path.shape[1] == conv.shape[0]):
+        kwargs["sk_kwargs"] = {**sk, "split_input": True}
+    return kwargs
+
+
 def resolve(given):
     """The settings of a run from those ``given`` (a dict of some of DEFAULTS' keys), checked, with the
     checkpoint to continue from (or None) and notes for the user (settings a resumed run ignores).
@@ -203,10 +228,8 @@ def resolve(given):
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     given = {k: _plain(v) for k, v in given.items()}
-    recipe = given.get("recipe")
-    if recipe is not None and recipe not in RECIPES:
-        raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-    cfg = {**DEFAULTS, **RECIPES.get(recipe, {}), **given}
+    recipe = recipe_of(given)
+    cfg = {**DEFAULTS, **RECIPES.get(recipe, {}), **given, "recipe": recipe}
     if cfg["resume"] is None:
         validate(cfg)
         return cfg, None, []
@@ -228,6 +251,8 @@ def resolve(given):
     # is chosen anew (auto), and --overwrite never comes from a saved run
     saved = {**DEFAULTS, "processes": 1,
              **{k: v for k, v in state["config"].items() if k in DEFAULTS and (k not in WHERE or k in KEPT)}}
+    if isinstance(state.get("model"), dict):
+        saved["model_kwargs"] = saved_model_kwargs(saved, state["model"])
     notes = [f"{_flag(k)} {given[k]!r} is ignored: a resumed run keeps its own ({saved[k]!r})"
              for k in sorted(given) if k not in WHERE and given[k] != saved[k]]
     # KEPT settings stay the run's own unless another is given (their defaults mean "not given")

@@ -144,8 +144,9 @@ def start_folder(cfg, config):
 
 
 def train(cfg):
-    """Run training as configured (a dict with some of DEFAULTS' keys, the others default); return the last
-    epoch's metrics (with "interrupted": (epoch, step) if a Ctrl-C stopped it).  Every setting is checked
+    """Run training as configured (a dict with some of DEFAULTS' keys; the others come from the recipe, the
+    fast one unless ``recipe`` is given or None, then from DEFAULTS); return the last epoch's metrics (with
+    "interrupted": (epoch, step) if a Ctrl-C stopped it).  Every setting is checked
     (ConfigError) and the data and the model are set up before anything is written.
 
     Under an MPI launcher (or with backend "mpi") this runs on every rank: rank 0 reads the settings and the
