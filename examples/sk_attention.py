@@ -38,6 +38,7 @@ from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.interop import load_timm, read_state
 from skengine.models import collect_attention, create
 from skengine.nn import SKConv
+from skengine.training.config import saved_model_kwargs
 from skengine.training.report import pyplot
 
 SCALES = (1.0, 1.5, 2.0)
@@ -266,7 +267,8 @@ def main(argv=None):
             where = f"--checkpoint {args.checkpoint}"
             ckpt = sk.load(args.checkpoint)
             cfg = ckpt["config"]
-            model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0], **cfg.get("model_kwargs", {}))
+            model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0],
+                           **saved_model_kwargs(cfg, ckpt["model"]))
             model.load_state_dict(ckpt["model"])
             if not any(isinstance(m, SKConv) for m in model.modules()):
                 p.error(f"{where}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
