@@ -35,7 +35,7 @@ import numpy as np
 from skengine import training as trainer
 from skengine.models import create
 from skengine.summary import summary
-from skengine.training.config import DEFAULTS, RECIPES, WHERE, ConfigError, recipe_of, resolve
+from skengine.training.config import RECIPES, WHERE, ConfigError, resolve, settings_of
 from skengine.training.report import pyplot
 
 
@@ -65,9 +65,7 @@ def resolved(cfg):
     """Every setting that decides a run's numbers: the defaults, the recipe, the given ones; not where it runs
     nor the data's folder.  (Keep --processes fixed within a grid: BatchNorm normalises each process's shard
     by itself, so the count changes the numbers a little, and it is not part of a run's identity.)"""
-    recipe = recipe_of(cfg)
-    full = {**DEFAULTS, **RECIPES.get(recipe, {}), **cfg, "recipe": recipe}
-    return {k: v for k, v in sorted(full.items()) if k not in WHERE and k != "data_dir"}
+    return {k: v for k, v in sorted(settings_of(cfg).items()) if k not in WHERE and k != "data_dir"}
 
 
 def _digest(d):

@@ -14,7 +14,7 @@ import json
 import sys
 
 from .distributed import WorkerError, launched_rank, world_rank
-from .training.config import DEFAULT_RECIPE, DEFAULTS, RECIPES, ConfigError
+from .training.config import RECIPES, ConfigError, settings_of
 
 # what scripts imported from this module before it became the command alone stays importable from here
 from .training.evaluation import evaluate  # noqa: F401
@@ -93,7 +93,7 @@ def build_parser(defaults=True):
     p.add_argument("--resume", help="checkpoint.npz (or its folder) to continue from")
     p.add_argument("--overwrite", action="store_true", help="replace a run that --out already holds")
     if defaults:
-        p.set_defaults(**{**DEFAULTS, **RECIPES[DEFAULT_RECIPE], "recipe": DEFAULT_RECIPE})  # what runs if not given
+        p.set_defaults(**settings_of({}))  # what a run takes when nothing is given: the default recipe's
     return p
 
 

@@ -204,6 +204,12 @@ def recipe_of(given):
     return recipe
 
 
+def settings_of(given):
+    """A run's settings before any check: DEFAULTS, then its recipe's (recipe_of), then those ``given``."""
+    recipe = recipe_of(given)
+    return {**DEFAULTS, **RECIPES.get(recipe, {}), **given, "recipe": recipe}
+
+
 def saved_model_kwargs(cfg, weights):
     """The network options of a saved run (its config and model weights).  Until 2026-12-02 sknet_cifar_fast's
     SK paths each took half the channels (``split_input=True``); a checkpoint of then has no option that says
@@ -228,8 +234,7 @@ def resolve(given):
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     given = {k: _plain(v) for k, v in given.items()}
-    recipe = recipe_of(given)
-    cfg = {**DEFAULTS, **RECIPES.get(recipe, {}), **given, "recipe": recipe}
+    cfg = settings_of(given)
     if cfg["resume"] is None:
         validate(cfg)
         return cfg, None, []
