@@ -318,6 +318,10 @@ def test_resume_writes_where_its_checkpoint_lives_and_says_what_it_ignores(data_
     code, stdout, stderr = run_cli(["--resume", tmp_path / "B", "--lr", 0.5, "--no-download"], capsys)
     assert code == 0 and "final test accuracy" in stdout
     assert "--lr 0.5 is ignored: a resumed run keeps its own (0.05)" in stderr
+    # the run's own recipe (none), given again, is not "ignored"; another one is, and said in the saved spelling
+    assert config.resolve({"resume": str(tmp_path / "B"), "recipe": "none"})[2] == []
+    assert config.resolve({"resume": str(tmp_path / "B"), "recipe": "fast"})[2] == [
+        "--recipe 'fast' is ignored: a resumed run keeps its own (None)"]
     assert skengine.load(tmp_path / "B" / "checkpoint.npz")["epoch"] == 2
     assert open(other / "checkpoint.npz", "rb").read() == kept
 

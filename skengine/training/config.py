@@ -234,6 +234,8 @@ def resolve(given):
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     given = {k: _plain(v) for k, v in given.items()}
+    if given.get("recipe") == "none":  # the command's word for no recipe, as a saved run writes it
+        given["recipe"] = None
     cfg = settings_of(given)
     if cfg["resume"] is None:
         validate(cfg)
