@@ -1,7 +1,9 @@
 """A resumable ablation runner: the same network, recipe and budget, only one thing changes per variant.
 
-    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 2 --warmup-epochs 0.5 --out runs/gates
+    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 1 --warmup-epochs 0.2 --no-tta \
+        --out runs/gates
     python examples/ablate.py --out runs/gates --report        # the table, CSV and plot again, no training
+    python examples/ablate.py --out runs/gates --report --data-dir DIR --gates 1000   # and what the gates do
 
 Every finished run is appended to OUT/results.jsonl (written whole to a temporary file, then renamed over
 it: a kill never leaves half a line).  A restarted runner skips the runs already there and continues an
@@ -19,7 +21,10 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
 difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
-the two means (10,000 resamples) as a check; then parameters, multiply-adds and training images/s.
+the two means (10,000 resamples) as a check; then parameters, multiply-adds and training images/s (each
+run records the CPU it ran on).  ``--gates N`` adds gates.md and gates.csv: examples/sk_attention.py's
+analysis of every finished run's final network on the first N test images (kept in the run's folder), per
+variant and SK layer the mean over the seeds with a 95% t interval.
 """
 import argparse
 import csv
@@ -33,6 +38,7 @@ import sys
 import numpy as np
 
 from skengine import training as trainer
+from skengine.data import CIFAR_MEAN_STD, load_cifar
 from skengine.models import create
 from skengine.summary import summary
 from skengine.training.config import RECIPES, WHERE, ConfigError, resolve, settings_of
@@ -127,6 +133,8 @@ def settings(args, overrides, seed):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
+    if args.tta is False:  # the test set once per run, not six times: the plain accuracy is the one compared
+        cfg.update(tta=False, tta_translate=False)
     cfg.update(overrides)
     return cfg
 
@@ -159,6 +167,20 @@ def plan(args):
     return runs
 
 
+def machine():
+    """The CPU a run's images/s were measured on, as /proc/cpuinfo names it (with AVX-512 or not), and its
+    core count; or the platform's own word where there is no /proc/cpuinfo."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores".strip()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    avx512 = ", AVX-512" if " avx512f" in info else ""
+    return f"{name}{avx512}, {os.cpu_count()} cores"
+
+
 def _train_seconds(folder):
     """The run's training time over all its sittings (metrics.csv's epoch_time column)."""
     with open(os.path.join(folder, "metrics.csv")) as f:
@@ -179,9 +201,9 @@ def run(args):
             key = run_key(name, seed, cfg, (params, macs))
             if key in done:
                 continue
-            folder = os.path.join(args.out, "runs", key.replace("/", "-"))
+            folder = run_folder(args.out, key)
             record = {"key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
-                      "config": resolved(cfg), "params": params, "macs": macs}
+                      "config": resolved(cfg), "params": params, "macs": macs, "machine": machine()}
             try:
                 if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on
                     print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
@@ -277,11 +299,9 @@ def _finished(runs):
     return sorted((r for r in runs if r.get("status", "done") == "done"), key=lambda r: r["seed"])
 
 
-def summarise(records):
-    """One row per (budget, variant), budgets in the order first recorded and variants in the grid's order:
-    the accuracies, their difference to the grid's first variant (its reference) with 95% intervals, and the
-    network's size and speed.  Failed runs are counted apart; records of grids or variants this file no
-    longer knows are skipped with a warning."""
+def _groups(records):
+    """{budget (JSON): {variant: [records]}}, budgets in the order first recorded; a key recorded twice counts
+    once, and records of grids or variants this file no longer knows are skipped with a warning."""
     groups, seen = {}, set()
     for r in records:
         if r["key"] in seen:  # the same run recorded twice counts once
@@ -293,10 +313,17 @@ def summarise(records):
             continue
         config = r.get("config") or resolved(r["settings"])  # records written before "config" was kept
         budget = {"grid": r["grid"], **budget_of(r["grid"], config)}
-        bkey = json.dumps(budget, sort_keys=True, default=str)
-        groups.setdefault(bkey, {}).setdefault(r["variant"], []).append(r)
+        groups.setdefault(json.dumps(budget, sort_keys=True, default=str), {}).setdefault(r["variant"], []).append(r)
+    return groups
+
+
+def summarise(records):
+    """One row per (budget, variant), budgets in the order first recorded and variants in the grid's order:
+    the accuracies, their difference to the grid's first variant (its reference) with 95% intervals, and the
+    network's size and speed.  Failed runs are counted apart; records of grids or variants this file no
+    longer knows are skipped with a warning."""
     rows = []
-    for number, (bkey, variants) in enumerate(groups.items(), 1):
+    for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
         grid = json.loads(bkey)["grid"]
         reference = next(iter(GRIDS[grid]))
         base = [100 * r["test_acc"] for r in _finished(variants.get(reference, []))]
@@ -312,6 +339,7 @@ def summarise(records):
                    "tta_mean": float(np.mean(tta)) if tta and len(tta) == len(accs) else None,
                    "params": runs[0]["params"], "macs": runs[0]["macs"],
                    "images_per_s": float(np.mean([r["images_per_s"] for r in good])) if good else None,
+                   "machines": sorted({r.get("machine", "?") for r in good}),
                    "diff": None, "welch": None, "bootstrap": None}
             if name != reference and len(accs) > 1 and len(base) > 1:
                 diff, half, _ = welch_ci(base, accs)
@@ -320,6 +348,91 @@ def summarise(records):
                     row["bootstrap"] = bootstrap_ci(base, accs)
             rows.append(row)
     return rows
+
+
+GATE_STATS = (("weight on the larger kernel", "large"), ("dynamic", "dynamic"), ("dominant", "dominant"),
+              ("saturated", "saturated"), ("corr(path 1, path 2)", "corr"), ("size effect", "size_effect"))
+
+
+def run_folder(out, key):
+    return os.path.join(out, "runs", key.replace("/", "-"))
+
+
+def gate_statistics(out, record, images, limit):
+    """sk_attention's analysis of one finished run's final network on ``images`` (its first ``limit`` test
+    images), per SK layer: the mean weight on the last path (the largest kernel), the gate statistics, and
+    the size effect (the shift of that weight from s=1 to s=2 by enlargement minus the shift by blur alone).
+    Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again.
+    None where the run's network has no SK attention to look at."""
+    import sk_attention
+    folder = run_folder(out, record["key"])
+    cached = os.path.join(folder, f"attention_{limit}.json")
+    if os.path.exists(cached):
+        with open(cached) as f:
+            return json.load(f)
+    model, cfg = sk_attention.run_model(os.path.join(folder, "checkpoint.npz"))
+    try:
+        result = sk_attention.analyse(model, images, None, [], *CIFAR_MEAN_STD[cfg["dataset"]])
+    except ValueError:  # no SK layer (the blocks grid's se and none)
+        return None
+    stats = {}
+    for layer in result["layers"]:
+        big, blurred = (np.asarray(result[k][layer])[:, -1] for k in ("by_scale", "by_blur"))
+        g = result["gates"][layer]
+        stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
+                        "saturated": g["saturated"], "corr": g["corr"],
+                        "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
+    with open(cached + ".tmp", "w") as f:
+        json.dump(stats, f)
+    os.replace(cached + ".tmp", cached)
+    return stats
+
+
+def gate_report(args, records):
+    """What the gates of every finished run do, per variant and SK layer: the mean over the seeds of each
+    statistic of gate_statistics with its 95% t interval (half-width); gates.md and gates.csv in --out."""
+    lines, table = [], []
+    for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
+        head = False
+        for name in (v for v in GRIDS[json.loads(bkey)["grid"]] if v in variants):
+            if args.variants and name not in args.variants:
+                continue
+            good = _finished(variants[name])
+            if not good:
+                continue
+            dataset = (good[0].get("config") or resolved(good[0]["settings"])).get("dataset", "cifar10")
+            images, _ = load_cifar(args.data_dir, dataset, train=False)
+            per_run = [(r["seed"], gate_statistics(args.out, r, images[:args.gates], args.gates)) for r in good]
+            per_run = [(seed, st) for seed, st in per_run if st]
+            if not per_run:
+                continue
+            if not head:
+                lines += [f"Budget {number}: gates on the first {args.gates} test images of each run's final "
+                          "network; mean over seeds +- the half-width of its 95% t interval", "",
+                          "| variant | SK layer | seeds | " + " | ".join(t for t, _ in GATE_STATS) + " |",
+                          "| --- | --- | ---: |" + " ---: |" * len(GATE_STATS)]
+                head = True
+            for layer in per_run[0][1]:
+                cells, row = [], {"budget_no": number, "variant": name, "layer": layer, "seeds": len(per_run)}
+                for _, k in GATE_STATS:
+                    v = [st[layer][k] for _, st in per_run if st[layer][k] is not None]
+                    mean = float(np.mean(v)) if v else None
+                    half = (t_quantile(0.975, len(v) - 1) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
+                            if len(v) > 1 else None)
+                    row.update({k: mean, f"{k}_ci": half})
+                    cells.append(_fmt(mean, ".3f") + (f" +- {half:.3f}" if half is not None else ""))
+                table.append(row)
+                lines.append(f"| {name} | {layer} | {len(per_run)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if table:
+        with open(os.path.join(args.out, "gates.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, "gates.md"), "w") as f:
+        f.write(text)
+    return table
 
 
 def _fmt(value, spec):
@@ -354,7 +467,9 @@ def write(rows, out):
             lines.append(f"| {r['variant']} | {runs} | {acc} | {_fmt(r['tta_mean'], '.2f')} | "
                          f"{_fmt(r['diff'], '+.2f')} | {ci(r['welch'])} | {ci(r['bootstrap'])} | {r['params']:,} | "
                          f"{r['macs'] / 1e6:.1f} M | {_fmt(r['images_per_s'], '.0f')} |")
-        lines.append("")
+        machines = sorted({m for r in these for m in r["machines"]})
+        lines += ["", f"Training img/s measured on: {'; '.join(machines)}" + (" (compare them within one machine)"
+                                                                              if len(machines) > 1 else ""), ""]
     table = "\n".join(lines)
     with open(os.path.join(out, "ablation.md"), "w") as f:
         f.write(table)
@@ -406,16 +521,22 @@ def main(argv=None):
     p.add_argument("--lr", type=float)
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
+    p.add_argument("--no-tta", dest="tta", action="store_false", default=None,
+                   help="no test-time augmentation at the end of each run (its six passes over the test set)")
     p.add_argument("--device", default="auto")
     p.add_argument("--processes", default="auto", type=lambda v: v if v == "auto" else int(v))
     p.add_argument("--out", default="runs/ablate")
     p.add_argument("--report", action="store_true", help="only remake the table, CSV and plot from results.jsonl")
+    p.add_argument("--gates", type=int, metavar="N", help="also what the gates of every finished run (of --variants)"
+                   " do, on the first N test images: gates.md and gates.csv (sk_attention's analysis, kept per run)")
     args = p.parse_args(argv)
     args.seeds = sorted({s for group in args.seeds for s in group})
     args.recipe = None if args.recipe == "none" else args.recipe
     unknown = [v for v in args.variants or [] if v not in GRIDS[args.grid]]
     if unknown:
         p.error(f"--variants: {', '.join(unknown)} not in grid {args.grid} ({', '.join(GRIDS[args.grid])})")
+    if args.gates is not None and args.gates < 1:
+        p.error(f"--gates must be >= 1 images, got {args.gates}")
     if not args.report:
         try:
             run(args)
@@ -425,6 +546,12 @@ def main(argv=None):
         p.error(f"--report: no {RESULTS} in {args.out}")
     rows = summarise(read_results(args.out))
     print(write(rows, args.out))
+    if args.gates:
+        try:
+            gate_report(args, read_results(args.out))
+        except (OSError, ValueError) as e:  # no data folder, a run folder removed
+            p.error(f"--gates: {e}")
+        print(open(os.path.join(args.out, "gates.md")).read())
     return rows
 
 

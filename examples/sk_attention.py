@@ -238,6 +238,16 @@ def timm_model(name, path):
     return load_timm(model, state)
 
 
+def run_model(path):
+    """The network of a skengine.train checkpoint (best.npz or checkpoint.npz) with its weights, and its config."""
+    ckpt = sk.load(path)
+    cfg = ckpt["config"]
+    model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0],
+                   **saved_model_kwargs(cfg, ckpt["model"]))
+    model.load_state_dict(ckpt["model"])
+    return model, cfg
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="best.npz or checkpoint.npz from skengine.train")
@@ -265,11 +275,7 @@ def main(argv=None):
             labels, names, mean_std, batch = None, [], IMAGENET_MEAN_STD, args.batch_size or 16
         else:
             where = f"--checkpoint {args.checkpoint}"
-            ckpt = sk.load(args.checkpoint)
-            cfg = ckpt["config"]
-            model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0],
-                           **saved_model_kwargs(cfg, ckpt["model"]))
-            model.load_state_dict(ckpt["model"])
+            model, cfg = run_model(args.checkpoint)
             if not any(isinstance(m, SKConv) for m in model.modules()):
                 p.error(f"{where}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
             names = class_names(args.data_dir, cfg["dataset"])

@@ -1,4 +1,5 @@
 """The study scripts run end to end on tiny synthetic data and write what they promise."""
+import argparse
 import csv
 import fcntl
 import importlib.util
@@ -224,6 +225,30 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
     assert float(rows[1]["welch_lo"]) < float(rows[1]["diff"]) < float(rows[1]["welch_hi"])
     assert [float(a) for a in rows[0]["accs"].split()] == pytest.approx(straight[0]["accs"], abs=0.005)
     assert (out / "ablation.png").exists() or not HAS_MPL
+    # what the gates do, per variant and layer over the seeds; the analysis is kept in each run's folder
+    ablate.main(["--out", str(out), "--report", "--data-dir", data_dir, "--gates", "20"])
+    table = ablate.gate_report(argparse.Namespace(variants=None, out=str(out), data_dir=data_dir, gates=20),
+                               ablate.read_results(str(out)))
+    images, _ = skengine.data.load_cifar(data_dir, "cifar10", train=False)
+    first = {r["layer"]: r for r in table if (r["budget_no"], r["variant"]) == (1, "softmax")}
+    assert set(first) and {r["seeds"] for r in table} == {2, 1}
+    large = {layer: [] for layer in first}
+    for record in ablate.read_results(str(out))[:4]:
+        model, _ = sk_attention.run_model(os.path.join(ablate.run_folder(str(out), record["key"]), "checkpoint.npz"))
+        gates = sk_attention.attention_per_image(model, images[:20], *skengine.data.CIFAR_MEAN_STD["cifar10"])
+        if record["variant"] == "softmax":
+            for layer, a in gates.items():
+                large[layer].append(a[:, -1].mean())
+    for layer, row in first.items():
+        assert row["large"] == pytest.approx(np.mean(large[layer]), abs=1e-6)
+        assert row["large_ci"] == pytest.approx(ablate.t_quantile(0.975, 1) * np.std(large[layer], ddof=1)
+                                                / np.sqrt(2), abs=1e-6)
+        assert row["corr"] == pytest.approx(-1.0) and row["dominant"] <= 1  # two paths under a softmax
+    assert all(r["corr"] > -0.999 for r in table if r["variant"] == "sigmoid")
+    monkeypatch.setattr(sk_attention, "analyse", lambda *a: pytest.fail("a kept analysis was made again"))
+    again = ablate.main(["--out", str(out), "--report", "--data-dir", data_dir, "--gates", "20"])
+    assert [r["accs"] for r in again] == [r["accs"] for r in other]
+    assert "| softmax | " in (out / "gates.md").read_text() and (out / "gates.csv").exists()
 
 
 def fake_record(variant, seed, acc, **settings):
@@ -253,6 +278,32 @@ def test_ablation_report_keeps_budgets_apart_by_what_the_runs_were_not_by_what_w
     failed = {**fake_record("sigmoid", 3, 0.0), "status": "failed", "reason": "training stopped: nan"}
     rows = ablate.summarise(new + new[:1] + [failed])
     assert [(r["variant"], r["runs"], r["failed"]) for r in rows] == [("softmax", 2, 0), ("sigmoid", 1, 1)]
+
+
+def test_no_tta_runs_are_another_budget_and_record_their_machine(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_train(cfg):  # what the trainer returns without TTA, and the metrics file the runner reads
+        seen.append(cfg)
+        os.makedirs(cfg["out"])
+        with open(os.path.join(cfg["out"], "metrics.csv"), "w") as f:
+            f.write("epoch,epoch_time\n1,30.5\n2,29.5\n")
+        return {"test_acc": 0.5 + 0.1 * len(seen), "images_per_s": 100.0}
+
+    monkeypatch.setattr(ablate.trainer, "train", fake_train)
+    argv = ["--grid", "gates", "--variants", "softmax", "--seeds", "0", "--epochs", "2", "--warmup-epochs", "0.5",
+            "--out", str(tmp_path)]
+    ablate.main(argv + ["--no-tta"])
+    ablate.main(argv)
+    assert (seen[0]["tta"], seen[0]["tta_translate"]) == (False, False) and "tta" not in seen[1]
+    first, second = ablate.read_results(str(tmp_path))
+    assert first["config"]["tta"] is False and second["config"]["tta"] is True and first["key"] != second["key"]
+    assert first["train_s"] == 60.0 and first["test_acc_tta"] is None
+    table = (tmp_path / "ablation.md").read_text()
+    assert table.count("Budget ") == 2 and table.count(f"Training img/s measured on: {ablate.machine()}\n") == 2
+    assert ablate.machine().endswith(f", {os.cpu_count()} cores")
+    ablate.main(argv + ["--no-tta"])  # done: nothing trains again
+    assert len(seen) == 2
 
 
 def test_ablation_runner_records_a_diverged_run_and_goes_on(tmp_path, data_dir, monkeypatch, capsys):
