@@ -22,7 +22,7 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
 difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
 the two means (10,000 resamples) as a check; then parameters, multiply-adds and training images/s (each
-run records the CPU it ran on).  ``--gates N`` adds gates.md and gates.csv: examples/sk_attention.py's
+run records the CPU or GPU it ran on).  ``--gates N`` adds gates.md and gates.csv: examples/sk_attention.py's
 analysis of every finished run's final network on the first N test images (kept in the run's folder), per
 variant and SK layer the mean over the seeds with a 95% t interval.
 """
@@ -38,8 +38,10 @@ import sys
 import numpy as np
 
 from skengine import training as trainer
+from skengine.backend import resolve_device
 from skengine.data import CIFAR_MEAN_STD, load_cifar
 from skengine.models import create
+from skengine.nn import SKConv
 from skengine.summary import summary
 from skengine.training.config import RECIPES, WHERE, ConfigError, resolve, settings_of
 from skengine.training.report import pyplot
@@ -167,10 +169,14 @@ def plan(args):
     return runs
 
 
-def machine():
-    """The CPU a run's images/s were measured on, as /proc/cpuinfo names it (with AVX-512 or not), and its
-    core count; or the platform's own word where there is no /proc/cpuinfo."""
+def machine(device="cpu"):
+    """What a run's images/s were measured on: the GPU's name on "cuda"; else the CPU as /proc/cpuinfo names
+    it (with AVX-512 or not) and its core count, or the platform's own word where there is no /proc/cpuinfo."""
     import platform
+    if device == "cuda":
+        from skengine.backend import cupy
+        name = cupy().cuda.runtime.getDeviceProperties(cupy().cuda.Device().id)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read()
@@ -203,7 +209,8 @@ def run(args):
                 continue
             folder = run_folder(args.out, key)
             record = {"key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
-                      "config": resolved(cfg), "params": params, "macs": macs, "machine": machine()}
+                      "config": resolved(cfg), "params": params, "macs": macs,
+                      "machine": machine(resolve_device(cfg.get("device", "auto")))}
             try:
                 if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on
                     print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
@@ -363,7 +370,7 @@ def gate_statistics(out, record, images, limit):
     images), per SK layer: the mean weight on the last path (the largest kernel), the gate statistics, and
     the size effect (the shift of that weight from s=1 to s=2 by enlargement minus the shift by blur alone).
     Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again.
-    None where the run's network has no SK attention to look at."""
+    None (kept as well) where the run's network has no SK layer (the blocks grid's se and none)."""
     import sk_attention
     folder = run_folder(out, record["key"])
     cached = os.path.join(folder, f"attention_{limit}.json")
@@ -371,17 +378,16 @@ def gate_statistics(out, record, images, limit):
         with open(cached) as f:
             return json.load(f)
     model, cfg = sk_attention.run_model(os.path.join(folder, "checkpoint.npz"))
-    try:
+    stats = None
+    if any(isinstance(m, SKConv) for m in model.modules()):
         result = sk_attention.analyse(model, images, None, [], *CIFAR_MEAN_STD[cfg["dataset"]])
-    except ValueError:  # no SK layer (the blocks grid's se and none)
-        return None
-    stats = {}
-    for layer in result["layers"]:
-        big, blurred = (np.asarray(result[k][layer])[:, -1] for k in ("by_scale", "by_blur"))
-        g = result["gates"][layer]
-        stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
-                        "saturated": g["saturated"], "corr": g["corr"],
-                        "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
+        stats = {}
+        for layer in result["layers"]:
+            big, blurred = (np.asarray(result[k][layer])[:, -1] for k in ("by_scale", "by_blur"))
+            g = result["gates"][layer]
+            stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
+                            "saturated": g["saturated"], "corr": g["corr"],
+                            "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
     with open(cached + ".tmp", "w") as f:
         json.dump(stats, f)
     os.replace(cached + ".tmp", cached)
@@ -424,11 +430,17 @@ def gate_report(args, records):
                 table.append(row)
                 lines.append(f"| {name} | {layer} | {len(per_run)} | " + " | ".join(cells) + " |")
         lines.append("")
+    csv_path = os.path.join(args.out, "gates.csv")
     if table:
-        with open(os.path.join(args.out, "gates.csv"), "w", newline="") as f:
+        with open(csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
+    else:  # nothing to show: no gates.csv of an earlier report is left beside it
+        lines = ["No finished run" + (f" of {', '.join(args.variants)}" if args.variants else "")
+                 + " has an SK layer: no gates to show.", ""]
+        if os.path.exists(csv_path):
+            os.remove(csv_path)
     text = "\n".join(lines)
     with open(os.path.join(args.out, "gates.md"), "w") as f:
         f.write(text)
@@ -469,7 +481,8 @@ def write(rows, out):
                          f"{r['macs'] / 1e6:.1f} M | {_fmt(r['images_per_s'], '.0f')} |")
         machines = sorted({m for r in these for m in r["machines"]})
         lines += ["", f"Training img/s measured on: {'; '.join(machines)}" + (" (compare them within one machine)"
-                                                                              if len(machines) > 1 else ""), ""]
+                                                                              if len(machines) > 1 else ""), ""
+                  ] if machines else [""]
     table = "\n".join(lines)
     with open(os.path.join(out, "ablation.md"), "w") as f:
         f.write(table)
@@ -549,9 +562,10 @@ def main(argv=None):
     if args.gates:
         try:
             gate_report(args, read_results(args.out))
-        except (OSError, ValueError) as e:  # no data folder, a run folder removed
-            p.error(f"--gates: {e}")
-        print(open(os.path.join(args.out, "gates.md")).read())
+        except (OSError, ValueError, KeyError) as e:  # no data folder, a run folder removed, a broken cache
+            p.error(f"--gates: {e!r}" if isinstance(e, KeyError) else f"--gates: {e}")
+        with open(os.path.join(args.out, "gates.md")) as f:
+            print(f.read())
     return rows
 
 

@@ -379,3 +379,39 @@ def test_welch_interval_by_hand_and_the_bootstrap_agrees():
     diff, half, _ = ablate.welch_ci(x, y)
     lo, hi = ablate.bootstrap_ci(x, y)
     assert lo < diff < hi and (hi - lo) / 2 == pytest.approx(half, rel=0.1)  # large samples: the same interval
+
+
+def test_gate_report_of_runs_without_sk_layers_says_so_once(tmp_path, data_dir, monkeypatch):
+    """The blocks grid's se and none have no gates: the report says so, keeps no gates.csv of an earlier report
+    beside it, and a second report does not build the networks again (the answer is kept per run)."""
+    records = []
+    for seed in (0, 1):
+        cfg = {"recipe": None, "seed": seed, "model": "sknet_cifar_tiny"}
+        record = {**fake_record("none", seed, 0.5), "grid": "blocks", "settings": cfg, "config": ablate.resolved(cfg)}
+        record["key"] = ablate.run_key("none", seed, cfg, (1, 1))
+        model = create("sknet_cifar_tiny", num_classes=10, attention="none")
+        folder = ablate.run_folder(str(tmp_path), record["key"])
+        os.makedirs(folder)
+        skengine.save({"config": {**record["config"], "model_kwargs": {"attention": "none"}},
+                       "model": model.state_dict()}, os.path.join(folder, "checkpoint.npz"))
+        records.append(record)
+    (tmp_path / "gates.csv").write_text("from an earlier report\n")
+    args = argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=5)
+    assert ablate.gate_report(args, records) == []
+    assert "has an SK layer" in (tmp_path / "gates.md").read_text() and not (tmp_path / "gates.csv").exists()
+    monkeypatch.setattr(sk_attention, "run_model", lambda *a: pytest.fail("a kept answer was worked out again"))
+    assert ablate.gate_report(args, records) == []
+
+
+def test_a_run_on_the_gpu_records_the_gpu(monkeypatch):
+    class Runtime:
+        @staticmethod
+        def getDeviceProperties(i):
+            return {"name": b"NVIDIA H200"}
+
+    class FakeCupy:
+        cuda = argparse.Namespace(runtime=Runtime, Device=lambda: argparse.Namespace(id=0))
+
+    monkeypatch.setattr(skengine.backend, "cupy", lambda: FakeCupy)
+    assert ablate.machine("cuda") == "NVIDIA H200"
+    assert "cores" in ablate.machine("cpu")
