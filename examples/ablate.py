@@ -279,6 +279,12 @@ def t_quantile(p, df):
     return (lo + hi) / 2
 
 
+def t_half_width(values, level=0.95):
+    """The half-width of the t interval of the mean of ``values`` at ``level``; None for fewer than two."""
+    n = len(values)
+    return t_quantile(0.5 + level / 2, n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else None
+
+
 def welch_ci(a, b, level=0.95):
     """(difference of means b - a, its half-width at ``level`` by Welch's t, degrees of freedom)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -397,7 +403,7 @@ def gate_statistics(out, record, images, limit):
 def gate_report(args, records):
     """What the gates of every finished run do, per variant and SK layer: the mean over the seeds of each
     statistic of gate_statistics with its 95% t interval (half-width); gates.md and gates.csv in --out."""
-    lines, table = [], []
+    lines, table, test_images = [], [], {}
     for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
         head = False
         for name in (v for v in GRIDS[json.loads(bkey)["grid"]] if v in variants):
@@ -407,8 +413,9 @@ def gate_report(args, records):
             if not good:
                 continue
             dataset = (good[0].get("config") or resolved(good[0]["settings"])).get("dataset", "cifar10")
-            images, _ = load_cifar(args.data_dir, dataset, train=False)
-            per_run = [(r["seed"], gate_statistics(args.out, r, images[:args.gates], args.gates)) for r in good]
+            if dataset not in test_images:  # once per dataset, not per variant and budget
+                test_images[dataset] = load_cifar(args.data_dir, dataset, train=False)[0][:args.gates]
+            per_run = [(r["seed"], gate_statistics(args.out, r, test_images[dataset], args.gates)) for r in good]
             per_run = [(seed, st) for seed, st in per_run if st]
             if not per_run:
                 continue
@@ -423,8 +430,7 @@ def gate_report(args, records):
                 for _, k in GATE_STATS:
                     v = [st[layer][k] for _, st in per_run if st[layer][k] is not None]
                     mean = float(np.mean(v)) if v else None
-                    half = (t_quantile(0.975, len(v) - 1) * float(np.std(v, ddof=1)) / math.sqrt(len(v))
-                            if len(v) > 1 else None)
+                    half = t_half_width(v)
                     row.update({k: mean, f"{k}_ci": half})
                     cells.append(_fmt(mean, ".3f") + (f" +- {half:.3f}" if half is not None else ""))
                 table.append(row)
@@ -493,8 +499,8 @@ def write(rows, out):
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(shown)), 4))
         for i, r in enumerate(shown):
             n = r["runs"]
-            half = t_quantile(0.975, n - 1) * r["acc_std"] / math.sqrt(n) if n > 1 else 0.0
-            ax.errorbar(i, r["acc_mean"], yerr=half, fmt="o", capsize=5, color=f"C{(r['budget_no'] - 1) % 10}")
+            ax.errorbar(i, r["acc_mean"], yerr=t_half_width(r["accs"]) or 0.0, fmt="o", capsize=5,
+                        color=f"C{(r['budget_no'] - 1) % 10}")
             ax.plot([i] * n, r["accs"], ".", color="0.5", alpha=0.6)
         labels = [(f"{r['budget_no']}: " if several else "") + r["variant"] for r in shown]
         ax.set_xticks(range(len(shown)), labels, rotation=20)
@@ -557,11 +563,12 @@ def main(argv=None):
             p.error(str(e))
     elif not os.path.exists(os.path.join(args.out, RESULTS)):
         p.error(f"--report: no {RESULTS} in {args.out}")
-    rows = summarise(read_results(args.out))
+    records = read_results(args.out)
+    rows = summarise(records)
     print(write(rows, args.out))
     if args.gates:
         try:
-            gate_report(args, read_results(args.out))
+            gate_report(args, records)
         except (OSError, ValueError, KeyError) as e:  # no data folder, a run folder removed, a broken cache
             p.error(f"--gates: {e!r}" if isinstance(e, KeyError) else f"--gates: {e}")
         with open(os.path.join(args.out, "gates.md")) as f:
