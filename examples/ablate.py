@@ -400,10 +400,17 @@ def gate_statistics(out, record, images, limit):
     return stats
 
 
+def _has_network(out, record, limit):
+    """Whether a finished run's final network (or its kept gate analysis) is in its folder under ``out``."""
+    folder = run_folder(out, record["key"])
+    return any(os.path.exists(os.path.join(folder, f)) for f in (f"attention_{limit}.json", "checkpoint.npz"))
+
+
 def gate_report(args, records):
     """What the gates of every finished run do, per variant and SK layer: the mean over the seeds of each
-    statistic of gate_statistics with its 95% t interval (half-width); gates.md and gates.csv in --out."""
-    lines, table, test_images = [], [], {}
+    statistic of gate_statistics with its 95% t interval (half-width); gates.md and gates.csv in --out.  Runs
+    whose folder is not here (a results file copied without its runs/) are named in gates.md and left out."""
+    lines, table, test_images, gone = [], [], {}, []
     for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
         head = False
         for name in (v for v in GRIDS[json.loads(bkey)["grid"]] if v in variants):
@@ -415,7 +422,11 @@ def gate_report(args, records):
             dataset = (good[0].get("config") or resolved(good[0]["settings"])).get("dataset", "cifar10")
             if dataset not in test_images:  # once per dataset, not per variant and budget
                 test_images[dataset] = load_cifar(args.data_dir, dataset, train=False)[0][:args.gates]
-            per_run = [(r["seed"], gate_statistics(args.out, r, test_images[dataset], args.gates)) for r in good]
+            here = [r for r in good if _has_network(args.out, r, args.gates)]
+            if len(here) < len(good):
+                seeds = ", ".join(str(r["seed"]) for r in good if r not in here)
+                gone.append(f"{name} of budget {number} (seeds {seeds})")
+            per_run = [(r["seed"], gate_statistics(args.out, r, test_images[dataset], args.gates)) for r in here]
             per_run = [(seed, st) for seed, st in per_run if st]
             if not per_run:
                 continue
@@ -444,9 +455,12 @@ def gate_report(args, records):
             w.writerows(table)
     else:  # nothing to show: no gates.csv of an earlier report is left beside it
         lines = ["No finished run" + (f" of {', '.join(args.variants)}" if args.variants else "")
-                 + " has an SK layer: no gates to show.", ""]
+                 + (" here" if gone else "") + " has an SK layer: no gates to show.", ""]
         if os.path.exists(csv_path):
             os.remove(csv_path)
+    if gone:  # a results file copied without its run folders: the runs still count in the accuracy table
+        lines.append(f"Left out, their networks are not in {os.path.join(args.out, 'runs')}: {', '.join(gone)}.")
+        lines.append("")
     text = "\n".join(lines)
     with open(os.path.join(args.out, "gates.md"), "w") as f:
         f.write(text)

@@ -403,6 +403,33 @@ def test_gate_report_of_runs_without_sk_layers_says_so_once(tmp_path, data_dir, 
     assert ablate.gate_report(args, records) == []
 
 
+def test_gate_report_leaves_out_runs_whose_networks_are_not_here_and_names_them(tmp_path, data_dir):
+    """A results file copied without its runs/ (as the history keeps it): the gates of the runs whose networks
+    are here, the others named in gates.md, not a FileNotFoundError that shows nothing."""
+    records = []
+    for seed in (0, 1, 2):
+        cfg = {"recipe": None, "seed": seed, "model": "sknet_cifar_tiny"}
+        record = {**fake_record("softmax", seed, 0.5), "settings": cfg, "config": ablate.resolved(cfg)}
+        record["key"] = ablate.run_key("softmax", seed, cfg, (1, 1))
+        records.append(record)
+        if seed:  # seed 0's folder is not here
+            folder = ablate.run_folder(str(tmp_path), record["key"])
+            os.makedirs(folder)
+            skengine.manual_seed(seed)
+            model = create("sknet_cifar_tiny", num_classes=10)
+            skengine.save({"config": record["config"], "model": model.state_dict()},
+                          os.path.join(folder, "checkpoint.npz"))
+    args = argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=5)
+    table = ablate.gate_report(args, records)
+    assert table and {row["seeds"] for row in table} == {2}
+    assert all(row["corr"] == pytest.approx(-1.0) for row in table)  # the two paths of a softmax
+    text = (tmp_path / "gates.md").read_text()
+    assert "| softmax | " in text and "not in" in text and "softmax of budget 1 (seeds 0)" in text
+    assert ablate.gate_report(args, records[:1]) == []  # none here: said so, and which
+    text = (tmp_path / "gates.md").read_text()
+    assert "No finished run here" in text and "(seeds 0)" in text and not (tmp_path / "gates.csv").exists()
+
+
 def test_a_run_on_the_gpu_records_the_gpu(monkeypatch):
     class Runtime:
         @staticmethod
