@@ -8,11 +8,14 @@ MPI, which a plain run must not do.  A launcher is recognised by its environment
 """
 import os
 import sys
+import time
 
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from .group import Group
+
+ABORT_GRACE_S = 0.5  # how long MPI_Abort waits for the launcher to forward this rank's last output
 
 # how launchers tell a process the number of ranks and its own: MPICH/Intel MPI's hydra (PMI), Open MPI,
 # MVAPICH, then Slurm's srun (SLURM_STEP_NUM_TASKS and SLURM_PROCID, which srun sets in a job step whatever its
@@ -122,6 +125,9 @@ class MPIGroup(Group):
         """MPI_Abort: the launcher ends every rank, on every host, with exit code ``code``."""
         sys.stdout.flush()
         sys.stderr.flush()
+        # the launcher forwards a rank's output through its own pipes and stops forwarding when it ends the
+        # job: without a moment to drain them, this rank's last lines (what went wrong) are lost at times
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort can return while the launcher ends the job: never run on
 
