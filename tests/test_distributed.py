@@ -359,9 +359,10 @@ def test_device_vectors_are_staged_through_the_host_and_come_back_on_the_device(
 
 
 def test_both_backends_implement_the_interface():
+    """(tests/test_group.py checks the members the trainer uses, and their signatures.)"""
     for cls in (ProcessGroup, MPIGroup):
         assert issubclass(cls, Group)
-        for name in ("all_reduce", "broadcast", "barrier", "abort", "close"):
+        for name in ("start", "all_reduce", "broadcast", "broadcast_object", "barrier", "abort", "close"):
             assert getattr(cls, name) is not getattr(Group, name) or name == "barrier", (cls, name)
 
 
@@ -392,11 +393,13 @@ FAKE_CUPY = os.path.join(os.path.dirname(__file__), "fake_cupy")
 
 @pytest.mark.parametrize("ranks,device", [(2, "cpu"), (3, "cpu"), (2, "cuda")])
 def test_mpi_collectives_gradients_and_training_under_mpiexec(mpiexec, ranks, device):
-    """tests/mpi/collectives.py on every rank: all_reduce against analytic sums (integers: exact) with the same
-    bits on every rank (also for values whose sum depends on the order), 8 MB vectors, broadcast from two
-    roots bit for bit, barrier; the averaged gradients of uneven shards equal the whole batch's (rtol 1e-5,
-    atol 1e-6: float32 rounding); five SGD steps on shards, after broadcast_parameters from differently
-    initialised replicas, equal one process on the whole batches (same tolerance).  "cuda" runs on the fake
+    """tests/mpi/collectives.py on every rank: start returns the group and runs nothing, local_rank and
+    local_size (one host: rank and world_size), broadcast_object from two roots, close(abort=False);
+    all_reduce against analytic sums (integers: exact) with the same bits on every rank (also for values
+    whose sum depends on the order), 8 MB vectors, broadcast from two roots bit for bit, barrier; the
+    averaged gradients of uneven shards equal the whole batch's (rtol 1e-5, atol 1e-6: float32 rounding);
+    five SGD steps on shards, after broadcast_parameters from differently initialised replicas, equal one
+    process on the whole batches (same tolerance).  "cuda" runs on the fake
     device (tests/fake_cupy): device vectors come back on the device, staged through the host."""
     env = {"PYTHONPATH": FAKE_CUPY} if device == "cuda" else None
     run = mpiexec(ranks, [COLLECTIVES, "--device", device], timeout=120, env=env)

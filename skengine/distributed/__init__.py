@@ -6,8 +6,17 @@ share of the batch), and every replica takes the same optimizer step with the sa
 the replicas stay bit-identical.  BatchNorm normalises each shard by its own statistics (DDP without
 SyncBatchNorm); the running statistics are averaged.
 
-One communicator interface (``group.Group``: ``rank``, ``world_size``, ``all_reduce`` of a flat float64
-vector, ``broadcast``, ``barrier``, ``abort``, ``close``), two backends:
+One communicator interface, ``group.Group``, which the trainer uses whole and both backends implement with
+the same signatures (tests/test_group.py checks every member the trainer touches):
+
+- ``rank``, ``world_size``, ``local_rank``, ``local_size`` (the last two among the ranks on this host);
+- ``start(fn)``: the start-up hook, ``fn(group)`` on every rank but this one (``ProcessGroup`` forks them;
+  under MPI the launcher already started them, and it does nothing); returns the group;
+- ``all_reduce(vec)`` of a flat float64 vector, ``broadcast(vec, root=0)``, ``barrier()``;
+- ``broadcast_object(obj, root=0)``: rank ``root``'s picklable object (settings, a checkpoint) on every rank;
+- ``close(abort=False)``: release the group (with ``abort``, end the other ranks at once); ``abort(code=1)``.
+
+Two backends:
 
 - ``local`` (``ProcessGroup``, local.py): ranks forked from this process on one machine, summing
   through shared memory; no launcher needed.  On a CPU this engine's elementwise passes and im2col copies

@@ -5,6 +5,9 @@ through shared memory (the ``local`` backend, the trainer's default on one machi
 result; ``start(fn)`` forks the workers (ranks 1..world_size-1), each running ``fn(group)``.  A collective
 writes this rank's row, rank 0 combines the rows in a fixed order into the result row (a sum, or a copy of
 the root's row for a broadcast), and a byte over a pipe per worker says "written" and "combined".
+``broadcast_object`` broadcasts the pickle's length, then its bytes, six to a float64 (an integer below
+2**48, so exact), in rounds of at most ``numel`` values.  Every rank is on this host: ``local_rank`` is
+``rank`` and ``local_size`` is ``world_size``.
 A process that dies closes its pipe, so the others get an error instead of waiting for ever; one that is
 stopped or hangs is given ``timeout`` seconds (WorkerError naming its rank), and ``close(abort=True)``
 kills the workers (SIGKILL: a stopped process ignores anything else) without waiting.
@@ -13,6 +16,7 @@ import math
 import mmap
 import multiprocessing
 import os
+import pickle
 import signal
 
 import numpy as np
@@ -40,9 +44,20 @@ class ProcessGroup(Group):
         self.rows = np.frombuffer(self._mem, np.float64).reshape(self.world_size + 1, -1)
         self.workers, self.pipes = [], []
 
-    def start(self, fn, threads=None):
-        """Fork the workers, each running ``fn(self)`` with its own ``rank``; BLAS threads per process:
-        ``threads`` (default: this process's count divided among the ranks, at least one)."""
+    @property
+    def local_rank(self):
+        """``rank``: every rank of this group is on this host."""
+        return self.rank
+
+    @property
+    def local_size(self):
+        """``world_size``: every rank of this group is on this host."""
+        return self.world_size
+
+    def start(self, fn, *, threads=None):
+        """Fork the workers, each running ``fn(self)`` with its own ``rank``, and return the group; BLAS
+        threads per process: ``threads`` (default: this process's count divided among the ranks, at least
+        one)."""
         threads = threads or max(1, get_num_threads() // self.world_size)
         set_num_threads(threads)
         ctx = multiprocessing.get_context("fork")
@@ -74,12 +89,40 @@ class ProcessGroup(Group):
 
     def broadcast(self, vec, root=0):
         """Rank ``root``'s ``vec`` (at most ``numel`` long) on every rank, bit for bit."""
-        if not 0 <= root < self.world_size:
-            raise ValueError(f"broadcast: root must be in [0, world_size={self.world_size}), got {root!r}")
+        self._check_root(root)
 
         def copy(n):
             self.rows[-1, :n] = self.rows[root, :n]
         return self._collective(vec, "broadcast", copy)
+
+    def broadcast_object(self, obj, root=0):
+        """Rank ``root``'s ``obj`` (picklable) on every rank: the root keeps ``obj`` itself, the others get
+        its unpickled copy.  An object the root cannot pickle raises there, and WorkerError on the others."""
+        self._check_root(root, "broadcast_object")
+        if self.world_size == 1:
+            return obj
+        data, error = b"", None
+        if self.rank == root:
+            try:
+                data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:  # the others learn of it (length -1) instead of waiting for bytes
+                error = e
+        size = int(self.broadcast([-1 if error is not None else len(data)], root)[0])
+        if error is not None:
+            raise error
+        if size < 0:
+            raise WorkerError(f"broadcast_object: rank {root} could not pickle its object (see its error)")
+        slots = -(-size // 6)
+        words = np.zeros((slots, 8), np.uint8)  # six bytes in each little-endian 64-bit integer
+        if self.rank == root:
+            words[:, :6] = np.frombuffer(data.ljust(6 * slots, b"\0"), np.uint8).reshape(slots, 6)
+        values = words.view("<u8").ravel().astype(np.float64)
+        for lo in range(0, slots, self.numel):
+            values[lo:lo + self.numel] = self.broadcast(values[lo:lo + self.numel], root)
+        if self.rank == root:
+            return obj
+        words = values.astype("<u8").view(np.uint8).reshape(slots, 8)
+        return pickle.loads(words[:, :6].tobytes()[:size])
 
     def _collective(self, vec, name, combine):
         xp = get_array_module(vec)
@@ -129,9 +172,10 @@ class ProcessGroup(Group):
         except (EOFError, ConnectionResetError):
             raise WorkerError(f"{who} of the process group has exited (see its error above)") from None
 
-    def close(self, timeout=30.0, abort=False):
+    def close(self, abort=False, *, timeout=30.0):
         """Rank 0: wait up to ``timeout`` s for the workers to finish (they stop when their ``fn`` returns),
-        then kill what is left; with ``abort`` (an error or a second Ctrl-C on rank 0) kill them at once."""
+        then kill what is left; with ``abort`` (an error or a second Ctrl-C on rank 0) kill them at once.
+        A worker: close its end of the pipe."""
         for pipe in self.pipes:
             pipe.close()
         for proc in self.workers:

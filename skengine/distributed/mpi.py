@@ -98,6 +98,11 @@ class MPIGroup(Group):
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
         local.Free()
 
+    def start(self, fn):
+        """Nothing to start: the launcher started every rank, each running this same program (not ``fn``,
+        which is never called here).  Returns the group."""
+        return self
+
     def all_reduce(self, vec):
         """The sum over ranks of each rank's ``vec`` (MPI_Allreduce, MPI_SUM in float64).  MPICH's and Open
         MPI's algorithms give every rank the same bits (each sum is formed once and sent, or formed in the
@@ -108,17 +113,20 @@ class MPIGroup(Group):
         return out if xp is np else xp.asarray(out)
 
     def broadcast(self, vec, root=0):
-        if not 0 <= root < self.world_size:
-            raise ValueError(f"broadcast: root must be in [0, world_size={self.world_size}), got {root!r}")
+        """Rank ``root``'s ``vec`` on every rank, bit for bit (MPI_Bcast of the float64 buffer)."""
+        self._check_root(root)
         host, xp = self._host(vec)
         self.comm.Bcast(host, root=root)
         return host if xp is np else xp.asarray(host)
 
     def broadcast_object(self, obj, root=0):
-        """Rank ``root``'s ``obj`` (anything picklable) on every rank: the run's settings and checkpoint."""
+        """Rank ``root``'s ``obj`` (anything picklable) on every rank: the run's settings and checkpoint
+        (mpi4py's pickling ``bcast``)."""
+        self._check_root(root, "broadcast_object")
         return self.comm.bcast(obj, root=root)
 
     def barrier(self):
+        """MPI_Barrier."""
         self.comm.Barrier()
 
     def abort(self, code=1):
@@ -132,7 +140,8 @@ class MPIGroup(Group):
         os._exit(code)  # MPICH's MPI_Abort can return while the launcher ends the job: never run on
 
     def close(self, abort=False):
-        """With ``abort``, end every rank; otherwise nothing: mpi4py finalises MPI when Python exits."""
+        """With ``abort``, end every rank, this one too (MPI_Abort, exit code 1); otherwise nothing: mpi4py
+        finalises MPI when Python exits."""
         if abort:
             self.abort()
 

@@ -1,5 +1,6 @@
 """Run under mpiexec by tests/test_distributed.py (not collected by pytest): the mpi backend's collectives
-against analytic results, and gradients and SGD steps of data-parallel ranks against one process on the
+against analytic results, the rest of the Group interface (start, broadcast_object, local_rank and
+local_size, close), and gradients and SGD steps of data-parallel ranks against one process on the
 whole batch.  Every rank checks; the first failure prints its traceback and aborts the job (non-zero exit).
 Each rank prints "rank R ok" at the end.  ``--device cuda`` (with tests/fake_cupy on PYTHONPATH) puts the
 vectors and the models on the fake device, so the host staging of CuPy vectors is what is tested."""
@@ -61,6 +62,36 @@ def check_collectives(g):
     assert time.perf_counter() - t0 > 0.45
 
 
+def same(a, b):
+    """Equal, of the same types, arrays to the bit."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return a == b
+
+
+def payload(rank):
+    rng = np.random.default_rng(rank)
+    return {"weights": rng.standard_normal((3, 5)).astype(np.float32), "odd": np.array([np.nan, -0.0]),
+            "nested": [rank, [2.5, "x", [None, (3, True)]]], "text": "é" * 5000 + str(rank)}
+
+
+def check_interface(g, started):
+    """start returned the group without running its function (the launcher started the ranks); mpiexec here
+    puts every rank on this host, so local_rank and local_size are rank and world_size; broadcast_object
+    gives every rank the root's object, from two roots."""
+    assert started is g, "start did not return the group"
+    assert (g.local_rank, g.local_size) == (g.rank, g.world_size), (g.local_rank, g.local_size)
+    for root in (0, g.world_size - 1):
+        got = g.broadcast_object(payload(g.rank) if g.rank == root else None, root)
+        assert same(got, payload(root)), f"broadcast_object from {root} is not the root's object"
+
+
 def tiny_net(seed, bn=True):
     rng = np.random.default_rng(seed)
     layers = [nn.Linear(5, 4)] + ([nn.BatchNorm1d(4)] if bn else []) + [nn.ReLU(), nn.Linear(4, 3)]
@@ -120,9 +151,13 @@ def check_training(g):
 
 def main():
     g = MPIGroup()
+    called = []
+    check_interface(g, g.start(called.append))
+    assert called == [], "MPIGroup.start ran its function"
     check_collectives(g)
     check_gradients(g)
     check_training(g)
+    assert g.close(abort=False) is None  # every rank goes on to exit by itself
     os.write(1, f"rank {g.rank} ok\n".encode())  # one write: mpiexec interleaves the ranks
 
 
