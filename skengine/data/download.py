@@ -7,6 +7,7 @@ import tempfile
 import urllib.request
 from pathlib import PurePosixPath
 
+from ..serialization import atomic_write
 from .cifar import LAYOUT, dataset_dir, default_root
 
 ARCHIVES = {  # dataset -> (canonical URL, MD5 of the archive)
@@ -24,20 +25,17 @@ def md5sum(path):
 
 
 def fetch(url, dest, md5, timeout=60):
-    """Stream `url` into a temp file beside `dest`; move it to `dest` only if its MD5 matches."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", prefix=".part-")
-    try:
+    """Stream `url` into a temp file beside `dest` (atomic_write); it becomes `dest` only if its MD5 matches."""
+    def write(tmp):
         h = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 h.update(chunk)
                 out.write(chunk)
         if h.hexdigest() != md5:
             raise RuntimeError(f"MD5 mismatch for {url}: got {h.hexdigest()}, expected {md5}")
-        os.replace(tmp, dest)
-    except BaseException:
-        os.remove(tmp)
-        raise
+
+    atomic_write(dest, write, ".gz")
 
 
 def check_member(member):

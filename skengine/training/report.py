@@ -1,8 +1,9 @@
 """What a training run reports: the progress line, metrics.csv, curves.png and the confusion table."""
 import csv
-import os
 import sys
 import time
+
+from ..serialization import atomic_write
 
 
 class Progress:
@@ -33,14 +34,15 @@ class Progress:
 
 
 def write_metrics(path, history):
-    """metrics.csv: one row per epoch, written whole and atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        # every key any epoch has, in first-seen order: a run resumed from an older checkpoint may add one
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in history for k in row)), restval="")
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, path)
+    """metrics.csv: one row per epoch, written whole and atomically (atomic_write)."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            # every key any epoch has, in first-seen order: a run resumed from an older checkpoint may add one
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in history for k in row)), restval="")
+            w.writeheader()
+            w.writerows(history)
+
+    atomic_write(path, write, ".csv")
 
 
 def pyplot(what):

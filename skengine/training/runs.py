@@ -1,0 +1,84 @@
+"""A run of the trainer read back: ``load_run`` rebuilds its network from its best.npz or checkpoint.npz, by
+the one rule that the evaluation command and the study scripts share."""
+import os
+from typing import NamedTuple
+
+from ..backend import resolve_device
+from ..models import create, list_models
+from ..serialization import load
+from .config import ConfigError, saved_model_kwargs
+
+CLASSES = {"cifar10": 10, "cifar100": 100}
+MODEL_FILES = ("best.npz", "checkpoint.npz")  # what a run folder is read by, in this order
+_NOT_A_RUN = "not a checkpoint of skengine.train that this version can read"
+
+
+class SavedRun(NamedTuple):
+    """What ``load_run`` gives: the network (weights loaded, in eval mode, on the device asked for), the run's
+    settings (config.json's dict), the file read, and everything that file holds."""
+    model: object
+    config: dict
+    path: str
+    state: dict
+
+
+def _line(e):
+    """An exception as one line: its type and its message with any line breaks folded."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def run_file(path):
+    """The file ``load_run`` reads for ``path``: a run folder's best.npz, else its checkpoint.npz; a file as
+    given.  ConfigError if there is no such file or the folder holds neither."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = [os.path.join(path, f) for f in MODEL_FILES if os.path.isfile(os.path.join(path, f))]
+        if not found:
+            raise ConfigError(f"{path}: a folder without {' or '.join(MODEL_FILES)}, so not a run of "
+                              f"skengine.train")
+        return found[0]
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: no such file or folder (give a run's folder, its best.npz or its "
+                          f"checkpoint.npz)")
+    return path
+
+
+def load_run(path, device="cpu"):
+    """The network of a run of skengine.train, with its settings: ``path`` is the run's folder (its best.npz,
+    else its checkpoint.npz), a best.npz or a checkpoint.npz.  The network is rebuilt as
+    ``create(model, num_classes=<100 for cifar100 else 10>, **saved_model_kwargs(config, weights))`` and takes
+    the saved weights; it comes back in eval mode on ``device`` ("cpu", "cuda" or "auto").  Any failure (no
+    file, a foreign or damaged file, a file of weights alone, weights that do not fit the network its settings
+    describe, a device that is not there) is a ConfigError of one line naming the file and why."""
+    file = run_file(path)
+    try:
+        state = load(file)
+    except Exception as e:  # a damaged or foreign file, one that cannot be read: say which and why, in one line
+        raise ConfigError(f"{file}: {_NOT_A_RUN} ({_line(e)})") from None
+    cfg, weights = state.get("config"), state.get("model")
+    if not isinstance(cfg, dict) or not isinstance(weights, dict):
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (it holds no run settings and weights, the 'config' and "
+                          f"'model' entries a trainer's best.npz or checkpoint.npz has)")
+    model = cfg.get("model")
+    if not isinstance(model, str) or model not in list_models():
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (its model {model!r} is none of this version's: "
+                          f"{', '.join(list_models())})")
+    if cfg.get("dataset") not in CLASSES:
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (its settings name no dataset of {', '.join(CLASSES)}: "
+                          f"{cfg.get('dataset')!r})")
+    try:
+        kwargs = saved_model_kwargs(cfg, weights)
+        net = create(model, num_classes=CLASSES[cfg["dataset"]], **kwargs)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise ConfigError(f"{file}: {_NOT_A_RUN} ({model} cannot be built with its settings' model_kwargs "
+                          f"{cfg.get('model_kwargs')!r}: {_line(e)})") from None
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (its weights do not fit {model} as its settings build it: "
+                          f"{_line(e)})") from None
+    try:
+        net.to(resolve_device(device))
+    except (RuntimeError, ValueError, TypeError) as e:  # no GPU, no CuPy, a device name that is none
+        raise ConfigError(f"{file}: cannot put its network on device {device!r} ({_line(e)})") from None
+    return SavedRun(net.eval(), cfg, file, state)
