@@ -1,16 +1,16 @@
 """A resumable ablation runner: the same network, recipe and budget, only one thing changes per variant.
 
-    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 1 --warmup-epochs 0.2 --no-tta \
+    python examples/ablate.py --data-dir DIR --grid gates --seeds 0-9 --epochs 1 --warmup 0.2 --no-tta \
         --out runs/gates
     python examples/ablate.py --out runs/gates --report        # the table, CSV and plot again, no training
     python examples/ablate.py --out runs/gates --report --data-dir DIR --gates 1000   # and what the gates do
 
 Every finished run is appended to OUT/results.jsonl (written whole to a temporary file, then renamed over
-it: a kill never leaves half a line).  A restarted runner skips the runs already there and continues an
-interrupted one from its checkpoint, so a grid that does not fit one sitting goes on later; the table
-(ablation.md), ablation.csv and ablation.png are made from results.jsonl alone.  A run is the same run
-when its variant, seed and every trainer setting that decides its numbers are the same: change the budget
-and the runner trains anew, beside the old results, and reports each budget apart.
+it by skengine.serialization.atomic_write: a kill never leaves half a line).  A restarted runner skips the
+runs already there and continues an interrupted one from its checkpoint, so a grid that does not fit one
+sitting goes on later; the table (ablation.md), ablation.csv and ablation.png are made from results.jsonl
+alone.  A run is the same run when its variant, seed and every trainer setting that decides its numbers are
+the same: change the budget and the runner trains anew, beside the old results, and reports each budget apart.
 
 Grids (``--grid``; the first variant of each is the one the others are compared with):
   gates   the Select step's gate (nn/sk.py): softmax across paths (the paper), an independent sigmoid per
@@ -21,17 +21,17 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
 difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
-the two means (10,000 resamples) as a check; then parameters, multiply-adds and training images/s (each
-run records the CPU or GPU it ran on).  ``--gates N`` adds gates.md and gates.csv: examples/sk_attention.py's
-analysis of every finished run's final network on the first N test images (kept in the run's folder), per
-variant and SK layer the mean over the seeds with a 95% t interval.
+the two means (10,000 resamples) as a check (both skengine.stats'); then parameters, multiply-adds and
+training images/s (each run records the CPU or GPU it ran on).  ``--gates N`` adds gates.md and gates.csv:
+examples/sk_attention.py's analysis of every finished run's final network (rebuilt by skengine.training's
+load_run) on the first N test images (kept in the run's folder), per variant and SK layer the mean over the
+seeds with a 95% t interval.
 """
 import argparse
 import csv
 import fcntl
 import hashlib
 import json
-import math
 import os
 import sys
 
@@ -42,8 +42,12 @@ from skengine.backend import resolve_device
 from skengine.data import CIFAR_MEAN_STD, load_cifar
 from skengine.models import create
 from skengine.nn import SKConv
+from skengine.serialization import atomic_write
+from skengine.stats import bootstrap_ci, t_half_width, welch_ci
 from skengine.summary import summary
-from skengine.training.config import RECIPES, WHERE, ConfigError, resolve, settings_of
+from skengine.training import load_run
+from skengine.training.config import RECIPES, WHERE, resolve, settings_of
+from skengine.training.errors import ConfigError, Diverged, Interrupted
 from skengine.training.report import pyplot
 
 
@@ -115,22 +119,25 @@ def read_results(out):
 
 def append_result(out, record):
     """Add one run to results.jsonl atomically: the old lines and the new one go to a temporary file that
-    replaces the old file in one rename, so the file always holds whole lines only."""
+    replaces the old file in one rename (atomic_write), so the file always holds whole lines only."""
     path = os.path.join(out, RESULTS)
-    lines = open(path).read() if os.path.exists(path) else ""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(lines + json.dumps(record, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    lines = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = f.read()
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(lines + json.dumps(record, sort_keys=True) + "\n")
+
+    atomic_write(path, write, ".jsonl")
 
 
 def settings(args, overrides, seed):
     """The trainer settings of one run: the recipe, then the grid's budget, then the variant's change."""
     cfg = {"recipe": args.recipe, "seed": seed, "data_dir": args.data_dir, "device": args.device,
            "processes": args.processes, "download": False}
-    for key in ("model", "epochs", "warmup_epochs", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
+    for key in ("model", "epochs", "warmup", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
                 "limit_test"):
         value = getattr(args, key)
         if value is not None:
@@ -221,88 +228,17 @@ def run(args):
                     result = trainer.train({**cfg, "out": folder, "overwrite": True})
             except ConfigError as e:  # what plan() cannot see before training: the data folder, say
                 raise UsageError(f"variant {name} seed {seed}: {e}") from None
-            except SystemExit as e:  # the trainer's own stop (a NaN loss): recorded, not retried
-                if not isinstance(e.code, str):
-                    raise
-                record.update(status="failed", reason=e.code)
-                print(f"== {name} seed {seed}: failed, recorded ({e.code})", file=sys.stderr)
+            except Diverged as e:  # the trainer's own stop (a NaN or climbing loss): recorded, not retried
+                record.update(status="failed", reason=str(e))
+                print(f"== {name} seed {seed}: failed, recorded ({e})", file=sys.stderr)
+            except Interrupted:  # a Ctrl-C: the checkpoint is written, the next start continues it
+                raise SystemExit(130) from None
             else:
-                if "interrupted" in result:  # a Ctrl-C: the checkpoint is written, the next start continues it
-                    raise SystemExit(130)
                 record.update(status="done", test_acc=result["test_acc"], test_acc_tta=result.get("test_acc_tta"),
                               images_per_s=result["images_per_s"], train_s=_train_seconds(folder))
             append_result(args.out, record)
             done.add(key)
     return read_results(args.out)
-
-
-# -- statistics: no SciPy, so Student's t from the regularized incomplete beta function ----------------
-
-def _betainc(a, b, x):
-    """I_x(a, b) by its continued fraction (modified Lentz), the series that converges for x < (a+1)/(a+b+2)."""
-    if x <= 0 or x >= 1:
-        return float(x >= 1)
-    if x > (a + 1) / (a + b + 2):
-        return 1 - _betainc(b, a, 1 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
-    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        if i == 0:
-            num = 1.0
-        elif i % 2 == 0:
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1 + num * d
-        d = 1 / (d if abs(d) > tiny else tiny)
-        c = 1 + num / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(1 - c * d) < 1e-15:
-            break
-    return front * (f - 1)
-
-
-def t_cdf(t, df):
-    """P(T <= t) for Student's t with ``df`` (real, > 0) degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
-    return 1 - tail if t > 0 else tail
-
-
-def t_quantile(p, df):
-    """The t with P(T <= t) = p, by bisection on t_cdf."""
-    lo, hi = -1e6, 1e6
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
-
-
-def t_half_width(values, level=0.95):
-    """The half-width of the t interval of the mean of ``values`` at ``level``; None for fewer than two."""
-    n = len(values)
-    return t_quantile(0.5 + level / 2, n - 1) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else None
-
-
-def welch_ci(a, b, level=0.95):
-    """(difference of means b - a, its half-width at ``level`` by Welch's t, degrees of freedom)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    diff = b.mean() - a.mean()
-    if se == 0:
-        return diff, 0.0, math.inf
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return diff, t_quantile(0.5 + level / 2, df) * se, df
-
-
-def bootstrap_ci(a, b, level=0.95, n=10000, seed=0):
-    """The percentile interval of mean(b*) - mean(a*) over ``n`` resamples of each group."""
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diffs = (b[rng.integers(0, len(b), (n, len(b)))].mean(1) - a[rng.integers(0, len(a), (n, len(a)))].mean(1))
-    return tuple(np.quantile(diffs, [0.5 - level / 2, 0.5 + level / 2]))
 
 
 # -- the report -------------------------------------------------------------------------------------------
@@ -383,7 +319,7 @@ def gate_statistics(out, record, images, limit):
     if os.path.exists(cached):
         with open(cached) as f:
             return json.load(f)
-    model, cfg = sk_attention.run_model(os.path.join(folder, "checkpoint.npz"))
+    model, cfg, _, _ = load_run(os.path.join(folder, "checkpoint.npz"))
     stats = None
     if any(isinstance(m, SKConv) for m in model.modules()):
         result = sk_attention.analyse(model, images, None, [], *CIFAR_MEAN_STD[cfg["dataset"]])
@@ -394,9 +330,12 @@ def gate_statistics(out, record, images, limit):
             stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
                             "saturated": g["saturated"], "corr": g["corr"],
                             "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
-    with open(cached + ".tmp", "w") as f:
-        json.dump(stats, f)
-    os.replace(cached + ".tmp", cached)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(stats, f)
+
+    atomic_write(cached, write, ".json")
     return stats
 
 
@@ -548,10 +487,10 @@ def main(argv=None):
                    "(sknet_cifar_small, one-cycle SGD)")
     p.add_argument("--model", help="another network than the recipe's")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--warmup", type=float, help="fraction of the run's steps the schedule warms up over")
     p.add_argument("--whiten-bias-epochs", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate per 1,024 images")
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
     p.add_argument("--no-tta", dest="tta", action="store_false", default=None,

@@ -38,7 +38,7 @@ from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.interop import load_timm, read_state
 from skengine.models import collect_attention, create
 from skengine.nn import SKConv
-from skengine.training.config import saved_model_kwargs
+from skengine.training import ConfigError, load_run
 from skengine.training.report import pyplot
 
 SCALES = (1.0, 1.5, 2.0)
@@ -238,19 +238,10 @@ def timm_model(name, path):
     return load_timm(model, state)
 
 
-def run_model(path):
-    """The network of a skengine.train checkpoint (best.npz or checkpoint.npz) with its weights, and its config."""
-    ckpt = sk.load(path)
-    cfg = ckpt["config"]
-    model = create(cfg["model"], num_classes=ckpt["model"]["fc.weight"].shape[0],
-                   **saved_model_kwargs(cfg, ckpt["model"]))
-    model.load_state_dict(ckpt["model"])
-    return model, cfg
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", help="best.npz or checkpoint.npz from skengine.train")
+    p.add_argument("--checkpoint", help="a run of skengine.train: its folder (its best.npz), best.npz or "
+                   "checkpoint.npz")
     p.add_argument("--data-dir", help="folder holding the CIFAR data (default: the trainer's cache)")
     p.add_argument("--timm-checkpoint", help="a timm state dict (.safetensors or .npz) of --model")
     p.add_argument("--model", choices=TIMM_MODELS, help="the timm network the --timm-checkpoint holds")
@@ -274,8 +265,11 @@ def main(argv=None):
             images = load_images(args.images, limit=args.limit)
             labels, names, mean_std, batch = None, [], IMAGENET_MEAN_STD, args.batch_size or 16
         else:
+            try:
+                model, cfg, _, _ = load_run(args.checkpoint)
+            except ConfigError as e:  # one line that names the file and why
+                p.error(f"--checkpoint {e}")
             where = f"--checkpoint {args.checkpoint}"
-            model, cfg = run_model(args.checkpoint)
             if not any(isinstance(m, SKConv) for m in model.modules()):
                 p.error(f"{where}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
             names = class_names(args.data_dir, cfg["dataset"])

@@ -6,11 +6,10 @@ import sys
 
 from .backend import array_module, resolve_device
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
-from .models import create
-from .serialization import load
-from .training.config import saved_model_kwargs
+from .training.config import ConfigError
 from .training.evaluation import evaluate
 from .training.report import confusion_table
+from .training.runs import load_run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,19 +44,10 @@ def main(argv=None):
         p.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         p.error(f"--data-dir {args.data_dir} is not a folder")
-    path = args.checkpoint
-    if os.path.isdir(path):  # a run folder: its best model, else its last checkpoint
-        path = next((os.path.join(path, f) for f in ("best.npz", "checkpoint.npz")
-                     if os.path.isfile(os.path.join(path, f))), os.path.join(path, "best.npz"))
-    try:
-        ckpt = load(path)
-        cfg, weights = ckpt["config"], ckpt["model"]
-        net = create(cfg["model"], num_classes=100 if cfg["dataset"] == "cifar100" else 10,
-                     **saved_model_kwargs(cfg, weights))
-        net.load_state_dict(weights)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-        p.error(f"--checkpoint {path}: not a checkpoint of skengine.train that this version can read "
-                f"({type(e).__name__}: {e})")
+    try:  # a run folder: its best model, else its last checkpoint
+        net, cfg, path, _ = load_run(args.checkpoint)
+    except ConfigError as e:
+        p.error(f"--checkpoint {e}")
     try:
         device = resolve_device(args.device)
         root = dataset_root(args.data_dir, cfg["dataset"], args.download)

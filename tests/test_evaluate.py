@@ -2,7 +2,7 @@
 import pytest
 
 from skengine import evaluate, train
-from test_train import cfg
+from trainkit import cfg
 
 
 def test_evaluate_reads_the_checkpoint(data_dir, tmp_path, capsys):
@@ -87,7 +87,7 @@ def test_flip_and_translate_tta_averages_the_six_views_by_hand():
 
 
 def test_evaluate_gives_the_fast_recipes_tta_number(data_dir, tmp_path, capsys):
-    from test_train import fast_cfg
+    from trainkit import fast_cfg
     last = train.train(fast_cfg(data_dir, tmp_path, epochs=1))
     argv = ["--checkpoint", str(tmp_path / "checkpoint.npz"), "--data-dir", data_dir, "--device", "cpu", "--tta"]
     assert evaluate.main(argv + ["--tta-translate"])["acc"] == pytest.approx(last["test_acc_tta"])

@@ -84,3 +84,17 @@ def test_no_import_circles_outside_autograd_and_ops():
 def test_the_circle_finder_finds_a_circle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert circles(graph) == [frozenset("abc")]
+
+
+def test_the_training_library_raises_no_systemexit():
+    """skengine/training/ raises named errors (errors.py); only the commands (train.py, evaluate.py) exit."""
+    folder = os.path.join(ROOT, "training")
+    found = []
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".py"):
+            for node in ast.walk(ast.parse(open(os.path.join(folder, f)).read())):
+                if isinstance(node, ast.Name) and node.id == "SystemExit" or (
+                        isinstance(node, ast.Attribute) and node.attr in ("exit", "_exit")
+                        and isinstance(node.value, ast.Name) and node.value.id in ("sys", "os")):
+                    found.append(f"{f}:{node.lineno}")
+    assert found == []

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..backend import array_module
 from ..distributed import MPIGroup, launched_rank, launched_size, launcher_says, mpi_requested
-from .config import ConfigError, resolve
+from .config import resolve
+from .errors import ConfigError
 
 
 def mpi_group(backend):
@@ -27,7 +28,7 @@ def mpi_group(backend):
         end_before_mpi(f"--backend {backend}: {e}")
     if size > 1 and group.world_size != size:
         if launched_rank() != 0:
-            raise SystemExit(2)
+            raise ConfigError("", silent=True)
         says = launcher_says()
         launcher = "srun" if says.startswith("SLURM") else "mpiexec"
         raise ConfigError(f"{launcher} started {size} ranks ({says}) but MPI sees {group.world_size}: mpi4py is "
@@ -45,12 +46,12 @@ def end_before_mpi(message):
     sys.stderr.flush()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.raise_signal(signal.SIGTERM)
-    raise SystemExit(2)  # only if SIGTERM is blocked
+    raise ConfigError(message, silent=True)  # only if SIGTERM is blocked
 
 
 def together(group, fn):
     """``fn()``; under MPI every rank learns whether it raised ConfigError on any rank, and then all stop:
-    the lowest failing rank raises its error (named by rank), the others exit with code 2, unheard."""
+    the lowest failing rank raises its error (named by rank), the others raise theirs ``silent``."""
     error = value = None
     try:
         value = fn()
@@ -64,9 +65,8 @@ def together(group, fn):
     failed[group.rank] = error is not None
     failed = np.flatnonzero(group.all_reduce(failed))
     if len(failed):
-        if group.rank == failed[0]:
-            raise ConfigError(str(error) if group.rank == 0 else f"rank {group.rank}: {error}")
-        raise SystemExit(2)
+        message = str(error) if group.rank == 0 else f"rank {group.rank}: {error}"
+        raise ConfigError(message, silent=group.rank != failed[0])
     return value
 
 
@@ -82,9 +82,7 @@ def resolve_on_rank_0(cfg, group):
             result = e
     result = group.broadcast_object(result)
     if isinstance(result, ConfigError):
-        if group.rank == 0:
-            raise result
-        raise SystemExit(2)
+        raise ConfigError(str(result), silent=group.rank != 0)
     return result
 
 

@@ -1,8 +1,9 @@
-"""One training run: data, model, optimizer and schedule set up from a config, the epochs on every
-data-parallel rank, checkpoints and resume.  The command line is ``skengine/train.py``; what a run
-reports (progress, metrics.csv, curves, confusion table) is ``report.py``; how it starts on the ranks of an
-MPI launcher is ``launch.py``; the fast recipe's pieces are ``recipe.py``."""
-import contextlib
+"""One training run: data, model, optimizer and schedule set up from its settings, then the epochs on every
+data-parallel rank: ``train_step`` (forward, loss, backward, all-reduce, optimizer step) inside a ``Trainer``
+that calls the extensions around it (``extensions.py``: the divergence guard, Lookahead, EMA, the test pass,
+the report, checkpoints).  The command line is ``skengine/train.py``; a run's settings are ``settings.py`` and
+``config.py``; how it starts on the ranks of an MPI launcher is ``launch.py``; the optimizer and schedule are
+``recipe.py``."""
 import functools
 import json
 import multiprocessing
@@ -14,8 +15,6 @@ import signal
 import sys
 import time
 import traceback
-
-import numpy as np
 
 from .. import functional as F
 from .. import random as sk_random
@@ -32,14 +31,15 @@ from ..distributed import (
     vector_size,
 )
 from ..models import create
-from ..optim import SGD, AdamW, LambdaLR, Lookahead, ModelEMA, OneCycleLR, StepLR, WarmupCosineLR
 from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
 from . import launch
-from .config import RUN_FILES, ConfigError, checkpoint_path, resumes_in
-from .evaluation import evaluate, reduce_size
-from .recipe import fit_whitening, lookahead_alpha, param_groups
-from .report import Progress, confusion_table, write_curves, write_metrics
+from .config import RUN_FILES, checkpoint_path, resumes_in, step_lr
+from .errors import ConfigError, Interrupted, TrainingError
+from .evaluation import reduce_size
+from .extensions import EMA, Checkpoint, DivergenceGuard, LookaheadSync, Report, TestPass
+from .recipe import build_optimizer, fit_whitening
+from .report import Progress, confusion_table
 
 STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all-reduce sums besides gradients
 
@@ -85,34 +85,6 @@ def load_data(cfg):
     return train, test, class_names(root, cfg["dataset"])
 
 
-def build_schedule(cfg, opt, steps_per_epoch):
-    total = cfg["epochs"] * steps_per_epoch
-    if cfg["schedule"] == "onecycle":
-        if total < 3:  # no room for a warm-up step and a decay step: a constant learning rate
-            return LambdaLR(opt, lambda step: 1.0)
-        # a warm-up of at least one whole step (torch's OneCycleLR divides by zero where pct_start*total is 1)
-        pct_start = max(0.25, 2 / total)
-        return OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct_start,
-                          cycle_momentum=False)
-    if cfg["schedule"] == "linear":  # airbench's: from 0.2 up to 1 over the warm-up, then down to 0 at the end
-        warm = min(total, max(1, round(cfg["warmup_epochs"] * steps_per_epoch)))
-        return LambdaLR(opt, LinearWarmupDecay(warm, total))
-    if cfg["schedule"] == "cosine":
-        return WarmupCosineLR(opt, warmup_steps=int(cfg["warmup_epochs"] * steps_per_epoch), total_steps=total)
-    return StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
-
-
-class LinearWarmupDecay:
-    """The factor of the "linear" schedule at a step: 0.2 -> 1 over ``warm`` steps, then 1 -> 0 at ``total``
-    (a callable object, so that the scheduler's state_dict keeps it)."""
-
-    def __init__(self, warm, total):
-        self.warm, self.total = warm, total
-
-    def __call__(self, step):
-        return float(np.interp(step, [0, self.warm, max(self.total, self.warm + 1)], [0.2, 1.0, 0.0]))
-
-
 def _int_keys(state):
     return {int(k): v for k, v in state.items()}
 
@@ -145,14 +117,15 @@ def start_folder(cfg, config):
 
 def train(cfg):
     """Run training as configured (a dict with some of DEFAULTS' keys; the others come from the recipe, the
-    fast one unless ``recipe`` is given or None, then from DEFAULTS); return the last epoch's metrics (with
-    "interrupted": (epoch, step) if a Ctrl-C stopped it).  Every setting is checked
-    (ConfigError) and the data and the model are set up before anything is written.
+    one tuned for the model, or the fast one if no model is given, unless ``recipe`` is given or None, then
+    from DEFAULTS); return the last epoch's metrics.  Every setting is checked and the data and the model are
+    set up before anything is written.  Raises ConfigError (a setting that cannot work), Diverged (a NaN/inf
+    or climbing loss), Interrupted (Ctrl-C or SIGTERM, after a checkpoint).
 
     Under an MPI launcher (or with backend "mpi") this runs on every rank: rank 0 reads the settings and the
     checkpoint and hands them to the others; a setting that fails on any rank stops every rank (only the
-    lowest failing rank reports it); an error or a second Ctrl-C on one rank aborts the whole job (MPI_Abort)
-    with a message naming that rank."""
+    lowest failing rank reports it, the others raise it ``silent``); an error or a second Ctrl-C on one rank
+    aborts the whole job (MPI_Abort) with a message naming that rank."""
     group = launch.mpi_group(cfg.get("backend", "auto"))
     if group is None:
         try:
@@ -160,13 +133,11 @@ def train(cfg):
         except ConfigError as e:  # under a launcher without MPI (--backend local, refused): its rank 0 alone
             if launched_rank() == 0:  # says so, unless the launcher does not say its size (PMIX_RANK alone)
                 raise
-            if launched_size() == 1:
-                raise ConfigError(f"rank {launched_rank()}: {e}") from None
-            raise SystemExit(2) from None
+            raise ConfigError(f"rank {launched_rank()}: {e}", silent=launched_size() > 1) from None
     threads = get_num_threads()
     try:
         return _train(cfg, group)
-    except (ConfigError, SystemExit):  # reached on every rank together (_together, a collective NaN stop)
+    except TrainingError:  # reached on every rank together (launch.together, a collective stop)
         raise
     except BaseException as e:  # this rank alone: the others would wait for it in their next collective
         if group.world_size == 1:
@@ -184,8 +155,6 @@ def _train(cfg, mpi):
     cfg, resume, notes = launch.resolve_on_rank_0(cfg, mpi)
     rank = mpi.rank if mpi else 0
     say = functools.partial(print, file=sys.stderr) if rank == 0 else lambda *a, **k: None
-    for note in notes:
-        say(f"--resume: {note}")
     device = resolve_device(cfg["device"])
     if mpi:  # ranks sharing a host share its cores: a one-thread BLAS each on 2 ranks of 2 cores
         set_num_threads(max(1, get_num_threads() // mpi.local_size))
@@ -231,70 +200,76 @@ def _train(cfg, mpi):
     model = launch.together(mpi, build)
     if mpi:  # replicas built apart (other hosts, other library versions) start from rank 0's weights
         broadcast_parameters(mpi, list(model.parameters()) + float_buffers(model))
-    groups, whiten_group = param_groups(model, cfg)
-    if cfg["optimizer"] == "sgd":
-        opt = SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
-    else:
-        opt = AdamW(groups, lr=cfg["lr"])
-    sched = build_schedule(cfg, opt, len(loader))
-    ema = ModelEMA(model, decay=cfg["ema"]) if cfg["ema"] else None
-
-    run = Run(cfg, model, opt, sched, loader, test_loader, ema, len(names),
-              blas_threads=get_num_threads() if mpi else None, whiten_group=whiten_group)
+    opt, sched = build_optimizer(model, cfg, len(loader))
+    trainer = Trainer(cfg, model, opt, sched, loader, blas_threads=get_num_threads() if mpi else None)
+    for extension in extensions_for(cfg, model, trainer.total_steps, test_loader, len(names)):
+        trainer.extend(extension)
     if resume is not None:
         def restore():
             try:
-                run.restore(resume)
+                trainer.load_state_dict(resume)
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
         launch.together(mpi, restore)
-        say(f"resumed from {cfg['resume']} at epoch {run.start_epoch}")
+        say(f"resumed from {cfg['resume']} at epoch {trainer.start_epoch}")
         saved_threads = resume.get("blas_threads")
-        if saved_threads is not None and saved_threads != run.blas_threads:
+        if saved_threads is not None and saved_threads != trainer.blas_threads:
             say(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
-                f"{run.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
+                f"{trainer.blas_threads}: it will not continue bit for bit (OPENBLAS_NUM_THREADS={saved_threads} "
                 f"restores that)")
 
     out = cfg["out"]
-    launch.together(mpi, lambda: rank == 0 and start_folder(cfg, {**cfg, "resolved_device": device}))
+    written = {**cfg, "resolved_device": device, "resolved_step_lr": step_lr(cfg)}
+    launch.together(mpi, lambda: rank == 0 and start_folder(cfg, written))
+    for note in notes:  # every check passed: the recipe taken, or what a resume ignores
+        say(note)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{cfg['model']}: {n_params:,} parameters, {len(x_train)} training images, device {device}"
         + (f", {world} MPI ranks" if mpi and world > 1 else f", {world} data-parallel processes" if world > 1 else ""))
 
-    if run.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
-        result = run.history[-1] if run.history else {}
-        if mpi:
-            test_loader.set_shard(mpi.rank, mpi.world_size)
-        final = _test(model, ema, test_loader, cfg, cfg["tta"], mpi, len(names))
-    elif mpi:
-        with StopRequested(mpi.rank) as stop:  # the launcher passes a Ctrl-C (or SIGTERM) to every rank
-            result, final = run.fit(mpi, stop)
+    if trainer.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
+        result = trainer.history[-1] if trainer.history else {}
+        final = trainer.test_pass(mpi, cfg["tta"])
     else:
-        size = max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names)))  # a step's or a test's
-        group = ProcessGroup(world, size) if world > 1 else None
-        threads = get_num_threads()
-        failed = True
+        group = mpi or (ProcessGroup(world, max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names))))
+                        if world > 1 else None)
+        threads, failed = get_num_threads(), True
         try:
-            with StopRequested() as stop:
+            with StopRequested(rank) as stop:
                 if group:
-                    group.start(run.worker)
-                result, final = run.fit(group, stop)
+                    group.start(trainer.worker)  # the local backend forks its ranks here; MPI's are running
+                result, final = trainer.fit(group, stop)
             failed = False
+        except Interrupted as e:
+            failed = False
+            launcher = f"mpiexec -n {world} " if mpi else ""
+            raise Interrupted(f"interrupted at epoch {e.epoch} step {e.step}; continue with: {launcher}python -m "
+                              f"skengine.train --resume {shlex.quote(out)}", e.epoch, e.step, e.result,
+                              e.silent) from None
+        except TrainingError:  # every rank stops together
+            failed = False
+            raise
         finally:
-            if group:  # after an error or a second Ctrl-C the workers are killed, not waited for
-                group.close(abort=failed)
+            if group and (group is not mpi or not failed):  # a failing MPI rank aborts the job in train()
+                group.close(abort=failed)  # after an error or a second Ctrl-C the workers are killed, not waited for
                 set_num_threads(threads)
-    if final is None:  # interrupted, with the checkpoint written
-        launcher = f"mpiexec -n {world} " if mpi else ""
-        say(f"interrupted at epoch {run.interrupted['epoch']} step {run.interrupted['step']}; continue "
-            f"with: {launcher}python -m skengine.train --resume {shlex.quote(out)}")
-        return {**result, "interrupted": run.interrupted}
     if rank == 0:
         table = confusion_table(final["confusion"], names)
         with open(os.path.join(out, "confusion.txt"), "w") as f:
             f.write(table + "\n")
         say(table)
     return result
+
+
+def extensions_for(cfg, model, total_steps, test_loader, num_classes):
+    """The extensions a run's settings install, in the order they run."""
+    ema = EMA(model, cfg["ema"]) if cfg["ema"] else None
+    return [DivergenceGuard(cfg["diverge"]),
+            *([LookaheadSync(model, cfg["lookahead"], total_steps)] if cfg["lookahead"] else []),
+            *([ema] if ema else []),
+            TestPass(test_loader, num_classes, cfg["tta"], cfg["tta_translate"], ema),
+            Report(),
+            Checkpoint(ema)]
 
 
 def _load_data_in_turn(cfg, mpi):
@@ -315,205 +290,162 @@ def _load_data_in_turn(cfg, mpi):
 
 
 def resolve_processes(value, device, batch_size):
-    """The number of data-parallel processes: an int, or "auto": on the CPU one per BLAS thread (one per
-    core unless OPENBLAS_NUM_THREADS or set_num_threads says otherwise), with at least 64 images per
-    process in a batch for BatchNorm's statistics; on CUDA one."""
+    """The number of data-parallel processes (config.validate has checked a number given): "auto" is, on
+    the CPU, one per BLAS thread (one per core unless OPENBLAS_NUM_THREADS or set_num_threads says
+    otherwise), with at least 64 images per process in a batch for BatchNorm's statistics; on CUDA one."""
+    if value != "auto":
+        return int(value)
     can_fork = "fork" in multiprocessing.get_all_start_methods()
-    if value == "auto":
-        return 1 if device == "cuda" or not can_fork else max(1, min(get_num_threads(), batch_size // 64))
-    n = int(value)
-    if n < 1:
-        raise ValueError(f"--processes must be a positive int or 'auto', got {value!r}")
-    if n > 1 and device == "cuda":
-        raise ValueError(f"--processes {n}: data-parallel processes are for the CPU; on CUDA use 1")
-    if n > 1 and not can_fork:
-        raise ValueError(f"--processes {n}: data-parallel processes need fork(), which this system lacks")
-    if n > batch_size:
-        raise ValueError(f"--processes {n} cannot share batches of --batch-size {batch_size}")
-    return n
+    return 1 if device == "cuda" or not can_fork else max(1, min(get_num_threads(), batch_size // 64))
 
 
-class Run:
-    """The state of one training run, and its epochs on each rank of a data-parallel group.
+def train_step(model, opt, x, y, label_smoothing, group=None, params=(), buffers=(), stopping=False):
+    """One step on this rank's shard ``x, y`` of a batch: forward, loss, backward, the all-reduce of the
+    gradients (and BatchNorm buffers, and the batch's totals and flags: STEP_TOTALS) over ``group``, the
+    optimizer's step.  Returns the batch's totals: loss_sum, correct, n, bad (the loss failed on some rank),
+    failure (this rank's error), stopping (some rank was asked to stop)."""
+    opt.zero_grad()
+    loss_sum, correct, failure = 0.0, 0, None
+    if len(y):  # a shard of a short last batch may be empty
+        logits = model(Tensor(x))
+        try:
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        except ValueError as e:  # a NaN or inf loss
+            failure = e
+        else:
+            loss.backward()
+            loss_sum = loss.item() * len(y)
+            correct = int((logits.data.argmax(axis=1) == y).sum())
+    n, bad = len(y), failure is not None
+    if group:
+        n, (loss_sum, correct, bad, stopping) = average_gradients(group, params, buffers, n,
+                                                                  (loss_sum, correct, bad, stopping))
+    opt.step()
+    return {"loss_sum": float(loss_sum), "correct": int(correct), "n": int(n), "bad": bool(bad),
+            "failure": failure, "stopping": bool(stopping)}
 
-    Every rank runs ``fit`` over its shard of every batch with an identical replica
-    (skengine.distributed); rank 0 alone prints, writes metrics, checkpoints and plots.
-    """
 
-    def __init__(self, cfg, model, opt, sched, loader, test_loader, ema, num_classes, blas_threads=None,
-                 whiten_group=None):
-        self.cfg, self.model, self.opt, self.sched, self.ema = cfg, model, opt, sched, ema
-        self.lookahead = Lookahead(model, k=cfg["lookahead"]) if cfg["lookahead"] else None
+class Trainer:
+    """One run's state on one rank and its epochs: ``train_step`` on every batch, the scheduler, and the
+    extensions after each step and each epoch.  Every rank runs ``fit`` over its shard of every batch with an
+    identical replica (skengine.distributed); the extensions marked ``rank0`` (files) run on rank 0 alone."""
+
+    def __init__(self, cfg, model, opt, sched, loader, blas_threads=None):
+        self.cfg, self.model, self.opt, self.sched, self.loader = cfg, model, opt, sched, loader
         self.total_steps = cfg["epochs"] * len(loader)
-        # the whitening layer's bias learns for the first whiten_bias_epochs, then its group's lr stays 0
-        self.whiten_group, self.whiten_steps = whiten_group, (
-            None if whiten_group is None else round(cfg["whiten_bias_epochs"] * len(loader)))
-        self._stop_whiten_bias()  # --whiten-bias-epochs 0: not even the first step
-        self.loader, self.test_loader, self.num_classes = loader, test_loader, num_classes
-        self.start_epoch, self.history, self.best_acc, self.partial = 1, [], -1.0, None
-        self.interrupted = None  # {"epoch", "step"} where a Ctrl-C stopped fit
+        self.out = cfg["out"]
+        self.checkpoint_path = os.path.join(self.out, "checkpoint.npz")
+        self.extensions, self.group, self.rank = [], None, 0
+        self.start_epoch, self.epoch, self.history, self.partial = 1, 0, [], None
+        self.observation, self.row, self.last_test = {}, {}, None
         # BLAS threads of each process while it computes: bit-exact resume needs the same (forked ranks run
         # one each; MPI ranks what train set)
         self.blas_threads = blas_threads or (1 if cfg["processes"] > 1 else get_num_threads())
 
-    def restore(self, state):
-        """Continue from a checkpoint (what ``checkpoint`` wrote)."""
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict({"state": _int_keys(state["optimizer"]["state"]),
-                                  "param_groups": state["optimizer"]["param_groups"]})
-        self.sched.load_state_dict(state["scheduler"])
-        self._stop_whiten_bias()
-        self.loader.load_state_dict(state["loader"])
-        sk_random.set_state(state["rng"])
-        if self.ema:
-            self.ema.load_state_dict(state["ema"])
-        if self.lookahead:
-            self.lookahead.load_state_dict(state["lookahead"])
-        self.history, self.best_acc, self.partial = list(state["history"]), float(state["best_acc"]), \
-            (state["partial"] or None)
-        self.start_epoch = int(state["epoch"]) + (0 if self.partial else 1)
+    def extend(self, extension):
+        self.extensions.append(extension)
 
-    def checkpoint(self, epoch, partial):
+    @property
+    def steps(self):
+        """Optimizer steps taken in the run so far."""
+        return self.sched.last_epoch
+
+    def kept(self):
+        return (f"the last good checkpoint is {self.checkpoint_path}" if os.path.exists(self.checkpoint_path)
+                else "no checkpoint was written yet")
+
+    def state_dict(self, partial=None):
         """All that --resume needs to continue bit for bit (``partial``: the sums of an unfinished epoch)."""
         return {"config": self.cfg, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "loader": self.loader.state_dict(),
-                "rng": sk_random.get_state(), "ema": self.ema.state_dict() if self.ema else {}, "epoch": epoch,
-                "history": self.history, "best_acc": self.best_acc, "partial": partial,
-                "blas_threads": self.blas_threads,
-                "lookahead": self.lookahead.state_dict() if self.lookahead else {}}
+                "rng": sk_random.get_state(), "epoch": self.epoch, "history": self.history,
+                "partial": partial or {}, "blas_threads": self.blas_threads,
+                "extensions": {e.name: e.state_dict() for e in self.extensions if e.name}}
+
+    def load_state_dict(self, state):
+        """Continue from a checkpoint (what ``state_dict`` wrote; one of before 2026-12-07 kept the EMA,
+        Lookahead and best accuracy at its top level)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict({"state": {int(k): v for k, v in state["optimizer"]["state"].items()},
+                                  "param_groups": state["optimizer"]["param_groups"]})
+        self.sched.load_state_dict(state["scheduler"])
+        self.loader.load_state_dict(state["loader"])
+        sk_random.set_state(state["rng"])
+        saved = state.get("extensions") or {"ema": state.get("ema"), "lookahead": state.get("lookahead"),
+                                            "checkpoint": {"best_acc": state.get("best_acc", -1.0)}}
+        for e in self.extensions:
+            if e.name and saved.get(e.name):
+                e.load_state_dict(saved[e.name])
+        self.history, self.partial = list(state["history"]), (state["partial"] or None)
+        self.start_epoch = int(state["epoch"]) + (0 if self.partial else 1)
 
     def worker(self, group):
+        """A forked rank's run: its errors are rank 0's to report (they reach it through the group)."""
         try:
             self.fit(group, stop=None)
-        except SystemExit:  # a collective stop (NaN loss): rank 0 reports it
+        except TrainingError:
             pass
 
+    def test_pass(self, group, tta):
+        test = next(e for e in self.extensions if isinstance(e, TestPass))
+        return test.run(self.model, group, tta)
+
+    def _run(self, unit):
+        for e in self.extensions:
+            interval, on = e.trigger
+            count = self.steps if on == "step" else self.epoch
+            if on == unit and count % interval == 0 and (self.rank == 0 or not e.rank0):
+                e(self)
+
     def fit(self, group, stop):
-        """Train the remaining epochs; return (last epoch's metrics, its test result or None if interrupted)."""
-        cfg, model, opt, sched, ema, loader = self.cfg, self.model, self.opt, self.sched, self.ema, self.loader
-        rank, world = (group.rank, group.world_size) if group else (0, 1)
-        loader.set_shard(rank, world)
-        self.test_loader.set_shard(rank, world)
+        """Train the remaining epochs; return (last epoch's metrics, its test result).  Raises Interrupted
+        after a Ctrl-C (with the checkpoint written), Diverged from the guard."""
+        cfg, model, sched, loader = self.cfg, self.model, self.sched, self.loader
+        self.group, self.rank = group, (group.rank if group else 0)
+        world = group.world_size if group else 1
+        loader.set_shard(self.rank, world)
         params, buffers = list(model.parameters()), float_buffers(model)
-        out = cfg["out"]
-        ckpt_path = os.path.join(out, "checkpoint.npz")
-        result, stopping = (self.history[-1] if self.history else {}), False
+        result = self.history[-1] if self.history else {}
         for epoch in range(self.start_epoch, cfg["epochs"] + 1):
+            self.epoch = epoch
             model.train()
             sums = self.partial or {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
             self.partial = None
-            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}") if rank == 0 else None, 0
-            t0 = time.perf_counter() - sums["time"]
+            bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}") if self.rank == 0 else None, 0
+            t0, stopping = time.perf_counter() - sums["time"], False
             for x, y in loader:
-                opt.zero_grad()
-                loss_sum, correct, failure = 0.0, 0, None
-                if len(y):  # a shard of a short last batch may be empty
-                    logits = model(Tensor(x))
-                    try:
-                        loss = F.cross_entropy(logits, y, label_smoothing=cfg["label_smoothing"])
-                    except ValueError as e:
-                        failure = e
-                    else:
-                        loss.backward()
-                        loss_sum = loss.item() * len(y)
-                        correct = int((logits.data.argmax(axis=1) == y).sum())
-                n, bad = len(y), failure is not None
-                if group:  # the batch's mean gradient on every rank, and the batch's totals and flags (STEP_TOTALS)
-                    n, (loss_sum, correct, bad, stopping) = average_gradients(
-                        group, params, buffers, n, (loss_sum, correct, bad, _stop_requested(stop)))
-                if bad:
-                    kept = (f"the last good checkpoint is {ckpt_path}" if os.path.exists(ckpt_path) else
-                            "no checkpoint was written yet")
-                    why = failure or "the loss is not finite on another process"
-                    raise SystemExit(1 if rank else f"training stopped: {why} at epoch {epoch}, step {loader.batch}; "
-                                                    f"{kept}")
-                opt.step()
+                stats = self.observation = train_step(model, self.opt, x, y, cfg["label_smoothing"], group, params,
+                                                      buffers, _stop_requested(stop))
                 sched.step()
-                self._after_step()
-                if ema:
-                    ema.update(model)
-                sums["loss"] += float(loss_sum)
-                sums["correct"] += int(correct)
-                sums["seen"] += int(n)
-                seen_now += int(n)
+                self._run("step")
+                sums["loss"] += stats["loss_sum"]
+                sums["correct"] += stats["correct"]
+                sums["seen"] += stats["n"]
+                seen_now += stats["n"]
                 if bar:
                     bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"],
                                acc=sums["correct"] / sums["seen"], lr=sched.get_last_lr()[0])
-                if group is None:  # alone, a Ctrl-C during this step stops right after it
-                    stopping = _stop_requested(stop)
+                stopping = stats["stopping"] or (group is None and _stop_requested(stop))
                 if stopping:
                     break
-            if self.lookahead and epoch == cfg["epochs"] and loader.batch == len(loader):
-                self.lookahead.finish(model)  # the run ends on the slow weights
             sums["time"] = time.perf_counter() - t0
             if stopping and loader.batch < len(loader):
-                if rank == 0:
-                    save(self.checkpoint(epoch, sums), ckpt_path)
-                self.interrupted = {"epoch": epoch, "step": loader.batch}
-                return result, None
-            # flip TTA costs a second pass: only for the final result, beside the plain numbers of every epoch
-            tta = cfg["tta"] and epoch == cfg["epochs"]
-            test = _test(model, ema, self.test_loader, cfg, tta, group, self.num_classes)
-            plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
-            result = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
-                      "train_acc": sums["correct"] / sums["seen"], "test_loss": plain["loss"],
-                      "test_acc": plain["acc"], "test_acc_tta": test["acc"] if tta else None,
-                      "epoch_time": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9),
-                      "lr": sched.get_last_lr()[0]}
-            if rank == 0:
-                self._end_epoch(epoch, result, test, tta, sums)
+                if self.rank == 0:
+                    save(self.state_dict(sums), self.checkpoint_path)
+                raise Interrupted("interrupted", epoch, loader.batch, result, silent=self.rank != 0)
+            result = self.row = {"epoch": epoch, "train_loss": sums["loss"] / sums["seen"],
+                                 "train_acc": sums["correct"] / sums["seen"], "test_loss": None, "test_acc": None,
+                                 "test_acc_tta": None, "epoch_time": sums["time"],
+                                 "images_per_s": sums["seen"] / max(sums["time"], 1e-9), "lr": sched.get_last_lr()[0]}
+            self.history.append(result)
+            self._run("epoch")
             stopping = _stop_requested(stop)  # a Ctrl-C during the test pass or the checkpoint stops here
-            if group:  # the workers wait here for rank 0's word anyway
+            if group:  # the other ranks wait here for rank 0's word anyway
                 stopping = group.all_reduce([stopping])[0] > 0
             if stopping and epoch < cfg["epochs"]:  # after the last epoch the run is complete anyway
-                self.interrupted = {"epoch": epoch, "step": loader.batch}
-                return result, None
-        return result, test
-
-    def _after_step(self):
-        """The fast recipe's per-step work: a Lookahead sync every k steps, and the end of the whitening
-        bias's learning."""
-        step = self.sched.last_epoch  # steps taken so far
-        if self.lookahead:
-            self.lookahead.step(self.model, alpha=lookahead_alpha(step, self.total_steps, self.lookahead.k))
-        self._stop_whiten_bias()
-
-    def _stop_whiten_bias(self):
-        """The whitening bias's group learns for its first whiten_steps steps, then at lr 0 (after every step,
-        at the start, and after a restore: the scheduler writes its own lr into every group)."""
-        if self.whiten_group is not None and self.sched.last_epoch >= self.whiten_steps:
-            self.opt.param_groups[self.whiten_group]["lr"] = 0.0
-
-    def _end_epoch(self, epoch, result, test, tta, sums):
-        """Rank 0: report the epoch, append it to metrics.csv, write best.npz, the checkpoint and curves."""
-        cfg, out = self.cfg, self.cfg["out"]
-        self.history.append(result)
-        print(f"epoch {epoch}: train loss {result['train_loss']:.4f} acc {100 * result['train_acc']:.2f}% | "
-              f"test loss {result['test_loss']:.4f} acc {100 * result['test_acc']:.2f}%"
-              + (f", with {tta_name(cfg)} TTA {100 * test['acc']:.2f}%" if tta else "")
-              + f" | {sums['time']:.1f} s, {result['images_per_s']:.0f} img/s", file=sys.stderr)
-        write_metrics(os.path.join(out, "metrics.csv"), self.history)
-        if result["test_acc"] > self.best_acc:  # the weights that were tested: the EMA's, with --ema
-            self.best_acc = result["test_acc"]
-            with self.ema.swap(self.model) if self.ema else contextlib.nullcontext():
-                save({"config": cfg, "model": self.model.state_dict(), "epoch": epoch,
-                      "test_acc": result["test_acc"]}, os.path.join(out, "best.npz"))
-        save(self.checkpoint(epoch, {}), os.path.join(out, "checkpoint.npz"))
-        write_curves(self.history, os.path.join(out, "curves.png"))
+                raise Interrupted("interrupted", epoch, loader.batch, result, silent=self.rank != 0)
+        return result, self.last_test
 
 
 def _stop_requested(stop):
     return bool(stop and stop.flag)  # workers have no StopRequested: rank 0 speaks for them
-
-
-def tta_name(cfg):
-    return "flip + translate" if cfg["tta_translate"] else "flip"
-
-
-def _test(model, ema, loader, cfg, tta, group=None, num_classes=None):
-    kwargs = dict(tta=tta, translate=tta and cfg["tta_translate"], all_reduce=group.all_reduce if group else None,
-                  num_classes=num_classes)
-    if ema is None:
-        return evaluate(model, loader, **kwargs)
-    with ema.swap(model):
-        return evaluate(model, loader, **kwargs)

@@ -1,4 +1,4 @@
-"""Run under mpiexec by tests/test_train.py (not collected by pytest): ``python -m skengine.train`` with a
+"""Run under mpiexec by tests/test_launch.py (not collected by pytest): ``python -m skengine.train`` with a
 fault injected on one rank after its optimizer step number N, then the training command's own handling.
 
     mpiexec -n 2 python tests/mpi/train_faults.py {interrupt,raise} RANK STEP -- TRAIN_ARGS...

@@ -1,0 +1,80 @@
+"""skengine/training/recipe.py: the learning-rate ``Schedule`` by hand and against OneCycleLR, and the fast recipe
+with every option on (parameter groups, patch whitening, Lookahead, TTA), which resumes bit for bit.  How the
+recipes meet the flags a user changes is tests/test_recipes.py; the helpers are trainkit.py's."""
+import numpy as np
+import pytest
+
+import skengine
+from skengine.data import CIFAR_MEAN_STD
+from skengine.models import create
+from skengine.nn import Parameter
+from skengine.optim import SGD, LambdaLR, OneCycleLR
+from skengine.training import config, loop, recipe
+from trainkit import fast_cfg, interrupt_at, trained, weights
+
+
+def test_schedules_by_hand():
+    linear = recipe.Schedule("linear", 20, 0.2)  # 4 warm-up steps
+    assert [linear(s) for s in (0, 2, 4, 12, 20)] == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])
+    cosine = recipe.Schedule("cosine", 10, 0.2)  # 2 warm-up steps, then half a cosine over 8
+    assert [cosine(s) for s in (0, 1, 2, 6, 10)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0])
+    step = recipe.Schedule("step", 9, 0.0)
+    assert [step(s) for s in (0, 2, 3, 6, 8)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    stopped = recipe.Schedule("linear", 20, 0.2, stop=3)  # the whitening bias's group: 0 from step 3 on
+    assert [stopped(s) for s in (0, 2, 3, 12)] == pytest.approx([0.2, 0.6, 0.0, 0.0])
+
+
+def test_trainer_onecycle_keeps_momentum_fixed_and_follows_onecyclelr():
+    """The onecycle Schedule against skengine.optim.OneCycleLR (itself checked against PyTorch's)."""
+    opt = SGD([Parameter(np.zeros(1))], lr=0.2, momentum=0.9, nesterov=True)
+    ref_opt = SGD([Parameter(np.zeros(1))], lr=0.2, momentum=0.9, nesterov=True)
+    for total, warmup in ((8, 0.25), (40, 0.3), (3, 0.1)):
+        sched = LambdaLR(opt, recipe.Schedule("onecycle", total, warmup))
+        ref = OneCycleLR(ref_opt, max_lr=0.2, total_steps=total, pct_start=max(warmup, 2 / total),
+                         cycle_momentum=False)
+        for _ in range(total):
+            assert opt.param_groups[0]["momentum"] == 0.9
+            assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12)
+            sched.step()
+            ref.step()
+
+
+def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, monkeypatch):
+    straight_out = tmp_path / "straight"
+    result = trained(fast_cfg(data_dir, straight_out))
+    assert result["test_acc_tta"] is not None and result["epoch"] == 2
+    ckpt = skengine.load(straight_out / "checkpoint.npz")
+    conf = ckpt["config"]
+    assert (conf["flip"], conf["crop_pad"], conf["pad_mode"], conf["schedule"], conf["momentum"],
+            conf["bias_lr_scale"], conf["batch_size"]) == ("alternate", 2, "reflect", "linear", 0.85, 64.0, 64)
+    # the slow weights are in the checkpoint, and the run ended on them
+    lookahead = ckpt["extensions"]["lookahead"]
+    slow = lookahead["slow"]
+    net = create("sknet_cifar_fast", widths=(16, 32, 32))
+    assert lookahead["num_steps"] == 10 and set(slow) == {n for n, _ in net.named_parameters()} | {
+        n for n, b in net.named_buffers() if b.dtype.kind == "f"}
+    for k, v in slow.items():
+        np.testing.assert_array_equal(v.numpy() if hasattr(v, "numpy") else v, ckpt["model"][k].numpy(), err_msg=k)
+    # the whitening layer: fitted to the training images, normalised as the loader does, and frozen
+    (x, _), _, _ = loop.load_data(config.resolve(fast_cfg(data_dir, straight_out, overwrite=True))[0])
+    mean, std = CIFAR_MEAN_STD["cifar10"]
+    fitted = Parameter(np.zeros((24, 3, 2, 2), np.float32))
+    skengine.nn.init.patch_whitening_(fitted, (x / 255 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None])
+    np.testing.assert_allclose(ckpt["model"]["whiten.weight"].numpy(), fitted.numpy(), rtol=1e-6)
+    # the whitening bias's group stopped learning after one epoch; BN biases learn at 64x
+    groups = ckpt["optimizer"]["param_groups"]
+    assert groups[-1]["lr"] == 0.0 and groups[1]["initial_lr"] == pytest.approx(64 * groups[0]["initial_lr"])
+    # ... it learned at the weights' rate and decay (airbench), from zero
+    assert groups[-1]["initial_lr"] == groups[0]["initial_lr"] and groups[-1]["weight_decay"] == conf["wd"]
+    assert not np.array_equal(ckpt["model"]["whiten.bias"].numpy(), 0) and (create("sknet_cifar_fast").whiten.bias
+                                                                          .numpy() == 0).all()
+    # interrupted mid-epoch 1 (step 2: between Lookahead syncs) and after the whitening bias stopped (step 7),
+    # then resumed: the same weights, bit for bit
+    for step in (2, 7):
+        restore = interrupt_at(monkeypatch, step)
+        trained(fast_cfg(data_dir, tmp_path / f"cut{step}"))
+        restore()
+        trained(fast_cfg(data_dir, tmp_path / f"cut{step}", resume=str(tmp_path / f"cut{step}")))
+        resumed, straight = weights(tmp_path / f"cut{step}"), weights(straight_out)
+        for k in straight:
+            np.testing.assert_array_equal(resumed[k], straight[k], err_msg=(step, k))

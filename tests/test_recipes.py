@@ -1,0 +1,158 @@
+"""How a recipe meets the flags a user changes first (skengine/training/settings.py and config.py): the default
+command with each ordinary flag changed alone trains and records what it ran; the settings that could not work
+before (a recipe on a model it was not tuned for, --epochs 1, --no-tta, another batch size or optimizer, a
+diverging learning rate) either train or stop in one line."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import skengine
+from skengine import train
+from skengine.models import list_models
+from skengine.training import DEFAULTS, RECIPES, Diverged, config
+
+CIFAR_MODELS = [m for m in list_models() if m.startswith("sknet_cifar")]
+
+
+def default_command(data_dir, out, **changed):
+    """The default command (no recipe, no model named) on 192 images of the fake data (one step an epoch at
+    the recipe's batch), with ``changed`` as a user would type it."""
+    return {"data_dir": data_dir, "out": str(out), "download": False, "device": "cpu", "limit_train": 192,
+            "limit_test": 40, **changed}
+
+
+def saved_config(out):
+    with open(os.path.join(out, "config.json")) as f:
+        return json.load(f)
+
+
+ORDINARY = [dict(), dict(epochs=1), dict(epochs=2), dict(batch_size=64), dict(no_tta=True), dict(processes=2),
+            dict(optimizer="adamw"), *[dict(schedule=s) for s in ("onecycle", "cosine", "step")],
+            *[dict(model=m) for m in CIFAR_MODELS if m != "sknet_cifar_fast"]]
+
+
+@pytest.mark.usefixtures("deadline")
+@pytest.mark.parametrize("changed", ORDINARY, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "none")
+def test_the_default_command_with_one_flag_changed_trains_and_records_it(data_dir, tmp_path, changed):
+    given = {("tta" if k == "no_tta" else k): (False if k == "no_tta" else v) for k, v in changed.items()}
+    result = train.train(default_command(data_dir, tmp_path, **given))
+    history = skengine.load(tmp_path / "checkpoint.npz")["history"]
+    saved = saved_config(tmp_path)
+    assert all(saved[k] == v for k, v in given.items()), (saved, given)
+    expected = config.settings_of(given)
+    assert saved["recipe"] == expected["recipe"] and saved["lr"] == expected["lr"]
+    assert saved["resolved_step_lr"] == pytest.approx(saved["lr"] * saved["batch_size"] / 1024)
+    # it trained: the training loss fell, and the test accuracy is above chance (10 classes) where the run had
+    # more than a couple of steps
+    steps = saved["epochs"] * -(-192 // saved["batch_size"])
+    assert np.isfinite(result["train_loss"])
+    if steps >= 4:
+        assert history[-1]["train_loss"] < history[0]["train_loss"], history
+        assert result["test_acc"] > 0.2, result
+        if saved["schedule"] in ("linear", "onecycle", "cosine"):  # the schedule ran to its end, whatever --epochs
+            assert history[-1]["lr"] < 0.01 * saved["resolved_step_lr"] * saved["bias_lr_scale"]
+    if not saved["tta"]:
+        assert result["test_acc_tta"] is None and not saved["tta_translate"]
+
+
+def test_a_model_takes_its_own_recipe_or_the_plain_settings():
+    """`--model sknet_cifar_tiny` took the fast recipe's lr 0.75 and 64x bias rate and trained to chance."""
+    tiny = config.settings_of({"model": "sknet_cifar_tiny"})
+    assert tiny == {**DEFAULTS, "model": "sknet_cifar_tiny", "recipe": None}
+    assert config.settings_of({"model": "sknet_cifar_fast"}) == config.settings_of({})
+    assert config.settings_of({})["recipe"] == "fast"
+    named = config.settings_of({"model": "sknet_cifar_tiny", "recipe": "fast"})  # a recipe named is taken
+    assert named["bias_lr_scale"] == RECIPES["fast"]["bias_lr_scale"] and named["model"] == "sknet_cifar_tiny"
+    line = config.describe(named, {"model": "sknet_cifar_tiny", "recipe": "fast"})
+    assert "tuned for sknet_cifar_fast, not sknet_cifar_tiny" in line
+    assert config.describe(tiny, {"model": "sknet_cifar_tiny"}).startswith(
+        "the plain settings (sknet_cifar_tiny has no tuned recipe)")
+
+
+def test_the_learning_rate_is_per_1024_images_and_scales_with_the_batch():
+    """--batch-size 64 kept the lr tuned for 512: 8x too high per image."""
+    for batch in (64, 512, 1024):
+        cfg = config.settings_of({"batch_size": batch})
+        assert config.step_lr(cfg) == pytest.approx(1.5 * batch / 1024)
+    assert config.step_lr(config.settings_of({})) == 0.75  # the recipe as tuned: 0.75 a step of 512
+    assert config.step_lr(config.settings_of({"recipe": "none"})) == 0.2  # the plain settings: 0.2 a step of 256
+
+
+def test_another_optimizer_takes_its_own_rates_not_the_recipes():
+    """--optimizer adamw took SGD's lr 0.75 and 64x bias rate: the loss stuck at 2.3026."""
+    adamw = config.settings_of({"optimizer": "adamw"})
+    assert (adamw["lr"], adamw["wd"], adamw["bias_lr_scale"]) == (0.004, 0.05, 1.0)
+    assert adamw["epochs"] == RECIPES["fast"]["epochs"] and adamw["model"] == "sknet_cifar_fast"
+    assert config.settings_of({"optimizer": "adamw", "lr": 0.01})["lr"] == 0.01  # given wins
+
+
+def test_no_tta_turns_off_every_view_and_the_warmup_fits_any_run(data_dir, tmp_path):
+    """--no-tta and --epochs 1 were refused under the fast recipe (its translate views, its 2-epoch warm-up)."""
+    cfg, _, _ = config.resolve(default_command(data_dir, tmp_path / "a", tta=False, epochs=1))
+    assert (cfg["tta"], cfg["tta_translate"], cfg["epochs"]) == (False, False, 1)
+    assert config.settings_of({"tta": True, "tta_translate": False})["tta_translate"] is False
+    with pytest.raises(skengine.training.ConfigError, match="--tta-translate adds views to --tta's"):
+        config.resolve(default_command(data_dir, tmp_path / "b", tta=False, tta_translate=True))
+
+
+def run_cli(argv, capsys):
+    try:
+        train.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("extra", [["--lr", 1000], ["--recipe", "none", "--lr", 50]])
+def test_a_diverging_run_stops_in_one_line_with_exit_code_1(data_dir, tmp_path, capsys, extra):
+    """--lr 1000 and --recipe none --lr 50 trained to test losses of 9e19 and 4e6 and exited 0."""
+    code, stdout, stderr = run_cli(["--data-dir", data_dir, "--out", tmp_path, "--device", "cpu", "--no-download",
+                                    "--limit-test", 60, "--batch-size", 64, "--epochs", 2, *extra], capsys)
+    last = stderr.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("skengine-train: diverged at epoch 1 step ") and "lower --lr" in last, stderr
+    assert "final test accuracy" not in stdout
+
+
+def test_the_guard_measures_against_the_first_step_and_resumes_with_it():
+    from skengine.training.extensions import DivergenceGuard
+
+    class FakeTrainer:
+        loader, epoch, rank = type("L", (), {"batch": 3})(), 2, 0
+        observation = {"bad": False, "failure": None, "loss_sum": 2.3 * 4, "n": 4}
+
+        def kept(self):
+            return "kept"
+
+    guard, t = DivergenceGuard(4.0), FakeTrainer()
+    guard(t)  # the first step: 2.3
+    t.observation = {**t.observation, "loss_sum": 9.1 * 4}
+    guard(t)  # 9.1 < 4 x 2.3
+    again = DivergenceGuard(4.0)
+    again.load_state_dict(guard.state_dict())
+    t.observation = {**t.observation, "loss_sum": 9.3 * 4}
+    with pytest.raises(Diverged, match=r"diverged at epoch 2 step 3 \(loss 9\.3, more than 4x the first step's 2\.3"):
+        again(t)
+    DivergenceGuard(0.0)(t)  # 0: never
+
+
+def test_a_short_run_warms_up_within_it_and_ends_at_zero():
+    """--epochs 2 under the fast recipe: its 2-epoch warm-up was the whole run and the lr ended at its peak."""
+    from skengine.models import create
+    from skengine.training.recipe import build_optimizer
+
+    cfg = config.settings_of({"epochs": 2})
+    opt, sched = build_optimizer(create("sknet_cifar_fast", widths=(8, 8, 8)), cfg, 98)  # 50,000 images / 512
+    lrs = []
+    for _ in range(2 * 98):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = config.step_lr(cfg)
+    assert lrs[0] == pytest.approx(0.2 * peak) and max(lrs) == pytest.approx(peak)
+    assert int(np.argmax(lrs)) == round(2 / 15 * 2 * 98) == 26 and opt.param_groups[0]["lr"] == 0.0
+    whiten = opt.param_groups[-1]  # the whitening bias learns for 3 epochs: the whole of this run
+    assert whiten["params"][0].shape == (24,) and whiten["lr"] == 0.0 and whiten["initial_lr"] == peak
