@@ -20,6 +20,9 @@ def test_schedules_by_hand():
     assert [cosine(s) for s in (0, 1, 2, 6, 10)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0])
     step = recipe.Schedule("step", 9, 0.0)
     assert [step(s) for s in (0, 2, 3, 6, 8)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    for total in (3, 8):  # --warmup 1: a whole warm-up, yet a last step of decay (it divided by zero)
+        onecycle = [recipe.Schedule("onecycle", total, 1.0)(s) for s in range(total + 1)]
+        assert onecycle[total - 2] == pytest.approx(1.0) and onecycle[total] == pytest.approx(1 / 25 / 1e4)
     stopped = recipe.Schedule("linear", 20, 0.2, stop=3)  # the whitening bias's group: 0 from step 3 on
     assert [stopped(s) for s in (0, 2, 3, 12)] == pytest.approx([0.2, 0.6, 0.0, 0.0])
 

@@ -80,6 +80,13 @@ def test_the_learning_rate_is_per_1024_images_and_scales_with_the_batch():
     assert config.step_lr(config.settings_of({"recipe": "none"})) == 0.2  # the plain settings: 0.2 a step of 256
 
 
+def test_a_batch_larger_than_the_data_takes_the_lr_of_the_images_it_has(data_dir, tmp_path):
+    """--batch-size 4096 on 512 images took lr 3.2 (4096's) for steps of 512."""
+    train.train(default_command(data_dir, tmp_path, batch_size=4096, epochs=1, tta=False))
+    saved = saved_config(tmp_path)
+    assert saved["batch_size"] == 192 and saved["resolved_step_lr"] == pytest.approx(1.5 * 192 / 1024)
+
+
 def test_another_optimizer_takes_its_own_rates_not_the_recipes():
     """--optimizer adamw took SGD's lr 0.75 and 64x bias rate: the loss stuck at 2.3026."""
     adamw = config.settings_of({"optimizer": "adamw"})

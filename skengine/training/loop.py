@@ -173,6 +173,10 @@ def _train(cfg, mpi):
     world, (x_train, y_train), (x_test, y_test), names = launch.together(mpi, setup)
     if mpi and mpi.world_size > 1:  # each host reads its own --data-dir or cache: the same data on every rank?
         launch.together(mpi, lambda: launch.same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
+    if cfg["batch_size"] > len(x_train):  # a step of fewer images must not take the lr of a full batch
+        say(f"--batch-size {cfg['batch_size']} is more than the {len(x_train)} training images: batches of "
+            f"{len(x_train)}, at lr {step_lr({**cfg, 'batch_size': len(x_train)}):.4g} a step")
+        cfg["batch_size"] = len(x_train)
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped

@@ -74,7 +74,8 @@ class Schedule:
     def _onecycle(self, step, total):
         if total < 3:  # no room for a warm-up step and a decay step
             return 1.0
-        peak = max(self.warmup, 2 / total) * total - 1  # a warm-up of at least one whole step
+        # a warm-up of at least one whole step, and a decay of at least one (--warmup 1 divided by zero)
+        peak = min(max(self.warmup, 2 / total) * total - 1, total - 2)
         start, end = (1 / 25, 1.0) if step <= peak else (1.0, 1 / 25 / 1e4)
         pct = step / peak if step <= peak else min(1.0, (step - peak) / (total - 1 - peak))
         return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)

@@ -154,7 +154,8 @@ SETTINGS = (
             "down to 0", one_of(SCHEDULES), choices=SCHEDULES),
     Setting("warmup", 0.25, "fraction of the run's steps the onecycle, cosine and linear schedules warm up over",
             real(0, 1), type=float),
-    Setting("label_smoothing", 0.1, "label smoothing of the training loss", real(0, 1), type=float),
+    Setting("label_smoothing", 0.1, "label smoothing of the training loss (1 would leave no label to learn)",
+            real(0, 1, high_open=True), type=float),
     Setting("cutout", 0, "cutout square size (0: off)", integer(0), type=int),
     Setting("ema", 0.0, "EMA decay of the weights used for testing (0: off)", real(0, 1, high_open=True),
             type=float),
@@ -162,8 +163,8 @@ SETTINGS = (
             boolean, kind="bool"),
     Setting("tta_translate", False, "with --tta, also 1-pixel translations of each image and its mirror (6 "
             "passes)", boolean, kind="bool"),
-    Setting("recipe", None, "a named recipe: its settings unless given (default: the one tuned for --model; "
-            "none: the plain settings)", choices=(*RECIPES, "none")),
+    Setting("recipe", None, "a named recipe: its settings unless given; none: the plain settings (default: the one "
+            "tuned for --model, %(default)s without --model)", choices=(*RECIPES, "none")),
     Setting("flip", "random", "alternate: each image mirrored every other epoch", one_of(("random", "alternate")),
             choices=("random", "alternate")),
     Setting("crop_pad", 4, "random crops from the image padded by this many pixels", integer(0), type=int),
