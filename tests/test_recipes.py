@@ -12,6 +12,7 @@ import skengine
 from skengine import train
 from skengine.models import list_models
 from skengine.training import DEFAULTS, RECIPES, Diverged, config
+from trainkit import run_cli
 
 CIFAR_MODELS = [m for m in list_models() if m.startswith("sknet_cifar")]
 
@@ -102,16 +103,6 @@ def test_no_tta_turns_off_every_view_and_the_warmup_fits_any_run(data_dir, tmp_p
     assert config.settings_of({"tta": True, "tta_translate": False})["tta_translate"] is False
     with pytest.raises(skengine.training.ConfigError, match="--tta-translate adds views to --tta's"):
         config.resolve(default_command(data_dir, tmp_path / "b", tta=False, tta_translate=True))
-
-
-def run_cli(argv, capsys):
-    try:
-        train.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("extra", [["--lr", 1000], ["--recipe", "none", "--lr", 50]])
