@@ -76,7 +76,10 @@ def _betainc(a, b, x):
 
 
 def _cdf(t, df):
-    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    if t * t < df:  # near 0, df / (df + t^2) rounds to 1: take the other side's argument, t^2 / (df + t^2)
+        tail = 0.5 * (1 - _betainc(0.5, df / 2, t * t / (df + t * t)))
+    else:
+        tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
     return 1 - tail if t > 0 else tail
 
 
