@@ -4,6 +4,8 @@ skengine vs the same architecture in PyTorch (when torch is installed), measured
     python benchmarks/train_step.py                          # sknet_cifar_tiny and sknet_cifar_small, batch 128
     python benchmarks/train_step.py --models sknet_cifar_small --batch 256 --steps 6
     python benchmarks/train_step.py --processes 2            # also skengine data parallel over 2 processes
+    python benchmarks/train_step.py --models sknet_cifar_fast --batch 512 --processes 2 \
+        --model-kwargs '{"attention": "none"}'               # the default command's net; airbench93's exactly
     python benchmarks/train_step.py --device cuda --models sknet_cifar_small skresnet18 --batch 256 --steps 20
 
 On ``--device cuda`` skengine runs on CuPy (its own convolutions, cuBLAS matmuls) and PyTorch on
@@ -100,6 +102,26 @@ def torch_twin(model):
                 x = getattr(self, n)(x)
             return self.fc(self.global_pool(x).flatten(1))
 
+    class FastBlock(tnn.Module):
+        def __init__(self, m):
+            super().__init__()
+            for n in ("conv", "pool", "bn", "act", "sk"):
+                setattr(self, n, convert(getattr(m, n)))
+
+        def forward(self, x):
+            return self.sk(self.act(self.bn(self.pool(self.conv(x)))))
+
+    class FastNet(tnn.Module):  # sknet_cifar_fast: airbench's trunk
+        def __init__(self, m):
+            super().__init__()
+            for n in ("whiten", "act", "blocks", "pool", "fc"):
+                setattr(self, n, convert(getattr(m, n)))
+            self.logit_scale = m.logit_scale
+
+        def forward(self, x):
+            x = self.pool(self.blocks(self.act(self.whiten(x))))
+            return self.fc(x.flatten(1)) * self.logit_scale
+
     def convert(m):
         kind = type(m).__name__
         if kind == "Conv2d":
@@ -111,6 +133,12 @@ def torch_twin(model):
             return tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
         if kind in ("ReLU", "Identity", "Flatten"):
             return getattr(tnn, kind)()
+        if kind == "GELU":
+            return tnn.GELU(approximate=m.approximate)
+        if kind == "FastBlock":
+            return FastBlock(m)
+        if kind == "FastSKNet":
+            return FastNet(m)
         if kind == "MaxPool2d":
             return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
         if kind == "AdaptiveAvgPool2d":
@@ -132,6 +160,9 @@ def torch_twin(model):
     twin = convert(model)
     state = {k: torch.from_numpy(np.array(v.numpy())) for k, v in model.state_dict().items()}
     twin.load_state_dict(state, strict=True)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}  # e.g. the fast net's whitening
+    for n, p in twin.named_parameters():
+        p.requires_grad_(n not in frozen)
     return twin
 
 
@@ -169,11 +200,14 @@ def torch_step(model, opt, x, y):
     opt.step()
 
 
+MODEL_KWARGS = {}  # --model-kwargs: every model's constructor options (e.g. sknet_cifar_fast's attention)
+
+
 def model_and_batch(name, batch, size=32):
     """The seeded model and one random batch that every contender trains on."""
     sk.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = create(name, num_classes=10)
+    model = create(name, num_classes=10, **MODEL_KWARGS)
     return model, rng.standard_normal((batch, 3, size, size)).astype(np.float32), rng.integers(0, 10, batch)
 
 
@@ -302,7 +336,7 @@ def memory_probe(name, batch, framework, device="cpu", size=32, inference=False)
 
 def check_twin(name, size=32):
     import torch
-    model = create(name, num_classes=10).eval()
+    model = create(name, num_classes=10, **MODEL_KWARGS).eval()
     twin = torch_model(model, name).eval()
     x = np.random.default_rng(1).standard_normal((4, 3, size, size)).astype(np.float32)
     with sk.no_grad(), torch.no_grad():
@@ -322,8 +356,11 @@ def main():
     p.add_argument("--processes", type=int, default=0, help="also time skengine data parallel over N processes")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: skengine on CuPy, PyTorch on cuDNN (both float32, no TF32)")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='constructor options of every model, e.g. \'{"attention": "none"}\' for sknet_cifar_fast')
     p.add_argument("--memory-probe", nargs=3, metavar=("MODEL", "BATCH", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    MODEL_KWARGS.update(args.model_kwargs)
     if args.processes and args.eval:
         p.error("--processes: the data-parallel contender trains; leave it out with --eval")
     if args.processes and args.device != "cpu":
@@ -368,7 +405,8 @@ def main():
         mem = {}
         for f in frameworks:
             probe = [sys.executable, __file__, "--memory-probe", name, str(args.batch), f, "--device", args.device,
-                     "--size", str(args.size)] + (["--eval"] if args.eval else [])
+                     "--size", str(args.size), "--model-kwargs", json.dumps(args.model_kwargs)]
+            probe += ["--eval"] if args.eval else []
             out = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
             mem[f] = json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
         row = {"model": name, "batch": args.batch, "size": args.size, "mode": "eval" if args.eval else "train",
