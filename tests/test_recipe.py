@@ -1,6 +1,8 @@
 """skengine/training/recipe.py: the learning-rate ``Schedule`` by hand and against OneCycleLR, and the fast recipe
 with every option on (parameter groups, patch whitening, Lookahead, TTA), which resumes bit for bit.  How the
 recipes meet the flags a user changes is tests/test_recipes.py; the helpers are trainkit.py's."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -77,7 +79,32 @@ def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, m
         restore = interrupt_at(monkeypatch, step)
         trained(fast_cfg(data_dir, tmp_path / f"cut{step}"))
         restore()
+        if step == 7:  # also as a checkpoint of before 2026-12-07 would hold it (the code of then resumed so)
+            shutil.copytree(tmp_path / "cut7", tmp_path / "old7")
+            old_format(tmp_path / "old7" / "checkpoint.npz")
+            resumed_cfg = config.resolve({"resume": str(tmp_path / "old7")})[0]
+            assert (resumed_cfg["lr"], resumed_cfg["warmup"]) == (1.6, 0.25)  # per 1024 images; a fraction
+            trained({"resume": str(tmp_path / "old7")})
+            for k, v in weights(straight_out).items():
+                np.testing.assert_array_equal(weights(tmp_path / "old7")[k], v, err_msg=("old", k))
         trained(fast_cfg(data_dir, tmp_path / f"cut{step}", resume=str(tmp_path / f"cut{step}")))
         resumed, straight = weights(tmp_path / f"cut{step}"), weights(straight_out)
         for k in straight:
             np.testing.assert_array_equal(resumed[k], straight[k], err_msg=(step, k))
+
+
+def old_format(path):
+    """Rewrite a checkpoint as the trainer wrote it before the settings table: --lr a step's, --warmup-epochs,
+    and the EMA, Lookahead and best accuracy at the top level instead of per extension."""
+    state = skengine.load(path)
+    cfg = state["config"]
+    cfg["lr"] = cfg["lr"] * cfg["batch_size"] / 1024
+    cfg["warmup_epochs"] = cfg.pop("warmup") * cfg["epochs"]
+    for k in ("diverge",):
+        cfg.pop(k)
+    total = state["scheduler"]["lr_lambdas"][0]["total"]  # one LinearWarmupDecay(warm, total) for every group
+    state["scheduler"]["lr_lambdas"] = [{"warm": round(cfg["warmup_epochs"] / cfg["epochs"] * total), "total": total}
+                                        for _ in state["scheduler"]["lr_lambdas"]]
+    ext = state.pop("extensions")
+    state.update(ema=ext.get("ema", {}), lookahead=ext["lookahead"], best_acc=ext["checkpoint"]["best_acc"])
+    skengine.save(state, path)
