@@ -30,18 +30,22 @@ def build_parser():
                    help="average with the horizontally flipped image")
     p.add_argument("--tta-translate", action=argparse.BooleanOptionalAction, default=False,
                    help="with --tta, also the image moved one pixel each way, and its mirror (6 passes)")
+    p.add_argument("--limit-test", type=int, help="test on the first N images only")
     return p
 
 
 def main(argv=None):
     """The command: prints the confusion table (stderr) and the accuracy; a mistake (a missing or foreign
-    checkpoint, missing data, no GPU for --device cuda) is one line on stderr with exit code 2."""
+    checkpoint, missing data, no GPU for --device cuda) is one line on stderr with exit code 2; Ctrl-C is one line
+    with exit code 130."""
     p = build_parser()
     args = p.parse_args(argv)
     if args.tta_translate and not args.tta:
         p.error("--tta-translate adds views to --tta's: give both")
     if args.batch_size < 1:
         p.error(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    if args.limit_test is not None and args.limit_test < 1:
+        p.error(f"--limit-test must be an integer >= 1, got {args.limit_test}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         p.error(f"--data-dir {args.data_dir} is not a folder")
     try:  # a run folder: its best model, else its last checkpoint
@@ -51,14 +55,17 @@ def main(argv=None):
     try:
         device = resolve_device(args.device)
         root = dataset_root(args.data_dir, cfg["dataset"], args.download)
-        x, y = load_cifar(root, cfg["dataset"], train=False)
+        x, y = (a[:args.limit_test] for a in load_cifar(root, cfg["dataset"], train=False))
         names = class_names(root, cfg["dataset"])
     except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:  # no GPU, no data, a bad download
         p.error(str(e))
     net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
-    result = evaluate(net, loader, tta=args.tta, translate=args.tta_translate)
+    try:
+        result = evaluate(net, loader, tta=args.tta, translate=args.tta_translate)
+    except KeyboardInterrupt:
+        p.exit(130, "skengine-evaluate: interrupted\n")
     print(confusion_table(result["confusion"], names), file=sys.stderr)
     print(f"{cfg['model']} ({path}): test loss {result['loss']:.4f}, "
           f"test accuracy {100 * result['acc']:.2f}% on {len(y)} images")

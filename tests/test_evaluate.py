@@ -94,3 +94,20 @@ def test_evaluate_gives_the_fast_recipes_tta_number(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         evaluate.main(argv[:-1] + ["--tta-translate"])
     assert e.value.code == 2 and "--tta-translate adds views to --tta's" in capsys.readouterr().err
+
+
+def test_evaluate_limits_the_test_set_and_ctrl_c_is_one_line(data_dir, tmp_path, capsys, monkeypatch):
+    """evaluate had no --limit-test (a TTA pass over 10,000 images on a CPU takes minutes), and Ctrl-C there was
+    a KeyboardInterrupt traceback."""
+    train.train(cfg(data_dir, tmp_path, epochs=1))
+    result = evaluate.main(["--checkpoint", str(tmp_path), "--data-dir", data_dir, "--device", "cpu",
+                            "--limit-test", "30"])
+    assert result["confusion"].sum() == 30 and "on 30 images" in capsys.readouterr().out
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(evaluate, "evaluate", interrupted)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--checkpoint", str(tmp_path), "--data-dir", data_dir, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and err == "skengine-evaluate: interrupted\n"

@@ -154,3 +154,33 @@ def test_a_short_run_warms_up_within_it_and_ends_at_zero():
     assert int(np.argmax(lrs)) == round(2 / 15 * 2 * 98) == 26 and opt.param_groups[0]["lr"] == 0.0
     whiten = opt.param_groups[-1]  # the whitening bias learns for 3 epochs: the whole of this run
     assert whiten["params"][0].shape == (24,) and whiten["lr"] == 0.0 and whiten["initial_lr"] == peak
+
+
+@pytest.mark.parametrize("images", [1, 2, 3])
+def test_a_few_images_train_in_one_process_or_stop_in_one_line(data_dir, tmp_path, capsys, images):
+    """--limit-train 1, 2, 3 under the default batch of 512 started 2 processes for 1-3 images: a traceback from
+    BatchNorm on a rank with one image."""
+    code, _, stderr = run_cli(["--data-dir", data_dir, "--out", tmp_path, "--device", "cpu", "--no-download",
+                               "--limit-train", images, "--limit-test", 20, "--epochs", 2, "--no-tta"], capsys)
+    if images == 1:
+        assert code == 2 and stderr.count("\n") == 1 and "BatchNorm needs a batch of at least 2" in stderr, stderr
+        assert not (tmp_path / "config.json").exists()
+    else:
+        assert code == 0, stderr
+        assert saved_config(tmp_path)["processes"] == 1 and saved_config(tmp_path)["batch_size"] == images
+
+
+def test_options_that_build_a_network_that_cannot_run_are_one_line(data_dir, tmp_path, capsys):
+    """--model-kwargs '{"widths": [64]}' built a network whose head does not fit, and failed in the first
+    forward with a traceback, after config.json was written."""
+    code, _, stderr = run_cli(["--data-dir", data_dir, "--out", tmp_path, "--device", "cpu", "--no-download",
+                               "--model-kwargs", '{"widths": [64]}'], capsys)
+    assert code == 2 and stderr.count("\n") == 1 and "it cannot run an image" in stderr, stderr
+    assert not tmp_path.exists() or not os.listdir(tmp_path)
+
+
+def test_a_warmup_the_schedule_has_no_use_for_is_named():
+    given = {"schedule": "step", "warmup": 0.5}
+    assert "--warmup is ignored: --schedule step has no warm-up" in config.describe(config.settings_of(given), given)
+    given = {"schedule": "cosine", "warmup": 0.5}
+    assert "ignored" not in config.describe(config.settings_of(given), given)

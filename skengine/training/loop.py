@@ -16,9 +16,11 @@ import sys
 import time
 import traceback
 
+import numpy as np
+
 from .. import functional as F
 from .. import random as sk_random
-from ..autograd import Tensor
+from ..autograd import Tensor, no_grad
 from ..backend import array_module, resolve_device
 from ..data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from ..distributed import (
@@ -162,21 +164,26 @@ def _train(cfg, mpi):
             launch.use_gpu(mpi.local_rank)
 
     def setup():
+        sk_random.manual_seed(cfg["seed"])
+        data = _load_data_in_turn(cfg, mpi)
+        images = len(data[0][0])
+        if cfg["batch_size"] > images:  # a step of fewer images must not take the lr of a full batch
+            if images < 2:
+                raise ConfigError(f"{images} training image{'s' if images != 1 else ''}: BatchNorm needs a batch of "
+                                  f"at least 2 (give --limit-train 2 or more)")
+            notes.append(f"--batch-size {cfg['batch_size']} is more than the {images} training images: batches of "
+                         f"{images}, at lr {step_lr({**cfg, 'batch_size': images}):.4g} a step (not "
+                         f"{step_lr(cfg):.4g})")  # said with the others once every check has passed
+            cfg["batch_size"] = images
         if mpi:
             world = cfg["processes"] = launch.mpi_world(mpi, cfg, resume)
         else:
             world = cfg["processes"] = resolve_processes(cfg["processes"], device, cfg["batch_size"])
-        sk_random.manual_seed(cfg["seed"])
-        data = _load_data_in_turn(cfg, mpi)
         return (world,) + data
 
     world, (x_train, y_train), (x_test, y_test), names = launch.together(mpi, setup)
     if mpi and mpi.world_size > 1:  # each host reads its own --data-dir or cache: the same data on every rank?
         launch.together(mpi, lambda: launch.same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
-    if cfg["batch_size"] > len(x_train):  # a step of fewer images must not take the lr of a full batch
-        say(f"--batch-size {cfg['batch_size']} is more than the {len(x_train)} training images: batches of "
-            f"{len(x_train)}, at lr {step_lr({**cfg, 'batch_size': len(x_train)}):.4g} a step")
-        cfg["batch_size"] = len(x_train)
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped
@@ -198,6 +205,13 @@ def _train(cfg, mpi):
         except (TypeError, ValueError) as e:
             kwargs = json.dumps(cfg["model_kwargs"], default=str)
             raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
+        try:  # a network its options cannot run (widths that do not fit its head, say): before anything is written
+            with no_grad():
+                model.eval()(Tensor(xp.zeros((2, *x_train.shape[1:]), np.float32)))
+        except (TypeError, ValueError) as e:
+            kwargs = json.dumps(cfg["model_kwargs"], default=str)
+            raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: it cannot run an image ({e})") from None
+        model.train()
         fit_whitening(model, cfg, x_train, mean, std)
         return model
 

@@ -45,6 +45,9 @@ def write_metrics(path, history):
     atomic_write(path, write, ".csv")
 
 
+_SAID = set()
+
+
 def pyplot(what):
     """matplotlib.pyplot on the file-only Agg backend, or None (saying that ``what`` is skipped)."""
     try:
@@ -52,7 +55,9 @@ def pyplot(what):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"{what} skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
+        if what not in _SAID:  # once a process, not after every epoch
+            _SAID.add(what)
+            print(f"{what} skipped: matplotlib is not installed (pip install skengine[plot])", file=sys.stderr)
         return None
     return plt
 

@@ -86,6 +86,14 @@ def a_folder_name(name, v):
         raise ConfigError(f"{flag(name)} must name a folder, got {v!r}")
 
 
+def json_value(text):
+    """--model-kwargs' type: JSON, or argparse's one-line error saying why not."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}") from None
+
+
 def anything(name, v):
     pass
 
@@ -138,7 +146,7 @@ SETTINGS = (
     Setting("model", "sknet_cifar_small", "any name of skengine.models.list_models(); without --recipe it takes "
             "the recipe tuned for it, or the plain settings", a_model),
     Setting("model_kwargs", {}, 'constructor options, e.g. \'{"attention": "se"}\' or '
-            '\'{"sk_kwargs": {"attention": "sigmoid"}}\'', a_dict, type=json.loads, metavar="JSON"),
+            '\'{"sk_kwargs": {"attention": "sigmoid"}}\'', a_dict, type=json_value, metavar="JSON"),
     Setting("dataset", "cifar10", "the data set", one_of(("cifar10", "cifar100")), choices=("cifar10", "cifar100")),
     Setting("epochs", 14, "passes over the training images", integer(1), type=int),
     Setting("batch_size", 256, "images a step (over all processes)", batch_size, type=int),
