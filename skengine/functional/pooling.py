@@ -61,8 +61,8 @@ class MaxPool2d(Function):
         for view in views[1:]:
             xp.maximum(out, view, out=out)
         arg = xp.full(out.shape, len(views) - 1, xp.min_scalar_type(len(views) - 1))
-        for tap in range(len(views) - 2, -1, -1):
-            arg = xp.where(views[tap] == out, arg.dtype.type(tap), arg)
+        for tap in range(len(views) - 2, -1, -1):  # in place: no array of the output's size a tap
+            xp.copyto(arg, arg.dtype.type(tap), where=views[tap] == out)
         if x.dtype.kind == "f" and bool(xp.isnan(out).any()):
             for tap, view in enumerate(views):
                 arg = xp.where(xp.isnan(view), arg.dtype.type(tap), arg)
@@ -80,9 +80,18 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        gx = xp.zeros(self.padded_shape, gy.dtype)
-        for tap, view in enumerate(self._taps(gx)):
-            view += xp.where(self.arg == tap, gy, 0)
+        (kh, kw), stride, dilation = self.kernel, self.stride, self.dilation
+        if stride == (kh, kw) and dilation == (1, 1):  # windows that tile the map: each pixel in one tap's view
+            gx = xp.empty(self.padded_shape, gy.dtype)
+            for tap, view in enumerate(self._taps(gx)):
+                xp.multiply(gy, self.arg == tap, out=view)
+            OH, OW = gy.shape[2:]
+            gx[:, :, OH * kh:] = 0  # what no window reaches (floor mode's last rows and columns)
+            gx[:, :, :OH * kh, OW * kw:] = 0
+        else:
+            gx = xp.zeros(self.padded_shape, gy.dtype)
+            for tap, view in enumerate(self._taps(gx)):
+                view += xp.where(self.arg == tap, gy, 0)
         (ph, pw), (H, W) = self.padding, self.hw
         return gx[:, :, ph:ph + H, pw:pw + W]
 
