@@ -107,9 +107,17 @@ class GELU(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.x = x
-        if self.approximate == "tanh":
-            self.t = xp.tanh(self.k * (x + 0.044715 * (x * x * x)))
-            return 0.5 * x * (1 + self.t)
+        if self.approximate == "tanh":  # in place: two arrays of x's size, not eight
+            t = x * x
+            t *= x
+            t *= 0.044715
+            t += x
+            t *= self.k
+            self.t = xp.tanh(t, out=t)
+            y = t + 1
+            y *= x
+            y *= 0.5
+            return y
         if x.dtype.kind == "f" and x.dtype.itemsize <= 4:  # float16 through float32, and back
             self.cdf = _normal_cdf32(x.astype(xp.float32, copy=False)).astype(x.dtype, copy=False)
         else:
@@ -119,9 +127,21 @@ class GELU(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         x = self.x
-        if self.approximate == "tanh":
-            inner = self.k * (1 + 3 * 0.044715 * x * x)
-            return gy * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * inner)
+        if self.approximate == "tanh":  # gy * (0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2)), in place
+            t = self.t
+            inner = x * x
+            inner *= 3 * 0.044715
+            inner += 1
+            inner *= 0.5 * self.k
+            inner *= x
+            d = t * t
+            xp.subtract(1, d, out=d)
+            d *= inner
+            d += 0.5
+            inner = xp.multiply(t, 0.5, out=inner)
+            d += inner
+            d *= gy
+            return d
         return gy * (self.cdf + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi)))
 
 
