@@ -60,9 +60,13 @@ class MaxPool2d(Function):
         out = views[0].copy()
         for view in views[1:]:
             xp.maximum(out, view, out=out)
-        arg = xp.full(out.shape, len(views) - 1, xp.min_scalar_type(len(views) - 1))
-        for tap in range(len(views) - 2, -1, -1):  # in place: no array of the output's size a tap
-            xp.copyto(arg, arg.dtype.type(tap), where=views[tap] == out)
+        # arg_k = k where tap k holds the maximum, else arg_(k+1) (arg_(T-1) = T-1); with b_k = arg_k - k:
+        # b_(T-1) = 0, b_k = (view_k != max) * (b_(k+1) + 1): two small integer passes a tap, no select
+        dtype = xp.min_scalar_type(len(views) - 1)
+        arg = xp.zeros(out.shape, dtype)
+        for tap in range(len(views) - 2, -1, -1):
+            arg += 1
+            arg *= views[tap] != out
         if x.dtype.kind == "f" and bool(xp.isnan(out).any()):
             for tap, view in enumerate(views):
                 arg = xp.where(xp.isnan(view), arg.dtype.type(tap), arg)
