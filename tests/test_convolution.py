@@ -132,3 +132,24 @@ def test_conv2d_zero_output_or_input_channels():
         x.grad = None
     empty = F.conv2d(sk.Tensor(np.zeros((0, 0, 5, 5))), sk.Tensor(np.zeros((4, 0, 3, 3))), padding=1)
     assert empty.shape == (0, 4, 5, 5)
+
+
+def test_a_frozen_conv_on_an_input_computes_only_its_bias_gradient(monkeypatch):
+    """A whitening layer (the image in, its weight frozen) ran the whole convolution backward for gradients that
+    nobody takes; the bias's gradient is the output gradient's sum either way."""
+    import skengine.functional.conv as conv_fn
+
+    rng = np.random.default_rng(0)
+    x = sk.Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = sk.Tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32))
+    b = sk.Tensor(np.zeros(4, np.float32), requires_grad=True)
+    calls = []
+    real = conv_fn.conv2d_backward
+    monkeypatch.setattr(conv_fn, "conv2d_backward", lambda *a: calls.append(1) or real(*a))
+    y = F.conv2d(x, w, b)
+    (y * y).sum().backward()
+    assert calls == [] and x.grad is None and w.grad is None
+    np.testing.assert_allclose(b.grad.numpy(), (2 * y.data).sum(axis=(0, 2, 3)), rtol=1e-5)
+    w.requires_grad_(True)
+    (F.conv2d(x, w, b) ** 2).sum().backward()
+    assert calls == [1] and w.grad is not None

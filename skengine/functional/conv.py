@@ -28,7 +28,9 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        gx, gw = conv2d_backward(self.x, self.w, gy, self.stride, self.padding, self.dilation, self.groups)
+        gx = gw = None
+        if any(self.needs_input_grad[:2]):  # not for an input image through a frozen weight (a whitening layer)
+            gx, gw = conv2d_backward(self.x, self.w, gy, self.stride, self.padding, self.dilation, self.groups)
         return gx, gw, (gy.sum(axis=(0, 2, 3)) if self.has_bias else None)
 
 
