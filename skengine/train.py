@@ -21,7 +21,7 @@ from .training.errors import TrainingError
 from .training.evaluation import evaluate  # noqa: F401
 from .training.loop import StopRequested, Trainer, load_data, resolve_processes, train  # noqa: F401
 from .training.report import Progress, confusion_table, pyplot, write_curves  # noqa: F401
-from .training.settings import DEFAULTS, OPTIMIZER_DEFAULTS, RECIPES, SETTINGS
+from .training.settings import DEFAULTS, OPTIMIZER_DEFAULTS, RECIPES, SETTINGS, flag
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,8 +50,7 @@ def _recipes_help():
     """What --help says after the options: each recipe's settings, and an optimizer's own where a recipe tuned
     for another is used (the defaults shown above are the default recipe's)."""
     def settings(d):
-        return ", ".join(f"--{k.replace('_', '-')} {v:.4g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-                         for k, v in d.items())
+        return ", ".join(f"{flag(k)} {v:.4g}" if isinstance(v, float) else f"{flag(k)} {v}" for k, v in d.items())
     lines = [f"recipe {name} (tuned for --model {r['model']}, which takes it by default): {settings(r)}."
              for name, r in RECIPES.items()]
     plain = {k: DEFAULTS[k] for r in RECIPES.values() for k in r}

@@ -160,7 +160,7 @@ def describe(cfg, given):
             what += f", tuned for {tuned['model']}, not {cfg['model']}"
         if cfg["optimizer"] != tuned["optimizer"]:
             what += f", with {cfg['optimizer']}'s own lr, wd and bias rate (the recipe's are {tuned['optimizer']}'s)"
-    changed = [flag(k) for k in given if k not in WHERE and k not in ("recipe",)]
+    changed = [flag(k) for k in given if k not in WHERE and k != "recipe"]
     if cfg["schedule"] == "step" and "warmup" in given:
         changed.append("(--warmup is ignored: --schedule step has no warm-up)")
     return (f"{what}; {cfg['optimizer']} at lr {step_lr(cfg):.4g} a step of {cfg['batch_size']} images "

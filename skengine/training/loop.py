@@ -200,17 +200,16 @@ def _train(cfg, mpi):
         if len(loader) == 0:
             raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
                               f"{cfg['batch_size']} with at least 2 images per process")
+        given = f"--model {cfg['model']} --model-kwargs {json.dumps(cfg['model_kwargs'], default=str)}"
         try:
             model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
         except (TypeError, ValueError) as e:
-            kwargs = json.dumps(cfg["model_kwargs"], default=str)
-            raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: {e}") from None
+            raise ConfigError(f"{given}: {e}") from None
         try:  # a network its options cannot run (widths that do not fit its head, say): before anything is written
             with no_grad():
                 model.eval()(Tensor(xp.zeros((2, *x_train.shape[1:]), np.float32)))
         except (TypeError, ValueError) as e:
-            kwargs = json.dumps(cfg["model_kwargs"], default=str)
-            raise ConfigError(f"--model {cfg['model']} --model-kwargs {kwargs}: it cannot run an image ({e})") from None
+            raise ConfigError(f"{given}: it cannot run an image ({e})") from None
         model.train()
         fit_whitening(model, cfg, x_train, mean, std)
         return model
@@ -384,7 +383,7 @@ class Trainer:
         """Continue from a checkpoint (what ``state_dict`` wrote; one of before 2026-12-07 kept the EMA,
         Lookahead and best accuracy at its top level)."""
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict({"state": {int(k): v for k, v in state["optimizer"]["state"].items()},
+        self.opt.load_state_dict({"state": _int_keys(state["optimizer"]["state"]),
                                   "param_groups": state["optimizer"]["param_groups"]})
         self.sched.load_state_dict(state["scheduler"])
         self.loader.load_state_dict(state["loader"])
@@ -443,7 +442,7 @@ class Trainer:
                 if bar:
                     bar.update(loader.batch, seen_now, loss=sums["loss"] / sums["seen"],
                                acc=sums["correct"] / sums["seen"], lr=sched.get_last_lr()[0])
-                stopping = stats["stopping"] or (group is None and _stop_requested(stop))
+                stopping = stats["stopping"] if group else _stop_requested(stop)  # alone: a Ctrl-C in this step
                 if stopping:
                     break
             sums["time"] = time.perf_counter() - t0

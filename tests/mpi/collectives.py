@@ -12,6 +12,7 @@ import traceback
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: test_group's objects
 import skengine as sk  # noqa: E402
 import skengine.functional as F  # noqa: E402
 import skengine.nn as nn  # noqa: E402
@@ -19,6 +20,7 @@ from skengine.autograd import Tensor  # noqa: E402
 from skengine.backend import array_module, device_of, to_numpy  # noqa: E402
 from skengine.distributed import MPIGroup, average_gradients, broadcast_parameters  # noqa: E402
 from skengine.optim import SGD  # noqa: E402
+from test_group import payload, same  # noqa: E402  (the objects broadcast_object sends, and bit-exact equality)
 
 DEVICE = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
 
@@ -60,25 +62,6 @@ def check_collectives(g):
         time.sleep(0.5)
     g.barrier()
     assert time.perf_counter() - t0 > 0.45
-
-
-def same(a, b):
-    """Equal, of the same types, arrays to the bit."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return a == b
-
-
-def payload(rank):
-    rng = np.random.default_rng(rank)
-    return {"weights": rng.standard_normal((3, 5)).astype(np.float32), "odd": np.array([np.nan, -0.0]),
-            "nested": [rank, [2.5, "x", [None, (3, True)]]], "text": "é" * 5000 + str(rank)}
 
 
 def check_interface(g, started):
