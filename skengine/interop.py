@@ -36,8 +36,9 @@ import os
 
 import numpy as np
 
+from .autograd import NUMERIC_KINDS
 from .backend import to_device, to_numpy
-from .serialization import atomic_write, write_npz
+from .serialization import atomic_write, remove_stale_temporaries, write_npz
 
 _RENAMES = ((".attn.fc_reduce.", ".fc_reduce."), (".attn.bn.", ".bn_reduce."), (".attn.fc_select.", ".fc_select."))
 _FC_FROM_CONV = (".fc_reduce.weight", ".fc_select.weight")  # stored by timm as 1x1 conv weights
@@ -61,24 +62,40 @@ def timm_key(key):
 
 def read_state(source):
     """A dict of NumPy arrays from a mapping (arrays, or anything np.asarray takes, e.g. CPU torch
-    tensors) or from a path to a ``.safetensors`` or ``.npz`` file."""
+    tensors) or from a path to a ``.safetensors`` or ``.npz`` file (an .npz whose entries are not all .npy
+    arrays of distinct names is a ValueError naming it)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if not path.endswith((".safetensors", ".npz")):
+            raise ValueError(f"load_timm: expected a .safetensors or .npz file, got {path!r}")
+        remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))  # what a save_timm killed midway left
         if path.endswith(".safetensors"):
             try:
                 from safetensors.numpy import load_file
             except ImportError as e:
                 raise ImportError(f"reading {path} needs the safetensors package: pip install safetensors") from e
-            return load_file(path)
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        raise ValueError(f"load_timm: expected a .safetensors or .npz file, got {path!r}")
+            try:
+                return load_file(path)
+            except OSError:
+                raise
+            except Exception as e:  # safetensors' own error type derives from Exception alone
+                raise ValueError(f"load_timm: {path} is not a safetensors file it can read ({type(e).__name__}: "
+                                 f"{e})") from None
+        with np.load(path, allow_pickle=False) as f:
+            members = f.zip.namelist()
+            other = [m for m in members if not m.endswith(".npy")]
+            twice = sorted({m for m in f.files if f.files.count(m) > 1})
+            if other or twice:
+                why = f"entry {other[0]!r} is not an .npy array" if other else f"the name {twice[0]!r} is stored twice"
+                raise ValueError(f"load_timm: {path}: {why}, so it is no state dict np.savez or save_timm wrote")
+            return {k: f[k] for k in f.files}
     return {k: to_numpy(v) for k, v in source.items()}
 
 
 def load_timm(model, state):
-    """Copy a timm state dict (mapping or file path) into ``model`` in place; returns the model."""
+    """Copy a timm state dict (mapping or file path) into ``model`` in place; returns the model.  Every
+    entry is checked before anything is written: its shape, and its dtype (floating point for the model's
+    floating-point tensors: an integer or bool array is refused rather than cast)."""
     own = model.state_dict()
     mapped = {skengine_key(k): (k, v) for k, v in read_state(state).items()}
     missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
@@ -88,12 +105,19 @@ def load_timm(model, state):
                        f"missing keys {missing}, unexpected keys {unexpected}")
     values = {}
     for key, (timm_key, value) in mapped.items():
-        target = own[key]
-        if ("." + key).endswith(_FC_FROM_CONV) and value.ndim == 4 and value.shape[2:] == (1, 1):
+        target, shape = own[key], tuple(np.shape(value))
+        value = np.asarray(value)
+        kinds = "f" if target.dtype.kind == "f" else NUMERIC_KINDS
+        if value.dtype.kind not in kinds:
+            raise TypeError(f"load_timm: {timm_key} has dtype {value.dtype}, model's {key} is {target.dtype}: "
+                            f"{'floating-point weights are' if kinds == 'f' else 'numbers are'} expected")
+        fc = ("." + key).endswith(_FC_FROM_CONV)
+        if fc and value.ndim == 4 and value.shape[2:] == (1, 1):
             value = value.reshape(value.shape[:2])
-        if tuple(value.shape) != target.shape:
-            raise ValueError(f"load_timm: size mismatch for {timm_key}: checkpoint has shape "
-                             f"{tuple(value.shape)}, model's {key} has shape {target.shape}")
+        if tuple(value.shape) != target.shape:  # named as in the file, and as timm would have it
+            theirs = f" (as timm's 1x1 conv weight {target.shape + (1, 1)})" if fc and len(shape) == 4 else ""
+            raise ValueError(f"load_timm: size mismatch for {timm_key}: checkpoint has shape {shape}, "
+                             f"model's {key} has shape {target.shape}{theirs}")
         values[key] = value
     for key, value in values.items():  # all checked first: a bad entry leaves the model as it was
         target = own[key]

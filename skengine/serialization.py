@@ -3,15 +3,19 @@
 Arrays are stored under their "/"-joined key path; plain values (numbers,
 strings, bools, None, lists) go into one JSON entry.  The file is written to
 a temporary name beside the target and renamed over it, so a crash never
-leaves a half-written checkpoint where a good one was.  load() checks every
+leaves a half-written checkpoint where a good one was; what a writer killed
+midway leaves is removed by the next save or load in that folder.  A full
+disk is one OSError naming the folder and the space needed.  load() checks every
 entry's declared sizes before it reads anything, so a small file cannot make
 it allocate much more than the file holds.
 """
 import contextlib
+import errno
 import json
 import math
 import os
 import re
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -21,10 +25,16 @@ import numpy as np
 from .autograd import NUMERIC_KINDS, Tensor
 from .backend import is_array, to_numpy
 
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): temporaries are never taken for stale there
+    fcntl = None
+
 _JSON_KEY = "__json__"
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # no space, or no quota left
 _MAX_RATIO = 100  # how far a compressed entry may expand (save() stores entries uncompressed, ratio 1)
-_TMP_PREFIX = ".tmp-"
-_TMP_NAME = re.compile(r"\.tmp-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")  # mkstemp(prefix=_TMP_PREFIX, suffix=...)
+_TMP_PREFIX = ".tmp-skengine-"  # atomic_write's own temporaries, so that no file of a user is taken for one
+_TMP_NAME = re.compile(r"\.tmp-skengine-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")  # mkstemp(prefix=_TMP_PREFIX, suffix=...)
 
 
 def _show(path):
@@ -84,39 +94,95 @@ def write_npz(path, arrays):
                 with z.open(name + ".npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, a, allow_pickle=False)
 
-    atomic_write(path, write)
+    # the arrays, and per entry its .npy header and the zip's records of it (about 200 bytes and its name twice)
+    atomic_write(path, write, size=sum(a.nbytes + 256 + 2 * len(name) for name, a in arrays.items()))
 
 
-def atomic_write(path, write, suffix=".npz"):
+def atomic_write(path, write, suffix=".npz", size=None):
     """Create the file ``path`` through ``write(a temporary path)`` in the same folder, synced, then
-    renamed over ``path``: an error or a kill midway leaves an existing file as it was."""
+    renamed over ``path``: an error or a kill midway leaves an existing file as it was.  The temporary is
+    locked (flock) while it is written, which tells a live writer's from what a killed one left; those are
+    removed first.  A full disk is one OSError (ENOSPC) naming the folder, the free space and ``size``,
+    the bytes the file needs (when the caller knows them)."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=_TMP_PREFIX, suffix=suffix)
-    os.close(fd)
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_stale_temporaries(folder)
+    fd, tmp = _locked_temporary(path, folder, suffix)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0o022)  # read the umask (setting it is the only way), then restore it
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the mode of a plain open(), not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            umask = os.umask(0o022)  # read the umask (setting it is the only way), then restore it
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # the mode of a plain open(), not mkstemp's 0600
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        finally:
+            os.close(fd)  # the lock goes with it, after the rename: no cleaner ever takes a file being written
+    except OSError as e:
+        if e.errno in _FULL:  # one error, not the chain of what zipfile's closing raised again
+            raise _disk_full(path, folder, size) from None
         raise
 
 
+def _locked_temporary(path, folder, suffix):
+    """A new temporary in ``folder`` (mkstemp) and its descriptor, holding an exclusive flock on it; an error
+    names ``path``, the file asked for, not the temporary."""
+    while True:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX, suffix=suffix)
+        except OSError as e:
+            if e.errno in _FULL:
+                raise _disk_full(path, folder, None) from None
+            raise type(e)(e.errno, e.strerror, path) from None
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits out a cleaner that looked at it in the instant before
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:  # that cleaner took it for stale and removed it: make another
+            pass
+        except OSError:  # a file system without locks: written unlocked, and never taken for stale there
+            return fd, tmp
+        os.close(fd)
+
+
+def _disk_full(path, folder, size):
+    try:
+        free = f"which has {shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "whose free space is unknown"
+    need = f"about {size / 1e6:.1f} MB" if size else "more space"
+    return OSError(errno.ENOSPC, f"No space left on device: writing {path} needs {need} in {folder}, {free}; "
+                                 f"an existing {os.path.basename(path)} is kept as it was")
+
+
 def remove_stale_temporaries(folder):
-    """Delete the temporaries that atomic_write leaves in ``folder`` when killed midway (regular files
-    named like .tmp-abcd1234.npz; links, folders and other names are left alone); return their paths."""
+    """Delete the temporaries that atomic_write's writers killed midway left in ``folder``: regular files
+    named like .tmp-skengine-abcd1234.npz whose writer's lock is gone (the OS drops a lock when its process
+    ends, however it ends; a writer still at work, in this process or another, holds it).  Other names,
+    links, folders and a folder that cannot be read are left alone; return the paths removed."""
     removed = []
-    with os.scandir(folder) as entries:
-        for e in entries:
-            if _TMP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(e.path)  # removes a link itself should one appear here meanwhile, never its target
-                    removed.append(e.path)
+    if fcntl is None:
+        return removed
+    with contextlib.suppress(OSError):
+        with os.scandir(folder) as entries:
+            names = [e.path for e in entries if _TMP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+        for name in names:
+            with contextlib.suppress(OSError):  # gone meanwhile, not ours to open, locked by a live writer
+                fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)  # RDWR: NFS's flock needs it
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if os.path.samestat(os.fstat(fd), os.lstat(name)):  # still the file looked at
+                        os.remove(name)
+                        removed.append(name)
+                finally:
+                    os.close(fd)
     return removed
 
 
@@ -153,6 +219,10 @@ def _read_npz(path):
         with _foreign(path):
             z = zipfile.ZipFile(raw)
             infos = z.infolist()
+        names = [i.filename for i in infos]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # zipfile would read the last of them: one of the values would be lost unseen
+            raise _not_npz(path, f"entry {twice[0]!r} is stored {names.count(twice[0])} times")
         for i in infos:
             if not i.filename.endswith(".npy"):
                 raise _not_npz(path, f"entry {i.filename!r} is not an .npy array")
@@ -185,12 +255,22 @@ def _read_npz(path):
     return arrays
 
 
+def _unique(pairs):
+    """A JSON object's dict; a key that it holds twice (json would keep the last) is a ValueError."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        raise ValueError(f"the key {next(k for k, _ in pairs if sum(k == j for j, _ in pairs) > 1)!r} is stored twice")
+    return out
+
+
 def load(path):
     """Read what save() wrote: nested dicts with Tensors (on the CPU) and plain values."""
     path = os.fspath(path)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     flat = _read_npz(path)
     with _foreign(path):
-        plain = json.loads(flat.pop(_JSON_KEY).tobytes().decode()) if _JSON_KEY in flat else {}
+        plain = json.loads(flat.pop(_JSON_KEY).tobytes().decode(), object_pairs_hook=_unique) \
+            if _JSON_KEY in flat else {}
     if not isinstance(plain, dict):
         raise _not_npz(path, f"entry {_JSON_KEY!r} is not a JSON object")
     out = {}

@@ -63,8 +63,9 @@ def _recipes_help():
 def main(argv=None):
     """The command: exit code 0 when the run ends, 2 for a setting that cannot work (one line on stderr,
     before anything is written), 130 after a Ctrl-C (with the command that continues the run), 1 when the
-    run diverges or a data-parallel process fails.  Under mpiexec every rank runs this; rank 0 alone reports,
-    and a rank that fails aborts the job (MPI_Abort, exit code 1 or 130)."""
+    run diverges, a data-parallel process fails or a file cannot be written (a full disk: one line naming the
+    folder and the space needed; the checkpoint written before is kept).  Under mpiexec every rank runs this;
+    rank 0 alone reports, and a rank that fails aborts the job (MPI_Abort, exit code 1 or 130)."""
     parser = build_parser()
     parser.parse_args(argv)  # --help, and what argparse itself refuses
     try:
@@ -76,6 +77,9 @@ def main(argv=None):
         sys.exit(e.exit_code)
     except WorkerError as e:  # a data-parallel process died, stopped or hung: the others were killed
         sys.stderr.write(f"skengine-train: training stopped: {e}\n")
+        sys.exit(1)
+    except OSError as e:  # a full disk (atomic_write's error names the folder and the space), a folder taken away
+        sys.stderr.write(f"skengine-train: training stopped: {' '.join(str(e).split())}\n")
         sys.exit(1)
     except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
         sys.stderr.write("skengine-train: aborted; checkpoints written before (if any) are kept\n")

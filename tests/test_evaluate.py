@@ -55,6 +55,30 @@ def test_evaluate_takes_a_run_folder_and_refuses_a_damaged_checkpoint(data_dir, 
         assert e.value.code == 2 and err.count("\n") == 1 and "not a checkpoint of skengine.train" in err, err
 
 
+def test_evaluate_refuses_nan_weights_and_sizes_its_weights_lack_in_one_line(data_dir, tmp_path, capsys):
+    """NaN weights gave a chance-level accuracy; widths [16, 32, 2000000] in the settings built a huge network
+    (24 GB at [64, 128, 2000000]) and the kernel killed the command; a weight that is a string, an
+    AttributeError."""
+    import numpy as np
+
+    import skengine
+    from skengine.models import create
+    config = {"model": "sknet_cifar_fast", "dataset": "cifar10", "model_kwargs": {"widths": [16, 32, 32]}}
+    weights = create("sknet_cifar_fast", widths=[16, 32, 32]).state_dict()
+    nan = dict(weights, **{"fc.weight": skengine.Tensor(np.full(weights["fc.weight"].shape, np.nan, np.float32))})
+    cases = {"nan": ({"config": config, "model": nan}, "its weights hold NaN or inf (the first: 'fc.weight')"),
+             "huge": ({"config": {**config, "model_kwargs": {"widths": [16, 32, 2000000]}}, "model": weights},
+                      "widths 2000000, but no saved weight has a dimension of that size"),
+             "string": ({"config": config, "model": {**weights, "blocks.0.conv.weight": "abc"}},
+                        "its weights hold a str at 'blocks.0.conv.weight'")}
+    for name, (state, says) in cases.items():
+        skengine.save(state, tmp_path / f"{name}.npz")
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(["--checkpoint", str(tmp_path / f"{name}.npz"), "--data-dir", data_dir, "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and says in err and f"{name}.npz" in err, err
+
+
 def test_flip_and_translate_tta_averages_the_six_views_by_hand():
     """evaluate(tta=True, translate=True) against the views built with NumPy: the image and its mirror (1/2),
     the image moved one pixel down-right and up-left with reflected borders, each with its mirror (1/4)."""

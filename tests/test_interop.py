@@ -136,6 +136,50 @@ def test_missing_unexpected_and_misshapen_keys_are_errors(sk_state):
         load_timm(models.create("sknet_cifar_tiny"), state)
 
 
+def test_load_timm_names_the_shape_the_file_holds(sk_state):
+    """A (15, 64, 1, 1) entry was named as (15, 64), the shape after its 1x1 dims were dropped."""
+    cfg, state = sk_state
+    d, c = state["attn.fc_reduce.weight"].shape[:2]
+    bad = dict(state, **{"attn.fc_reduce.weight": np.zeros((d - 1, c, 1, 1), np.float32)})
+    with pytest.raises(ValueError) as e:
+        load_timm(SKConv(**cfg), bad)
+    assert f"checkpoint has shape {(d - 1, c, 1, 1)}," in str(e.value) and f"{(d, c, 1, 1)}" in str(e.value), e.value
+
+
+def test_load_timm_refuses_weights_that_are_not_floating_point(sk_state):
+    """int64 weights were cast: the gates came out exactly 0.5.  A counter may stay an integer."""
+    cfg, state = sk_state
+    net = SKConv(**cfg)
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    key = "paths.0.conv.weight"
+    for bad in (state[key].astype(np.int64), state[key] > 0, np.full(state[key].shape, "1")):
+        with pytest.raises(TypeError, match=f"{key} has dtype {bad.dtype}, .* floating-point weights are expected"):
+            load_timm(net, dict(state, **{key: bad}))
+    assert all(np.array_equal(v.numpy(), before[k]) for k, v in net.state_dict().items())
+    counters = {k: np.asarray(7, np.int64) for k in net.state_dict() if k.endswith("num_batches_tracked")}
+    assert counters and load_timm(net, dict(state, **counters)) is net
+    assert all(int(v.numpy()) == 7 for k, v in net.state_dict().items() if k in counters)
+
+
+def test_npz_with_a_name_twice_or_a_member_that_is_no_array_is_refused(tmp_path, sk_state):
+    """np.load gives the last of two members of one name: a value was lost unseen."""
+    import zipfile
+    cfg, state = sk_state
+    path = tmp_path / "twice.npz"
+    np.savez(path, **state)
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        with z.open("paths.0.conv.weight.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros_like(state["paths.0.conv.weight"]))
+    with pytest.raises(ValueError, match=r"twice.npz: the name 'paths.0.conv.weight' is stored twice"):
+        load_timm(SKConv(**cfg), str(path))
+    other = tmp_path / "other.npz"
+    np.savez(other, **state)
+    with zipfile.ZipFile(other, "a") as z:
+        z.writestr("notes.txt", "not an array")
+    with pytest.raises(ValueError, match="entry 'notes.txt' is not an .npy array"):
+        load_timm(SKConv(**cfg), str(other))
+
+
 def test_load_timm_checks_every_shape_before_writing_and_bumps_versions(sk_state):
     cfg, state = sk_state
     net = SKConv(**cfg)

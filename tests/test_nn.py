@@ -425,6 +425,24 @@ def test_load_state_dict_checks_every_value_before_writing_any():
         np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
 
 
+def test_load_state_dict_refuses_integer_values_for_floating_point_tensors():
+    """int64 weights were cast into the float parameters (a network of whole numbers, silently); a counter
+    (an integer buffer) still takes an integer or a float, as torch's copy_ casts it."""
+    src, dst = _model(0), _model(1)
+    before = {k: v.numpy().copy() for k, v in dst.state_dict().items()}
+    sd = dict(src.state_dict())
+    sd["0.weight"] = src[0].weight.numpy().astype(np.int64)
+    sd["1.bias"] = np.ones(src[1].bias.shape, bool)
+    with pytest.raises(RuntimeError, match=r"0\.weight: expected floating-point values for the model's float32 "
+                                           r"tensor, got dtype int64; 1\.bias: .* got dtype bool"):
+        dst.load_state_dict(sd)
+    for k, v in dst.state_dict().items():  # nothing half-loaded
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+    counter = dict(src.state_dict(), **{"1.num_batches_tracked": np.float64(5.0)})
+    dst.load_state_dict(counter)
+    assert dst[1].num_batches_tracked.dtype == np.int64 and int(dst[1].num_batches_tracked.numpy()) == 5
+
+
 def test_load_state_dict_and_init_bump_versions_so_a_retained_graph_refuses():
     def retained():
         m = _model(0)

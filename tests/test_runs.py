@@ -140,6 +140,74 @@ def test_every_failure_is_one_config_error_line_naming_the_file(tmp_path):
     assert "device 'tpu'" in str(e.value) and str(tmp_path / "real" / "best.npz") in str(e.value)
 
 
+def test_sizes_no_saved_weight_has_are_refused_before_the_network_is_built(tmp_path, monkeypatch):
+    """widths [64, 128, 2000000] in a checkpoint's settings built a 24 GB network before its weights were
+    compared: the machine's memory ran out.  The settings' sizes are checked against the weights' shapes first."""
+    from skengine.training import runs
+    fast = {**CONFIG, "model": "sknet_cifar_fast", "model_kwargs": {"widths": [16, 32, 32]}}
+    weights = create("sknet_cifar_fast", widths=[16, 32, 32]).state_dict()
+    save_run(tmp_path / "ok", trained_looking("sknet_cifar_fast", widths=[16, 32, 32]), fast, checkpoint=False)
+    assert load_run(tmp_path / "ok").model.blocks[2].conv.weight.shape[0] == 32  # its own sizes pass
+    built = []
+    monkeypatch.setattr(runs, "create", lambda *a, **k: built.append(k) or pytest.fail(f"built with {k}"))
+    for name, options, says in (
+            ("huge", {"widths": [16, 32, 2000000]}, "give widths 2000000, but no saved weight has a dimension of "
+                                                    "that size (the largest is 64)"),  # fc_select: 2 paths x 32
+            ("deep", {"widths": [16, 32, 32], "sk_kwargs": {"kernel_sizes": [3, 1001]}}, "kernel_sizes 1001")):
+        sk.save({"config": {**fast, "model_kwargs": options}, "model": weights}, tmp_path / f"{name}.npz")
+        with pytest.raises(ConfigError) as e:
+            load_run(tmp_path / f"{name}.npz")
+        assert says in str(e.value) and str(tmp_path / f"{name}.npz") in str(e.value) and "\n" not in str(e.value)
+    assert built == []
+
+
+def test_weights_that_are_not_arrays_or_not_finite_are_one_line(tmp_path):
+    """A weight that is a string gave an AttributeError (read for its shape), then blamed on the settings'
+    model_kwargs; NaN weights gave a table of NaN in sk_attention and a chance-level accuracy in evaluate."""
+    net = trained_looking()
+    weights = dict(net.state_dict())
+    nan = {k: sk.Tensor(np.where(np.arange(v.numel()).reshape(v.shape) == 1, np.nan, v.numpy()))
+           if k == "layer2.0.conv1.fc_select.weight" else v for k, v in weights.items()}
+    cases = {"string": ({**weights, "stem.conv.weight": "abc"}, "its weights hold a str at 'stem.conv.weight'"),
+             "fast_string": ({"blocks.0.sk.paths.0.conv.weight": "abc", "blocks.0.conv.weight": 1.5},
+                             "its weights hold a str at 'blocks.0.sk.paths.0.conv.weight'"),
+             "nan": (nan, "its weights hold NaN or inf (the first: 'layer2.0.conv1.fc_select.weight')"),
+             "integers": ({k: sk.Tensor(v.numpy().astype(np.int64)) for k, v in weights.items()},
+                          "expected floating-point values")}
+    for name, (model, says) in cases.items():
+        config = {**CONFIG, "model": "sknet_cifar_fast"} if name == "fast_string" else CONFIG
+        sk.save({"config": config, "model": model}, tmp_path / f"{name}.npz")
+        with pytest.raises(ConfigError) as e:
+            load_run(tmp_path / f"{name}.npz")
+        assert says in str(e.value) and str(tmp_path / f"{name}.npz") in str(e.value), str(e.value)
+        assert "\n" not in str(e.value)
+
+
+def test_a_full_disk_stops_the_trainer_in_one_line_and_keeps_the_last_checkpoint(data_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """The disk filled up during epoch 2's checkpoint: three chained tracebacks (the write, then zipfile's
+    closing writes, failing again).  One line naming the folder and the space needed; epoch 1's checkpoint stays."""
+    from skengine.training import extensions
+    from test_serialization import full_disk
+    from trainkit import run_cli, small_argv
+    out, real_save = tmp_path / "run", extensions.save
+
+    def save_then_fill_the_disk(obj, path):
+        real_save(obj, path)
+        if os.path.basename(path) == "checkpoint.npz":  # epoch 1's is written: from now on the disk is full
+            full_disk(monkeypatch, out, room=20_000)  # room for metrics.csv, not for a checkpoint (1.3 MB)
+
+    monkeypatch.setattr(extensions, "save", save_then_fill_the_disk)
+    code, _, err = run_cli(small_argv(data_dir, out, "--epochs", 2), capsys)
+    monkeypatch.undo()
+    full = [line for line in err.splitlines() if "No space left on device" in line]
+    assert code == 1 and "Traceback" not in err and len(full) == 1, err
+    assert full[0].startswith("skengine-train: training stopped: [Errno 28] No space left on device: writing ")
+    assert f"in {out}, which has " in full[0] and " MB free" in full[0] and "needs about 1." in full[0], full[0]
+    assert sk.load(out / "checkpoint.npz")["epoch"] == 1
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp")]
+
+
 def test_no_gpu_is_a_config_error(tmp_path):
     if sk.cuda_available():
         pytest.skip("a GPU is here")

@@ -1,8 +1,12 @@
 """skengine.serialization: save / load of state dicts and nested checkpoints (.npz without pickle, atomic writes)."""
+import errno
 import io
 import os
 import pickle
 import re
+import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -208,28 +212,142 @@ def test_save_round_trips_empty_and_argument_like_keys(tmp_path):
     assert out["file"].shape == (1,)
 
 
-def test_remove_stale_temporaries(tmp_path):
-    import tempfile
+def killed_writer(folder, suffix=".npz"):
+    """What kill -9 during a save leaves: a process that dies in atomic_write's write, and its temporary."""
+    before = set(os.listdir(folder))
+    code = ("import os, signal, sys\nfrom skengine.serialization import atomic_write\n"
+            "def write(tmp):\n    open(tmp, 'wb').write(b'half a checkpoint')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "atomic_write(sys.argv[1], write, sys.argv[2])")
+    done = subprocess.run([sys.executable, "-c", code, str(folder / "ckpt.npz"), suffix], env=_env(), timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    (left,) = set(os.listdir(folder)) - before
+    return left
 
-    from skengine.serialization import remove_stale_temporaries
+
+def _env():
+    return {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(sk.__file__)))}
+
+
+def test_a_save_or_load_clears_what_a_killed_writer_left_and_nothing_else(tmp_path):
+    """kill -9 during sk.save or save_timm left a hidden temporary for ever; and the trainer's cleanup took a
+    user's .tmp-notes123.txt for one (.tmp- and 8 characters).  Only atomic_write's own names whose writer
+    is dead are removed: a writer at work in another process keeps its file, and ends well."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.npz").write_bytes(b"precious")
     run = tmp_path / "run"
     run.mkdir()
-    stale = [tempfile.mkstemp(dir=run, prefix=".tmp-", suffix=s) for s in (".npz", ".safetensors")]  # as atomic_write
-    for fd, _ in stale:
-        os.close(fd)
-    (run / ".tmp-lnk00000.npz").symlink_to(outside / "keep.npz")  # a link with the pattern: the link stays
-    (run / ".tmp-dir00000.npz").mkdir()
-    for name in ("ckpt.npz", ".tmp-notes.txt", "x.tmp-abcd1234.npz", ".tmp-abcd1234.npz.bak"):
+    users = [".tmp-notes123.txt", ".tmp-abcd1234.npz", "x.tmp-skengine-abcd1234.npz", ".tmp-skengine-abcd1234.npz.bak",
+             "ckpt.npz"]
+    for name in users:
         (run / name).write_bytes(b"keep")
-    sk.save({"a": sk.ones(1)}, run / "last.npz")
-    removed = remove_stale_temporaries(run)
-    assert sorted(removed) == sorted(p for _, p in stale)
-    assert sorted(os.listdir(run)) == sorted([".tmp-lnk00000.npz", ".tmp-dir00000.npz", "ckpt.npz", ".tmp-notes.txt",
-                                              "x.tmp-abcd1234.npz", ".tmp-abcd1234.npz.bak", "last.npz"])
-    assert (outside / "keep.npz").read_bytes() == b"precious" and remove_stale_temporaries(run) == []
+    (run / ".tmp-skengine-lnk00000.npz").symlink_to(outside / "keep.npz")  # a link with the pattern: the link stays
+    (run / ".tmp-skengine-dir00000.npz").mkdir()
+    code = ("import sys\nfrom skengine.serialization import atomic_write\n"
+            "def write(tmp):\n    print(tmp, flush=True)\n    sys.stdin.readline()\n"
+            "    open(tmp, 'wb').write(b'done')\n"
+            "atomic_write(sys.argv[1], write, '.bin')")
+    live = subprocess.Popen([sys.executable, "-c", code, str(run / "live.bin")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        live_tmp = live.stdout.readline().strip()
+        dead = killed_writer(run)
+        sk.save({"a": sk.ones(1)}, run / "last.npz")  # the next save clears it
+        assert not (run / dead).exists() and os.path.exists(live_tmp)
+        assert dead.startswith(".tmp-skengine-") and dead.endswith(".npz")
+        dead = killed_writer(run, ".safetensors")
+        assert sk.load(run / "last.npz")["a"].shape == (1,)  # and so does the next load
+        assert not (run / dead).exists() and os.path.exists(live_tmp)
+        from skengine.serialization import remove_stale_temporaries
+        assert remove_stale_temporaries(run) == []
+    finally:
+        live.communicate("\n", timeout=60)
+    assert live.returncode == 0 and (run / "live.bin").read_bytes() == b"done"  # the live writer was not harmed
+    assert sorted(os.listdir(run)) == sorted(users + [".tmp-skengine-lnk00000.npz", ".tmp-skengine-dir00000.npz",
+                                                      "last.npz", "live.bin"])
+    assert (outside / "keep.npz").read_bytes() == b"precious"
+    with open(os.path.join(run, ".tmp-skengine-held0000.npz"), "wb") as f:  # held by this process: alive
+        import fcntl
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        sk.save({"a": sk.ones(1)}, run / "last.npz")
+        assert (run / ".tmp-skengine-held0000.npz").exists()
+
+
+def full_disk(monkeypatch, folder, room=0):
+    """Files opened for writing in ``folder`` take ``room`` bytes each, then every write fails as on a full
+    disk (ENOSPC), also the ones zipfile makes again while it closes."""
+    real = io.open
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.left = f, room
+
+        def write(self, b):
+            if len(b) > self.left:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.left -= len(b)
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def opener(file, mode="r", *args, **kwargs):
+        f = real(file, mode, *args, **kwargs)
+        inside = isinstance(file, (str, os.PathLike)) and os.path.dirname(os.path.abspath(file)) == str(folder)
+        return Full(f) if inside and ("w" in mode or "+" in mode) else f
+
+    monkeypatch.setattr(io, "open", opener)
+
+
+def test_a_full_disk_is_one_error_naming_the_folder_and_the_space_needed(tmp_path, monkeypatch):
+    """It was three chained tracebacks (the write, then zipfile's closing writes, failing again)."""
+    path = tmp_path / "ckpt.npz"
+    sk.save({"a": sk.ones(3)}, path)
+    good = path.read_bytes()
+    full_disk(monkeypatch, tmp_path, room=1000)
+    with pytest.raises(OSError) as e:
+        sk.save({"w": np.zeros(1_000_000, np.float32)}, path)  # 4,000,000 bytes of array
+    monkeypatch.undo()
+    message = str(e.value)
+    assert e.value.errno == errno.ENOSPC and "\n" not in message and str(tmp_path) in message, message
+    assert "about 4.0 MB" in message and "MB free" in message and str(path) in message, message
+    assert e.value.__cause__ is None and e.value.__suppress_context__  # one error, not a chain
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["ckpt.npz"]
+    assert sk.load(path)["a"].shape == (3,)
+
+
+def test_save_into_a_missing_folder_names_the_file_asked_for(tmp_path):
+    target = tmp_path / "no" / "such" / "ckpt.npz"
+    with pytest.raises(FileNotFoundError) as e:
+        sk.save({"a": sk.ones(1)}, target)
+    assert e.value.filename == str(target) and ".tmp" not in str(e.value), str(e.value)
+
+
+def test_load_refuses_an_npz_holding_a_name_twice(tmp_path):
+    """zipfile reads the last of two entries of one name: one of the values was lost unseen."""
+    path = tmp_path / "twice.npz"
+    sk.save({"w": sk.ones(2)}, path)
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.full(2, 7.0))
+        z.writestr("w.npy", buf.getvalue())
+    with pytest.raises(ValueError, match=r"entry 'w.npy' is stored 2 times") as e:
+        sk.load(path)
+    assert str(path) in str(e.value)
+    json_twice = tmp_path / "json.npz"
+    with zipfile.ZipFile(json_twice, "w") as z:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.frombuffer(b'{"epoch": 1, "epoch": 2}', np.uint8))
+        z.writestr("__json__.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="the key 'epoch' is stored twice"):
+        sk.load(json_twice)
 
 
 def test_save_refuses_what_load_could_not_give_back(tmp_path):

@@ -214,7 +214,8 @@ class Module:
         """Copy values in place, cast to each tensor's dtype (like torch's copy_).
 
         With ``strict``, keys must match exactly.  Values must be tensors or arrays of numbers
-        (torch refuses a float or a list too) and shapes must always match.  Every entry is checked
+        (torch refuses a float or a list too), floating-point ones for a floating-point tensor (an integer
+        or bool array there is refused, not cast), and shapes must always match.  Every entry is checked
         before anything is written, and all problems are reported together in one RuntimeError, as
         torch does, naming the keys and, for a size mismatch, both shapes.
         """
@@ -231,6 +232,9 @@ class Module:
             if not is_array(v) or v.dtype.kind not in NUMERIC_KINDS:
                 errors.append(f"{k}: expected a tensor or an array of numbers, got {type(v).__name__}"
                               + (f" of dtype {v.dtype}" if is_array(v) else ""))
+            elif own[k].dtype.kind == "f" and v.dtype.kind != "f":  # int weights: a net of zeros and ones
+                errors.append(f"{k}: expected floating-point values for the model's {own[k].dtype} tensor, got "
+                              f"dtype {v.dtype}")
             elif tuple(v.shape) != own[k].shape:
                 errors.append(f"size mismatch for {k}: checkpoint has shape {tuple(v.shape)}, "
                               f"model has shape {own[k].shape}")

@@ -1,8 +1,12 @@
 """A run of the trainer read back: ``load_run`` rebuilds its network from its best.npz or checkpoint.npz, by
 the one rule that the evaluation command and the study scripts share."""
 import os
+from numbers import Integral
 from typing import NamedTuple
 
+import numpy as np
+
+from ..autograd import Tensor
 from ..backend import resolve_device
 from ..models import create, list_models
 from ..serialization import load
@@ -27,6 +31,28 @@ def _line(e):
     return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
+def _size_beyond(options, weights):
+    """(name, number, largest size) for the first whole number in a run's model_kwargs (nested lists and dicts
+    too) that can size nothing of ``weights``: it is none of their dimensions and more than their count (a
+    width or a kernel is a dimension, a depth or a group count is at most the count); ratios that shrink a
+    network (``reduction``, ``se_reduction``, ``rd_divisor``) are not sizes.  None if there is none."""
+    dims = {d for v in weights.values() for d in v.shape}
+
+    def whole(value, name):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if "reduction" not in str(k) and "divisor" not in str(k):
+                    yield from whole(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from whole(v, name)
+        elif isinstance(value, Integral) and not isinstance(value, bool):
+            yield name, int(value)
+
+    return next(((name, n, max(dims, default=0)) for name, n in whole(options, "model_kwargs")
+                 if n not in dims and n > len(weights)), None)
+
+
 def run_file(path):
     """The file ``load_run`` reads for ``path``: a run folder's best.npz, else its checkpoint.npz; a file as
     given.  ConfigError if there is no such file or the folder holds neither."""
@@ -49,7 +75,9 @@ def load_run(path, device="cpu"):
     ``create(model, num_classes=<100 for cifar100 else 10>, **saved_model_kwargs(config, weights))`` and takes
     the saved weights; it comes back in eval mode on ``device`` ("cpu", "cuda" or "auto").  Any failure (no
     file, a foreign or damaged file, a file of weights alone, weights that do not fit the network its settings
-    describe, a device that is not there) is a ConfigError of one line naming the file and why."""
+    describe or hold NaN or inf, a device that is not there) is a ConfigError of one line naming the file and
+    why.  The settings' sizes are checked against the weights' shapes before the network is built, so a
+    damaged config.json cannot ask for more memory than the machine has (_size_beyond)."""
     file = run_file(path)
     try:
         state = load(file)
@@ -66,6 +94,20 @@ def load_run(path, device="cpu"):
     if cfg.get("dataset") not in CLASSES:
         raise ConfigError(f"{file}: {_NOT_A_RUN} (its settings name no dataset of {', '.join(CLASSES)}: "
                           f"{cfg.get('dataset')!r})")
+    odd = next((k for k, v in weights.items() if not isinstance(v, Tensor)), None)
+    if odd is not None:
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (its weights hold a {type(weights[odd]).__name__} at {odd!r}, "
+                          f"not an array)")
+    beyond = _size_beyond(cfg.get("model_kwargs"), weights)
+    if beyond:  # before the network is built: such a size could ask for more memory than the machine has
+        raise ConfigError(f"{file}: {_NOT_A_RUN} (its settings' model_kwargs {cfg.get('model_kwargs')!r} give "
+                          f"{beyond[0]} {beyond[1]}, but no saved weight has a dimension of that size (the largest "
+                          f"is {beyond[2]}), nor are there that many weights ({len(weights)}): the settings do not "
+                          f"describe these weights)")
+    nonfinite = next((k for k, v in weights.items() if v.dtype.kind == "f" and not np.isfinite(v.data).all()), None)
+    if nonfinite is not None:
+        raise ConfigError(f"{file}: its weights hold NaN or inf (the first: {nonfinite!r}), so its network "
+                          f"computes nothing meaningful")
     try:
         kwargs = saved_model_kwargs(cfg, weights)
         net = create(model, num_classes=CLASSES[cfg["dataset"]], **kwargs)
