@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import skengine
-from skengine import evaluate
+from skengine import evaluate, serialization
 from skengine.models import create
 from skengine.training import DEFAULTS, ConfigError, config
 from skengine.training.config import RECIPES
@@ -56,6 +56,8 @@ def test_cli_mistakes_are_one_line_with_exit_code_2_and_write_nothing(data_dir, 
              (["--schedule", "cosine", "--warmup", 5], "--warmup must be a finite number >= 0 and <= 1, got 5.0"),
              (["--warmup", "1e308"], "--warmup must be a finite number >= 0 and <= 1"),
              (["--out", ""], "--out must name a folder, got ''"),
+             (["--crop-pad", 5000], "--crop-pad 5000 --pad-mode constant: the padding must be narrower than the "
+                                    "32-pixel images (at most 31)"),
              (["--out", tmp_path / "dangling"], "is a file (or a broken link), not a folder")]
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
     for extra, message in cases:
@@ -136,11 +138,16 @@ def test_out_holding_another_run_is_refused_unless_overwrite(data_dir, tmp_path)
         trained(cfg(data_dir, a, epochs=1, seed=1))
     with pytest.raises(ConfigError, match="already holds a run"):  # continuing b into a
         trained({"resume": str(b), "out": str(a)})
+    (b / "checkpoint.npz").unlink()  # a run without a checkpoint: no --resume to suggest
+    with pytest.raises(ConfigError, match=r"already holds a run \(best.npz, config.json, metrics.csv\): choose "
+                                          r"another --out, or pass --overwrite to replace it$"):
+        trained(cfg(data_dir, b, epochs=1))
     assert open(a / "checkpoint.npz", "rb").read() == kept
-    (a / ".tmp-k9x2ab7q.npz").write_bytes(b"what a kill -9 during a save leaves")
+    left = a / f"{serialization._TMP_PREFIX}k9x2ab7q.npz"
+    left.write_bytes(b"what a kill -9 during a save leaves")
     trained(cfg(data_dir, a, epochs=1, seed=1, overwrite=True))
     assert open(a / "checkpoint.npz", "rb").read() != kept
-    assert not (a / ".tmp-k9x2ab7q.npz").exists()
+    assert not left.exists()
 
 
 def test_resume_never_inherits_overwrite_and_only_its_own_checkpoint_resumes_in_place(data_dir, tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from skengine.data import CIFAR_MEAN_STD, DataLoader, class_names, crop_flip, cutout, download_and_extract, load_cifar
-from skengine.data.cifar import read_pickle
+from skengine.data.cifar import DataError, read_pickle
 from skengine.data.download import safe_extract
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -176,7 +176,7 @@ def test_object_array_with_a_short_list_does_not_crash(tmp_path):
     path = tmp_path / "data_batch_1"
     dump(path, np.array([1, None], dtype=object))
     path.write_bytes(path.read_bytes().replace(b"K\x01Ne", b"e"))  # the list [1, None] becomes []
-    code = ("import pickle, sys; from skengine.data.cifar import read_pickle\n"
+    code = ("import pickle, sys; from skengine.data.cifar import DataError, read_pickle\n"
             "try: read_pickle(sys.argv[1])\nexcept pickle.UnpicklingError as e: print(e)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
@@ -199,6 +199,122 @@ def test_truncated_batch_error_names_the_file(tmp_path):
         f.truncate(os.path.getsize(batch) // 2)
     with pytest.raises(pickle.UnpicklingError, match=re.escape(f"{batch} is not a valid CIFAR pickle")):
         load_cifar(tmp_path, "cifar10")
+
+
+
+def edit(path, change):
+    """Rewrite the CIFAR pickle at ``path`` as ``change(its content)``."""
+    with open(path, "rb") as f:
+        content = pickle.load(f, encoding="bytes")
+    dump(path, change(content))
+
+
+def with_label(key, index, value):
+    return lambda b: {**b, key: b[key][:index] + [value] + b[key][index + 1:]}
+
+
+@pytest.mark.parametrize("dataset,name,value", [
+    ("cifar10", "data_batch_2", 255), ("cifar10", "data_batch_2", 10), ("cifar10", "test_batch", -1),
+    ("cifar100", "train", 100), ("cifar100", "test", -1)])
+def test_a_label_out_of_range_is_refused_naming_the_file_and_index(tmp_path, dataset, name, value):
+    """A label that is not one of the dataset's 10 (100) classes, at index 1 of one file: a DataError (one line)
+    naming that file, the index within it and the value, from the split holding it; the other split loads."""
+    d = write_cifar10(tmp_path) if dataset == "cifar10" else write_cifar100(tmp_path)
+    key, classes = (b"labels", 10) if dataset == "cifar10" else (b"fine_labels", 100)
+    path = os.path.join(d, name)
+    edit(path, with_label(key, 1, value))
+    train = not name.startswith("test")
+    with pytest.raises(DataError) as e:
+        load_cifar(tmp_path, dataset, train=train)
+    assert str(e.value) == f"{path}: label {value} at index 1 is out of range: labels are 0 to {classes - 1}"
+    sizes = {("cifar10", True): 10, ("cifar10", False): 2, ("cifar100", True): 3, ("cifar100", False): 2}
+    assert len(load_cifar(tmp_path, dataset, train=not train)[1]) == sizes[dataset, not train]
+
+
+@pytest.mark.parametrize("count", [11, 9])
+def test_class_names_must_be_as_many_as_the_datasets_classes(tmp_path, count):
+    """batches.meta with 11 (or 9) names for CIFAR-10's 10 classes: refused naming the file by class_names and by
+    load_cifar (whose labels must each have a name), rather than an 11-class model trained on CIFAR-10."""
+    meta = os.path.join(write_cifar10(tmp_path), "batches.meta")
+    dump(meta, {b"label_names": [b"c%d" % i for i in range(count)]})
+    for load in (class_names, load_cifar):
+        with pytest.raises(DataError) as e:
+            load(tmp_path, "cifar10")
+        assert str(e.value) == f"{meta}: {count} class names, but cifar10 has 10 classes"
+
+
+@pytest.mark.parametrize("name,change,message", [
+    ("data_batch_2", lambda b: [b[b"data"]], "not a CIFAR file (expected a dict with the key b'data', got a list)"),
+    ("data_batch_2", lambda b: {b"labels": b[b"labels"]},
+     "not a CIFAR file (expected a dict with the key b'data', got keys [b'labels'])"),
+    ("test_batch", lambda b: {b"data": b[b"data"]}, "not a CIFAR file (expected a dict with the key b'labels'"),
+    ("data_batch_2", lambda b: {"data": b[b"data"], b"labels": b[b"labels"]},
+     "not a CIFAR file (expected a dict with the key b'data', got keys ['data', b'labels'])"),
+    ("data_batch_2", lambda b: {**b, b"labels": [2.0, 3.0]}, "its labels must be integers, got float64 (2,)"),
+    ("data_batch_2", lambda b: {**b, b"labels": [True, False]}, "its labels must be integers, got bool (2,)"),
+    ("data_batch_2", lambda b: {**b, b"labels": [2 ** 70, 3]}, "its labels must be integers, got object (2,)"),
+    ("data_batch_2", lambda b: {**b, b"labels": [2, [3]]}, "its labels are not an array"),
+    ("data_batch_2", lambda b: {**b, b"labels": [2]}, "2 images but labels of shape (1,)"),
+    ("data_batch_2", lambda b: {**b, b"labels": [[2], [3]]}, "2 images but labels of shape (2, 1)"),
+    ("data_batch_2", lambda b: {**b, b"data": b[b"data"][:, :1024]},
+     "its data has shape (2, 1024), not that of N images of 3 x 32 x 32 = 3072 bytes: (N, 3072)"),
+    ("data_batch_2", lambda b: {**b, b"data": b[b"data"].ravel()}, "its data has shape (6144,), not that of N"),
+    ("data_batch_2", lambda b: {**b, b"data": b[b"data"] / 255}, "its pixels must be integers, got float64"),
+    # image 2's red plane is (2 + k) % 256 at byte k: doubled, byte 126 is the first above 255
+    ("data_batch_2", lambda b: {**b, b"data": b[b"data"].astype(np.int16) * 2},
+     "pixel 256 at index (0, 126) is out of range: pixels are 0 to 255"),
+    ("batches.meta", lambda m: [m], "not a CIFAR file (expected a dict with the key b'label_names', got a list)"),
+    ("batches.meta", lambda m: {b"label_names": b"airplane"}, "b'label_names' must be a list of names"),
+    ("batches.meta", lambda m: {b"label_names": list(range(10))}, "b'label_names' must be a list of names"),
+    ("batches.meta", lambda m: {b"label_names": [b"\xff"] * 10}, "a class name is not UTF-8"),
+])
+def test_a_file_that_does_not_hold_what_cifar_does_is_one_line_naming_it(tmp_path, name, change, message):
+    """What the official files hold (a dict of an (N, 3072) uint8 array and N integer labels; a list of names):
+    anything else is a DataError (an UnpicklingError and a ValueError, what the commands catch) naming the
+    file, instead of a KeyError or a failed reshape, or pixels and labels silently cast."""
+    path = os.path.join(write_cifar10(tmp_path), name)
+    edit(path, change)
+    with pytest.raises(DataError) as e:
+        load_cifar(tmp_path, "cifar10", train=name != "test_batch")
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
+    assert isinstance(e.value, pickle.UnpicklingError) and isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("make", [os.mkdir, os.mkfifo, functools.partial(os.symlink, "/dev/zero")],
+                         ids=["folder", "fifo", "dev-zero"])
+def test_a_batch_file_that_is_not_a_file_is_one_line_naming_it(tmp_path, make, deadline):
+    """A folder, a FIFO (open would wait for a writer for ever) or a link to /dev/zero (read would never end)
+    where data_batch_4 should be."""
+    path = os.path.join(write_cifar10(tmp_path), "data_batch_4")
+    os.remove(path)
+    make(path)
+    with pytest.raises(DataError, match=f"^{re.escape(path)} is not a regular file$"):
+        load_cifar(tmp_path, "cifar10")
+
+
+def test_an_empty_split_is_one_line_naming_its_files(tmp_path):
+    """A test split of no images, which no run can be tested on."""
+    d = write_cifar10(tmp_path)
+    dump(os.path.join(d, "test_batch"), {b"data": [], b"labels": []})
+    with pytest.raises(DataError, match=re.escape(f"{d}: its test files (test_batch) hold no images")):
+        load_cifar(tmp_path, "cifar10", train=False)
+
+
+@pytest.mark.parametrize("name,change,message", [
+    ("test_batch", with_label(b"labels", 3, 255), "label 255 at index 3 is out of range: labels are 0 to 9"),
+    ("data_batch_5", with_label(b"labels", 0, -1), "label -1 at index 0 is out of range: labels are 0 to 9"),
+    ("batches.meta", lambda m: {b"label_names": m[b"label_names"] + [b"extra"]},
+     "11 class names, but cifar10 has 10 classes"),
+], ids=["test-label-255", "train-label--1", "11-names"])
+def test_the_trainer_refuses_a_bad_dataset_file_in_one_line(tmp_path, capsys, name, change, message):
+    """Through skengine-train: exit 2 and one line naming the file, before any training (not a traceback after
+    epoch 1, nor an 11-class model)."""
+    from fakecifar import edit_file, write_cifar
+    from trainkit import run_cli, small_argv
+    root = edit_file(write_cifar(tmp_path / "data"), name, change)
+    code, _, err = run_cli(small_argv(root, tmp_path / "out"), capsys)
+    assert code == 2 and err == f"skengine-train: error: {root / 'cifar-10-batches-py' / name}: {message}\n", err
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
 
 
 # ---------------------------------------------------------------- download.py

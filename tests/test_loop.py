@@ -17,9 +17,11 @@ from skengine.models import create
 from skengine.optim import SGD
 from skengine.training import DEFAULTS, ConfigError, Diverged, extensions, loop
 from trainkit import (
+    ROOT_DIR,
     cfg,
     interrupt_at,
     nan_in_epoch_2,
+    nan_weights_at,
     run_cli,
     small_argv,
     straight2_fixture,  # noqa: F401 (the fixture straight2)
@@ -75,6 +77,93 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data_dir, 
     assert (ckpt["epoch"], ckpt["loader"]["batch"], len(ckpt["history"])) == (1, 5, 1)
     with pytest.raises(Diverged, match=r"nan.*epoch 1, step 1; no checkpoint was written yet"):
         trained(cfg(data_dir, tmp_path / "fresh", epochs=1, lr=1e30))
+
+
+@pytest.mark.usefixtures("deadline")
+@pytest.mark.parametrize("processes", [1, 2])
+def test_weights_made_nan_by_an_epochs_last_step_stop_in_one_line_and_leave_the_folder_to_a_rerun(
+        data_dir, tmp_path, monkeypatch, capsys, processes):
+    """--lr 1e8 made the weights NaN in an epoch's last step, whose loss was finite: the test pass raised a
+    ValueError (a traceback on each rank, exit code 1) and left config.json alone, so that a rerun was refused and
+    the --resume it suggested found no checkpoint."""
+    out = tmp_path / "out"
+    restore = nan_weights_at(monkeypatch, 5)  # 5 steps an epoch: epoch 1's last
+    code, stdout, stderr = run_cli(small_argv(data_dir, out, "--epochs", 2, "--processes", processes), capsys)
+    restore()
+    assert code == 1 and "Traceback" not in stderr and "final test accuracy" not in stdout, stderr
+    assert stderr.splitlines()[-1] == ("skengine-train: diverged at epoch 1 step 5 (the test pass's logits are not "
+                                       "finite after this step): lower --lr; no checkpoint was written yet")
+    assert not out.exists()  # as before the run: a rerun takes it
+    code, stdout, stderr = run_cli(small_argv(data_dir, out, "--epochs", 2, "--processes", processes), capsys)
+    assert code == 0 and "final test accuracy" in stdout, stderr
+    restore = nan_weights_at(monkeypatch, 10)  # epoch 2's last: epoch 1's checkpoint stays, and the run with it
+    with pytest.raises(Diverged, match=r"at epoch 2 step 5 \(the test pass's .*the last good checkpoint is"):
+        trained(cfg(data_dir, out, processes=processes, overwrite=True))
+    restore()
+    ckpt = skengine.load(out / "checkpoint.npz")
+    assert (ckpt["epoch"], len(ckpt["history"])) == (1, 1) and all(np.isfinite(w).all() for w in weights(out).values())
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(data_dir, tmp_path, monkeypatch, capsys):
+    """Two runs started 0.5 s apart with one --out were both accepted; the second's files replaced the first's."""
+    out, real, second = tmp_path / "out", loop.load_data, []
+
+    def load_data_as_a_second_run_starts(c):  # the first run has claimed the folder and loads its data
+        if not second:
+            second.append("started")
+            second.append(run_cli(small_argv(data_dir, out, "--seed", 1), capsys))
+        return real(c)
+
+    monkeypatch.setattr(loop, "load_data", load_data_as_a_second_run_starts)
+    trained(cfg(data_dir, out, epochs=1))
+    code, _, stderr = second[1]
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"--out {out} is in use by another run (process {os.getpid()} on " in stderr
+    assert skengine.load(out / "checkpoint.npz")["config"]["seed"] == 0
+    assert not [f for f in os.listdir(out) if f.startswith(".")]  # the lock went with the run
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(data_dir, tmp_path):
+    """The lock is the kernel's (flock): a run killed with -9 leaves its lock file, which the next run takes."""
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'process 4242 on elsewhere')\n"
+                               "print('held', flush=True); time.sleep(60)", str(out / loop.FolderClaim.LOCK)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT_DIR)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(ConfigError, match=r"is in use by another run \(process 4242 on elsewhere\)"):
+            trained(cfg(data_dir, out, epochs=1))
+        assert os.listdir(out) == [loop.FolderClaim.LOCK]
+    finally:
+        holder.kill()
+        holder.wait()
+    trained(cfg(data_dir, out, epochs=1))
+    assert (out / "checkpoint.npz").exists() and not (out / loop.FolderClaim.LOCK).exists()
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(data_dir, tmp_path, capsys):
+    trained(cfg(data_dir, tmp_path, epochs=1))
+    kept = open(tmp_path / "checkpoint.npz", "rb").read()
+    code, stdout, stderr = run_cli(["--resume", tmp_path], capsys)
+    assert code == 0 and "final test accuracy" in stdout, stderr
+    assert f"--resume {tmp_path}: the run is already complete (epoch 1 of 1): nothing is trained" in stderr
+    assert "epoch 1/1" not in stderr and "resumed from" not in stderr
+    assert open(tmp_path / "checkpoint.npz", "rb").read() == kept
+
+
+def test_settings_the_model_has_no_use_for_are_named(data_dir, tmp_path, capsys):
+    """--no-whiten and --whiten-bias-epochs on a model without a whitening layer were ignored without a word."""
+    code, _, stderr = run_cli(small_argv(data_dir, tmp_path, "--no-whiten", "--whiten-bias-epochs", 1), capsys)
+    assert code == 0, stderr
+    assert "--no-whiten is ignored: sknet_cifar_tiny has no whitening layer" in stderr
+    assert "--whiten-bias-epochs 1.0 is ignored: sknet_cifar_tiny has no whitening layer" in stderr
+    code, _, stderr = run_cli(small_argv(data_dir, tmp_path / "b"), capsys)
+    assert code == 0 and "is ignored" not in stderr, stderr
 
 
 def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_dir, tmp_path):
@@ -335,3 +424,4 @@ def test_ctrl_c_twice_while_a_worker_is_stopped_aborts_and_leaves_no_worker(data
             os.kill(child.pid, signal.SIGKILL)
     assert code == 130 and "aborted" in stderr and time.monotonic() - t0 < 60
     assert multiprocessing.active_children() == []
+

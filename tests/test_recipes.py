@@ -119,7 +119,7 @@ def test_the_guard_measures_against_the_first_step_and_resumes_with_it():
     from skengine.training.extensions import DivergenceGuard
 
     class FakeTrainer:
-        loader, epoch, rank = type("L", (), {"batch": 3})(), 2, 0
+        loader, epoch, rank, cfg = type("L", (), {"batch": 3})(), 2, 0, config.settings_of({})
         observation = {"bad": False, "failure": None, "loss_sum": 2.3 * 4, "n": 4}
 
         def kept(self):
@@ -132,7 +132,12 @@ def test_the_guard_measures_against_the_first_step_and_resumes_with_it():
     again = DivergenceGuard(4.0)
     again.load_state_dict(guard.state_dict())
     t.observation = {**t.observation, "loss_sum": 9.3 * 4}
-    with pytest.raises(Diverged, match=r"diverged at epoch 2 step 3 \(loss 9\.3, more than 4x the first step's 2\.3"):
+    with pytest.raises(Diverged, match=r"diverged at epoch 2 step 3 \(loss 9\.3, more than 4x the first step's 2\.3\)"
+                                       r": lower --lr; kept"):
+        again(t)
+    t.cfg = config.settings_of({"wd": 0.5, "bias_lr_scale": 1000.0})  # what the user raised is named
+    with pytest.raises(Diverged, match=r": lower --lr or --wd 0\.5 \(default 0\.00133\) or --bias-lr-scale 1000 "
+                                       r"\(default 64\); kept"):
         again(t)
     DivergenceGuard(0.0)(t)  # 0: never
 
@@ -179,8 +184,20 @@ def test_options_that_build_a_network_that_cannot_run_are_one_line(data_dir, tmp
     assert not tmp_path.exists() or not os.listdir(tmp_path)
 
 
-def test_a_warmup_the_schedule_has_no_use_for_is_named():
-    given = {"schedule": "step", "warmup": 0.5}
-    assert "--warmup is ignored: --schedule step has no warm-up" in config.describe(config.settings_of(given), given)
-    given = {"schedule": "cosine", "warmup": 0.5}
-    assert "ignored" not in config.describe(config.settings_of(given), given)
+def test_a_setting_the_run_has_no_use_for_is_named_in_a_line_of_its_own(data_dir, tmp_path):
+    """--warmup under --schedule step, --momentum under adamw: the first line named the one in passing, the
+    other not at all."""
+    def notes(**given):
+        return config.resolve(default_command(data_dir, tmp_path, **given))[2][1:]
+    assert notes(schedule="step", warmup=0.5) == ["--warmup 0.5 is ignored: --schedule step has no warm-up"]
+    assert notes(optimizer="adamw", momentum=0.5) == ["--momentum 0.5 is ignored: adamw keeps its betas"]
+    assert notes(schedule="onecycle", warmup=0.5) == notes(momentum=0.5) == notes(schedule="step") == []
+
+
+def test_a_diverged_run_is_told_to_lower_what_was_raised():
+    """The message said "lower --lr" when --wd or --bias-lr-scale, raised far above the recipe's, diverged."""
+    assert config.to_lower(config.settings_of({"lr": 50.0})) == "lower --lr"
+    assert config.to_lower(config.settings_of({"recipe": None, "momentum": 0.99, "wd": 1e-4})) == \
+        "lower --lr or --momentum 0.99 (default 0.9)"
+    assert config.to_lower(config.settings_of({"optimizer": "adamw", "wd": 2.0})) == \
+        "lower --lr or --wd 2 (default 0.05)"

@@ -62,6 +62,23 @@ def nan_in_epoch_2(monkeypatch):
     monkeypatch.setattr(F, "cross_entropy", cross_entropy)
 
 
+def nan_weights_at(monkeypatch, step):
+    """Make every weight NaN in optimizer step number ``step`` (after the step's loss, which was finite: what
+    --lr 1e8 does in an epoch's last step), in every process (each counts its own steps)."""
+    real_step, calls = SGD.step, []
+
+    def step_then_nan(self, *a):
+        real_step(self, *a)
+        calls.append(1)
+        if len(calls) == step:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.data[...] = float("nan")
+
+    monkeypatch.setattr(SGD, "step", step_then_nan)
+    return lambda: monkeypatch.setattr(SGD, "step", real_step)
+
+
 def fast_cfg(data_dir, out, **kw):
     """The fast recipe with every option on, on the small fake data: a narrow net, 5 steps an epoch."""
     return cfg(data_dir, out, recipe="fast", model="sknet_cifar_fast", model_kwargs={"widths": [16, 32, 32]},

@@ -5,6 +5,7 @@ import math
 import operator
 import os
 import pickle
+import stat
 
 import numpy as np
 
@@ -22,10 +23,15 @@ CIFAR_MEAN_STD = {
 LAYOUT = {
     "cifar10": dict(folder="cifar-10-batches-py", meta="batches.meta",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
-                    labels=b"labels", names=b"label_names"),
+                    labels=b"labels", names=b"label_names", classes=10),
     "cifar100": dict(folder="cifar-100-python", meta="meta", train=["train"], test=["test"],
-                     labels=b"fine_labels", names=b"fine_label_names"),
+                     labels=b"fine_labels", names=b"fine_label_names", classes=100),
 }
+
+
+class DataError(pickle.UnpicklingError, ValueError):
+    """A dataset file that cannot be read, or does not hold what the official one does; the message is one
+    line naming the file.  An UnpicklingError (what a damaged pickle raised before) and a ValueError."""
 
 
 # The most bytes a CIFAR pickle can need: CIFAR-100's train file holds 50,000 images of 3 x 32 x 32 bytes.
@@ -110,16 +116,53 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 
 def read_pickle(path):
-    """Load one CIFAR pickle (dict with bytes keys) safely; any failure is raised naming ``path``."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_FILE_BYTES:
-            raise pickle.UnpicklingError(f"{path}: {size} bytes, more than a CIFAR file can hold ({MAX_FILE_BYTES})")
-        data = f.read()
+    """Load one CIFAR pickle (dict with bytes keys) safely; any failure but a missing file is a DataError
+    naming ``path``."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block open(), /dev/zero never end
+            raise DataError(f"{path} is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: {st.st_size} bytes, more than a CIFAR file can hold ({MAX_FILE_BYTES})")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a file that grew since: refused below
+    except (FileNotFoundError, DataError):
+        raise
+    except OSError as e:  # no permission, an I/O error
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DataError(f"{path}: more than the {MAX_FILE_BYTES} bytes a CIFAR file can hold")
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as e:
-        raise pickle.UnpicklingError(f"{path} is not a valid CIFAR pickle: {type(e).__name__}: {e}") from e
+        raise DataError(f"{path} is not a valid CIFAR pickle: {type(e).__name__}: {e}") from e
+
+
+def _entry(obj, key, path):
+    """``obj[key]`` of a CIFAR pickle, a DataError naming ``path`` when it is not a dict holding ``key``."""
+    if not isinstance(obj, dict) or key not in obj:
+        got = f"keys {list(obj)!r:.80}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise DataError(f"{path}: not a CIFAR file (expected a dict with the key {key!r}, got {got})")
+    return obj[key]
+
+
+def _integers(value, path, what, low, high):
+    """``value`` as an integer array, a DataError naming ``path`` and the first index out of [low, high]
+    unless it is an array (or list) of integers in that range."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:  # a ragged list
+        raise DataError(f"{path}: its {what} are not an array ({e})") from None
+    if a.size and a.dtype.kind not in "ui":
+        raise DataError(f"{path}: its {what} must be integers, got {a.dtype} {a.shape}")
+    if a.size and not low <= np.iinfo(a.dtype).min <= np.iinfo(a.dtype).max <= high:  # uint8 pixels: no pass
+        bad = np.flatnonzero((a < low) | (a > high))
+        if len(bad):
+            i = np.unravel_index(bad[0], a.shape)
+            where = int(i[0]) if a.ndim == 1 else tuple(map(int, i))
+            raise DataError(f"{path}: {what[:-1]} {a[i]} at index {where} is out of range: {what} are {low} to "
+                            f"{high}")
+    return a
 
 
 def default_root():
@@ -147,19 +190,42 @@ def dataset_dir(root, dataset):
 
 
 def load_cifar(root=None, dataset="cifar10", train=True):
-    """Return (images uint8 (N, 3, 32, 32), labels int64 (N,)) of one split."""
+    """Return (images uint8 (N, 3, 32, 32), labels int64 (N,)) of one split.  Each file must hold as many
+    labels as images, every label one of the dataset's classes, and its meta file (class_names) their names:
+    anything else is a DataError naming the file (and the first bad label's index)."""
     path = dataset_dir(root, dataset)  # validates `dataset` too
     spec = LAYOUT[dataset]
+    classes = len(class_names(path, dataset))  # the meta file is checked here too: a run needs its names
     images, labels = [], []
     for name in spec["train" if train else "test"]:
-        batch = read_pickle(os.path.join(path, name))
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[spec["labels"]], dtype=np.int64))
+        file = os.path.join(path, name)
+        batch = read_pickle(file)
+        x = _integers(_entry(batch, b"data", file), file, "pixels", 0, 255)
+        y = _integers(_entry(batch, spec["labels"], file), file, "labels", 0, classes - 1)
+        if x.ndim < 1 or x.size != len(x) * 3072:
+            raise DataError(f"{file}: its data has shape {x.shape}, not that of N images of 3 x 32 x 32 = 3072 "
+                            f"bytes: (N, 3072)")
+        if y.shape != (len(x),):
+            raise DataError(f"{file}: {len(x)} images but labels of shape {y.shape}")
+        images.append(x.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32))
+        labels.append(y.astype(np.int64, copy=False))
+    if not sum(map(len, labels)):
+        raise DataError(f"{path}: its {'training' if train else 'test'} files "
+                        f"({', '.join(spec['train' if train else 'test'])}) hold no images")
     return np.concatenate(images), np.concatenate(labels)
 
 
 def class_names(root=None, dataset="cifar10"):
-    """Class names (str) in label order."""
+    """Class names (str) in label order: as many as the dataset has classes (10, or 100), else a DataError
+    naming the meta file."""
     path = dataset_dir(root, dataset)
-    meta = read_pickle(os.path.join(path, LAYOUT[dataset]["meta"]))
-    return [n.decode() for n in meta[LAYOUT[dataset]["names"]]]
+    file, spec = os.path.join(path, LAYOUT[dataset]["meta"]), LAYOUT[dataset]
+    names = _entry(read_pickle(file), spec["names"], file)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{file}: {spec['names']!r} must be a list of names, got {names!r:.80}")
+    if len(names) != spec["classes"]:
+        raise DataError(f"{file}: {len(names)} class names, but {dataset} has {spec['classes']} classes")
+    try:
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{file}: a class name is not UTF-8 ({e})") from None

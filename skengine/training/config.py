@@ -53,9 +53,9 @@ def validate(cfg):
         raise ConfigError(f"--device cuda: {e}") from None
     if cfg["tta_translate"] and not cfg["tta"]:
         raise ConfigError("--tta-translate adds views to --tta's: give --tta too (or drop --tta-translate)")
-    if cfg["pad_mode"] == "reflect" and cfg["crop_pad"] >= 32:
-        raise ConfigError(f"--crop-pad {cfg['crop_pad']} --pad-mode reflect: a reflection must be narrower than "
-                          f"the 32-pixel images")
+    if cfg["crop_pad"] >= 32:  # CIFAR's images are 32 pixels wide
+        raise ConfigError(f"--crop-pad {cfg['crop_pad']} --pad-mode {cfg['pad_mode']}: the padding must be narrower "
+                          f"than the 32-pixel images (at most 31)")
     processes = cfg["processes"]
     if processes != "auto":
         n = int(processes)
@@ -81,10 +81,10 @@ def validate(cfg):
         folder = "cifar-10-batches-py" if cfg["dataset"] == "cifar10" else "cifar-100-python"
         raise ConfigError(f"--data-dir {cfg['data_dir']} is not a folder (it should hold {folder}/; leave "
                           f"--data-dir out to use the cache, where the data is downloaded if absent)")
-    _check_out(cfg)
+    check_out(cfg)
 
 
-def _check_out(cfg):
+def check_out(cfg):
     """--out must be a folder we can write, and hold no other run unless --overwrite says so."""
     out = cfg["out"]
     if os.path.lexists(out) and not os.path.isdir(out):
@@ -97,9 +97,10 @@ def _check_out(cfg):
     own = os.path.isdir(out) and resumes_in(cfg["resume"], out)
     if os.path.isdir(out) and not own and not cfg["overwrite"]:
         held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-        if held:
-            raise ConfigError(f"--out {out} already holds a run ({', '.join(held)}): choose another --out, "
-                              f"continue it with --resume {out}, or pass --overwrite to replace it")
+        if held:  # --resume only where there is a checkpoint to continue from
+            resume = f", continue it with --resume {out}" if "checkpoint.npz" in held else ""
+            raise ConfigError(f"--out {out} already holds a run ({', '.join(held)}): choose another --out{resume}, "
+                              f"or pass --overwrite to replace it")
 
 
 def resumes_in(resume, folder):
@@ -161,10 +162,24 @@ def describe(cfg, given):
         if cfg["optimizer"] != tuned["optimizer"]:
             what += f", with {cfg['optimizer']}'s own lr, wd and bias rate (the recipe's are {tuned['optimizer']}'s)"
     changed = [flag(k) for k in given if k not in WHERE and k != "recipe"]
-    if cfg["schedule"] == "step" and "warmup" in given:
-        changed.append("(--warmup is ignored: --schedule step has no warm-up)")
     return (f"{what}; {cfg['optimizer']} at lr {step_lr(cfg):.4g} a step of {cfg['batch_size']} images "
             f"({cfg['lr']:.4g} per 1024)" + (f"; given: {' '.join(changed)}" if changed else ""))
+
+
+def ignored(cfg, given):
+    """A line for each setting ``given`` that the run has no use for (those the model decides: loop.build)."""
+    unused = {"warmup": cfg["schedule"] == "step" and "--schedule step has no warm-up",
+              "momentum": cfg["optimizer"] == "adamw" and "adamw keeps its betas"}
+    return [f"{flag(k)} {given[k]!r} is ignored: {why}" for k, why in unused.items() if k in given and why]
+
+
+def to_lower(cfg):
+    """What a diverged run should lower: --lr, or a setting that makes steps larger than the run's default (its
+    recipe's for its optimizer, or the plain settings') does, named with both values."""
+    base = settings_of({"recipe": cfg["recipe"], "optimizer": cfg["optimizer"]})
+    raised = [f"{flag(k)} {cfg[k]:.4g} (default {base[k]:.4g})" for k in ("wd", "bias_lr_scale", "momentum")
+              if cfg[k] > base[k]]
+    return " or ".join(["lower --lr", *raised])
 
 
 def step_lr(cfg):
@@ -222,7 +237,7 @@ def resolve(given):
     cfg = settings_of(given)
     if cfg["resume"] is None:
         validate(cfg)
-        return cfg, None, [describe(cfg, given)]
+        return cfg, None, [describe(cfg, given), *ignored(cfg, given)]
     path = checkpoint_path(cfg["resume"])
     if not os.path.isfile(path):
         raise ConfigError(f"--resume {cfg['resume']}: no checkpoint there (expected a run folder or its "

@@ -9,8 +9,13 @@ import contextlib
 import os
 import sys
 
+import numpy as np
+
+from ..autograd import Tensor
+from ..backend import get_array_module
 from ..optim import Lookahead, ModelEMA
 from ..serialization import save
+from .config import to_lower
 from .errors import Diverged
 from .evaluation import evaluate
 from .recipe import lookahead_alpha
@@ -52,7 +57,7 @@ class DivergenceGuard(Extension):
             self.first = loss
         elif self.factor and loss > self.factor * self.first:
             raise Diverged(f"diverged at epoch {epoch} step {step} (loss {loss:.4g}, more than {self.factor:g}x the "
-                           f"first step's {self.first:.4g}): lower --lr; {trainer.kept()}", silent)
+                           f"first step's {self.first:.4g}): {to_lower(trainer.cfg)}; {trainer.kept()}", silent)
 
     def state_dict(self):
         return {} if self.first is None else {"first": self.first}
@@ -63,7 +68,9 @@ class DivergenceGuard(Extension):
 
 class LookaheadSync(Extension):
     """airbench's Lookahead: every ``k`` steps the slow weights move towards the model by lookahead_alpha and
-    the model takes them; the run ends on the slow weights."""
+    the model takes them; the run ends on the slow weights.  Its last step syncs too, at the alpha of the steps
+    since the sync before (airbench drops them, by its final ``update(decay=1.0)``, which ends a run shorter than
+    ``k`` on its initial weights)."""
 
     trigger, name = (1, "step"), "lookahead"
 
@@ -71,10 +78,14 @@ class LookaheadSync(Extension):
         self.lookahead, self.total = Lookahead(model, k=k), total_steps
 
     def __call__(self, trainer):
-        step = trainer.steps
-        self.lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, self.lookahead.k))
-        if step == self.total:
-            self.lookahead.finish(trainer.model)
+        step, lookahead = trainer.steps, self.lookahead
+        k = lookahead.k
+        lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, k))
+        rest = lookahead.num_steps % k
+        if step == self.total and rest:  # sync now: k 1 for one call, which counts this step again (hence the -1)
+            lookahead.k, lookahead.num_steps = 1, lookahead.num_steps - 1
+            lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, rest))
+            lookahead.k = k
 
     def state_dict(self):
         return self.lookahead.state_dict()
@@ -106,7 +117,9 @@ class EMA(Extension):
 
 class TestPass(Extension):
     """The test pass after every epoch (sharded over the ranks), with the EMA's weights if there are; the last
-    epoch's with TTA (flip, and 1-pixel translations with ``translate``), keeping the plain numbers too."""
+    epoch's with TTA (flip, and 1-pixel translations with ``translate``), keeping the plain numbers too.  Weights
+    that the epoch's last steps made NaN or inf (the guard sees a step's loss, taken before its update) stop the
+    run as the guard does."""
 
     def __init__(self, loader, num_classes, tta, translate, ema=None):
         self.loader, self.num_classes, self.tta, self.translate, self.ema = loader, num_classes, tta, translate, ema
@@ -114,15 +127,42 @@ class TestPass(Extension):
     def __call__(self, trainer):
         tta = self.tta and trainer.epoch == trainer.cfg["epochs"]
         test = trainer.last_test = self.run(trainer.model, trainer.group, tta)
+        if test is None:
+            raise Diverged(f"diverged at epoch {trainer.epoch} step {trainer.loader.batch} (the test pass's logits "
+                           f"are not finite after this step): {to_lower(trainer.cfg)}; {trainer.kept()}",
+                           trainer.rank != 0)
         plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
         trainer.row.update(test_loss=plain["loss"], test_acc=plain["acc"], test_acc_tta=test["acc"] if tta else None)
 
     def run(self, model, group, tta):
+        """evaluate's result, or None where the logits were not finite on some rank."""
         rank, world = (group.rank, group.world_size) if group else (0, 1)
         self.loader.set_shard(rank, world)
-        with self.ema.swap(model) if self.ema else contextlib.nullcontext():
-            return evaluate(model, self.loader, tta=tta, translate=tta and self.translate,
-                            all_reduce=group.all_reduce if group else None, num_classes=self.num_classes)
+        watched = _FiniteLogits(model)
+        swap = self.ema.swap(model) if self.ema else contextlib.nullcontext()
+        with swap, np.errstate(over="ignore", invalid="ignore"):  # what overflows is said below
+            result = evaluate(watched, self.loader, tta=tta, translate=tta and self.translate,
+                              all_reduce=group.all_reduce if group else None, num_classes=self.num_classes)
+        bad = group.all_reduce([watched.bad])[0] > 0 if group else watched.bad
+        return None if bad else result
+
+
+class _FiniteLogits:
+    """A model whose logits that are not finite are noted (``bad``) and passed on as zeros: a test pass of NaN
+    weights ends, on every rank together (its collectives), instead of raising on some."""
+
+    def __init__(self, model):
+        self.model, self.bad = model, False
+
+    def __getattr__(self, name):  # training, eval(), train()
+        return getattr(self.model, name)
+
+    def __call__(self, x):
+        logits = self.model(x)
+        if not bool(get_array_module(logits.data).isfinite(logits.data).all()):
+            self.bad = True
+            return Tensor(get_array_module(logits.data).zeros_like(logits.data))
+        return logits
 
 
 class Report(Extension):

@@ -1,9 +1,9 @@
 """How a run starts on the ranks of an MPI launcher: the group (refused where the launcher's rank count is not
 MPI's, or where MPI cannot start on a rank), the settings read on rank 0 and handed to all, and the set-up
 steps every rank takes together, so that a setting that fails on one rank stops them all with one line."""
+import hashlib
 import signal
 import sys
-import zlib
 
 import numpy as np
 
@@ -99,19 +99,30 @@ def mpi_world(mpi, cfg, resume):
     return world
 
 
-def same_data_as_rank_0(mpi, x_train, y_train, x_test, names):
-    """ConfigError on a rank whose data is not rank 0's: its numbers of training and test images and of
-    classes, and a CRC-32 of its training labels, against rank 0's (a collective: every rank calls it)."""
-    labels = np.ascontiguousarray(y_train, dtype=np.int64)
-    mine = np.array([len(x_train), len(x_test), len(names), zlib.crc32(labels.tobytes())], np.float64)
-    ours = mpi.broadcast(mine.copy())
+def same_data_as_rank_0(mpi, x_train, y_train, x_test, names, y_test=None):
+    """ConfigError on a rank whose data is not rank 0's: its numbers of images and classes and a SHA-256 of each
+    of its training images, training labels, test images, test labels (given ``y_test``) and class names,
+    against rank 0's (a collective: every rank calls it, once, after loading; 0.1 s for CIFAR's 60,000 images)."""
+    parts = {"training images": x_train, "training labels": y_train, "test images": x_test, "test labels": y_test,
+             "class names": np.array(names, dtype=str)}
+    mine = {what: digest(a) for what, a in parts.items() if a is not None}
+    mine["sizes"] = (len(x_train), len(x_test), len(names))
+    ours = mpi.broadcast_object(mine)
+    differ = [what for what in parts if what in mine and mine[what] != ours[what]]
+    if differ:
+        def describe(d):
+            return "{} training images, {} test images, {} classes".format(*d["sizes"])
+        raise ConfigError(f"its {', '.join(differ)} differ from rank 0's ({describe(mine)}; rank 0: "
+                          f"{describe(ours)}): every host must hold the same data at --data-dir (or in its "
+                          f"$SKENGINE_DATA or ~/.cache/skengine)")
 
-    def describe(d):
-        n_train, n_test, classes, crc = (int(v) for v in d)
-        return f"{n_train} training images, {n_test} test images, {classes} classes, labels CRC-32 {crc:08x}"
-    if not np.array_equal(mine, ours):
-        raise ConfigError(f"its data ({describe(mine)}) differs from rank 0's ({describe(ours)}): every host must "
-                          f"hold the same data at --data-dir (or in its $SKENGINE_DATA or ~/.cache/skengine)")
+
+def digest(a):
+    """SHA-256 (hex) of an array's dtype, shape and bytes."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str} {a.shape}".encode())
+    h.update(a)
+    return h.hexdigest()
 
 
 def use_gpu(local_rank):

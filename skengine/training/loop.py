@@ -4,6 +4,8 @@ that calls the extensions around it (``extensions.py``: the divergence guard, Lo
 the report, checkpoints).  The command line is ``skengine/train.py``; a run's settings are ``settings.py`` and
 ``config.py``; how it starts on the ranks of an MPI launcher is ``launch.py``; the optimizer and schedule are
 ``recipe.py``."""
+import contextlib
+import errno
 import functools
 import json
 import multiprocessing
@@ -12,11 +14,17 @@ import pickle
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import time
 import traceback
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): --out is not claimed
+    fcntl = None
 
 from .. import functional as F
 from .. import random as sk_random
@@ -36,7 +44,7 @@ from ..models import create
 from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
 from . import launch
-from .config import RUN_FILES, checkpoint_path, resumes_in, step_lr
+from .config import RUN_FILES, check_out, checkpoint_path, resumes_in, step_lr
 from .errors import ConfigError, Interrupted, TrainingError
 from .evaluation import reduce_size
 from .extensions import EMA, Checkpoint, DivergenceGuard, LookaheadSync, Report, TestPass
@@ -117,12 +125,84 @@ def start_folder(cfg, config):
         raise ConfigError(f"--out {out}: cannot write the run there ({e})") from None
 
 
+class FolderClaim:
+    """--out held by one run (rank 0) from before its data loads to its end: an exclusive flock on the folder's
+    lock file, which names the process holding it; the kernel drops the lock when that process ends, so a killed
+    run's is taken over.  A second run into the folder is a ConfigError.  ``release`` removes the lock file, the
+    files of a run that failed before it wrote a checkpoint (``written``: it diverged in its first epoch, say) and
+    the folders the claim made, if empty: the folder is left as before, for a rerun."""
+
+    LOCK = ".skengine-train.lock"
+
+    def __init__(self, cfg):
+        self.out, self.fd, self.written = cfg["out"], None, False
+        self.path, self.made, parent = os.path.join(self.out, self.LOCK), [], os.path.abspath(self.out)
+        while not os.path.exists(parent):
+            self.made.append(parent)
+            parent = os.path.dirname(parent)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            while fcntl is not None and self.fd is None:
+                self.fd = self._lock()
+            if self.fd is not None:
+                os.ftruncate(self.fd, 0)
+                os.write(self.fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
+            check_out(cfg)  # again, now that no other run can write there: one may have ended since the first check
+        except BaseException as e:
+            self.release()
+            if isinstance(e, OSError):
+                raise ConfigError(f"--out {self.out}: cannot write the run there ({e})") from None
+            raise
+
+    def _lock(self):
+        """The lock file's descriptor, locked; None if the file was removed before it was locked (its holder
+        released it: try the next one)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "a process starting"
+            os.close(fd)
+            raise ConfigError(f"--out {self.out} is in use by another run ({holder}): wait for it to end, or "
+                              f"choose another --out") from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, failure, *_):
+        self.release(failure is not None)
+
+    def release(self, failed=True):
+        if failed and self.written and not os.path.exists(os.path.join(self.out, "checkpoint.npz")):
+            for name in RUN_FILES:  # this run's: check_out refused a folder holding one, --overwrite removed them
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.out, name))
+        if self.fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            os.close(self.fd)
+            self.fd = None
+        for folder in self.made:  # the innermost first
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty
+                break
+
+
 def train(cfg):
     """Run training as configured (a dict with some of DEFAULTS' keys; the others come from the recipe, the
     one tuned for the model, or the fast one if no model is given, unless ``recipe`` is given or None, then
     from DEFAULTS); return the last epoch's metrics.  Every setting is checked and the data and the model are
-    set up before anything is written.  Raises ConfigError (a setting that cannot work), Diverged (a NaN/inf
-    or climbing loss), Interrupted (Ctrl-C or SIGTERM, after a checkpoint).
+    set up before anything is written (but the claim of --out: FolderClaim).  Raises ConfigError (a setting that
+    cannot work, an --out that another run holds), Diverged (a NaN/inf or climbing loss, or weights that give NaN/inf
+    in the test pass), Interrupted (Ctrl-C or SIGTERM, after a checkpoint).
 
     Under an MPI launcher (or with backend "mpi") this runs on every rank: rank 0 reads the settings and the
     checkpoint and hands them to the others; a setting that fails on any rank stops every rank (only the
@@ -144,7 +224,8 @@ def train(cfg):
     except BaseException as e:  # this rank alone: the others would wait for it in their next collective
         if group.world_size == 1:
             raise
-        traceback.print_exc()
+        if not (isinstance(e, OSError) and e.errno == errno.ENOSPC):  # a full disk is its one line below
+            traceback.print_exc()
         what = "was interrupted" if isinstance(e, KeyboardInterrupt) else f"failed ({type(e).__name__}: {e})"
         print(f"skengine-train: rank {group.rank} of {group.world_size} {what}; aborting every rank",
               file=sys.stderr)
@@ -156,6 +237,12 @@ def train(cfg):
 def _train(cfg, mpi):
     cfg, resume, notes = launch.resolve_on_rank_0(cfg, mpi)
     rank = mpi.rank if mpi else 0
+    claim = launch.together(mpi, lambda: FolderClaim(cfg) if rank == 0 else None)  # before the data loads
+    with claim or contextlib.nullcontext():
+        return _run(cfg, resume, notes, mpi, rank, claim)
+
+
+def _run(cfg, resume, notes, mpi, rank, claim):
     say = functools.partial(print, file=sys.stderr) if rank == 0 else lambda *a, **k: None
     device = resolve_device(cfg["device"])
     if mpi:  # ranks sharing a host share its cores: a one-thread BLAS each on 2 ranks of 2 cores
@@ -183,7 +270,7 @@ def _train(cfg, mpi):
 
     world, (x_train, y_train), (x_test, y_test), names = launch.together(mpi, setup)
     if mpi and mpi.world_size > 1:  # each host reads its own --data-dir or cache: the same data on every rank?
-        launch.together(mpi, lambda: launch.same_data_as_rank_0(mpi, x_train, y_train, x_test, names))
+        launch.together(mpi, lambda: launch.same_data_as_rank_0(mpi, x_train, y_train, x_test, names, y_test))
     xp = array_module(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     # BatchNorm needs two images per process: a last batch with fewer is dropped
@@ -211,6 +298,10 @@ def _train(cfg, mpi):
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{given}: it cannot run an image ({e})") from None
         model.train()
+        if getattr(model, "whiten", None) is None:  # what only a whitening layer uses
+            unused = {"--no-whiten": not cfg["whiten"], f"--whiten-bias-epochs {cfg['whiten_bias_epochs']!r}":
+                      cfg["whiten_bias_epochs"] is not None}
+            notes.extend(f"{k} is ignored: {cfg['model']} has no whitening layer" for k, on in unused.items() if on)
         fit_whitening(model, cfg, x_train, mean, std)
         return model
 
@@ -228,7 +319,11 @@ def _train(cfg, mpi):
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise ConfigError(f"--resume {cfg['resume']}: the checkpoint does not fit this run ({e})") from None
         launch.together(mpi, restore)
-        say(f"resumed from {cfg['resume']} at epoch {trainer.start_epoch}")
+        if trainer.start_epoch > cfg["epochs"]:
+            say(f"--resume {cfg['resume']}: the run is already complete (epoch {cfg['epochs']} of "
+                f"{cfg['epochs']}): nothing is trained, its final model is tested again")
+        else:
+            say(f"resumed from {cfg['resume']} at epoch {trainer.start_epoch}")
         saved_threads = resume.get("blas_threads")
         if saved_threads is not None and saved_threads != trainer.blas_threads:
             say(f"warning: the run was checkpointed with {saved_threads} BLAS threads and continues with "
@@ -238,6 +333,8 @@ def _train(cfg, mpi):
     out = cfg["out"]
     written = {**cfg, "resolved_device": device, "resolved_step_lr": step_lr(cfg)}
     launch.together(mpi, lambda: rank == 0 and start_folder(cfg, written))
+    if claim:
+        claim.written = True
     for note in notes:  # every check passed: the recipe taken, or what a resume ignores
         say(note)
     n_params = sum(p.numel() for p in model.parameters())
