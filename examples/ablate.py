@@ -32,7 +32,9 @@ import csv
 import fcntl
 import hashlib
 import json
+import math
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -40,6 +42,7 @@ import numpy as np
 from skengine import training as trainer
 from skengine.backend import resolve_device
 from skengine.data import CIFAR_MEAN_STD, load_cifar
+from skengine.distributed import WorkerError
 from skengine.models import create
 from skengine.nn import SKConv
 from skengine.serialization import atomic_write
@@ -70,6 +73,7 @@ GRIDS = {
                "bn_momentum_0.1": _net(bn_momentum=0.1), "logits_unscaled": _net(logit_scale=1.0)},
 }
 RESULTS = "results.jsonl"
+MAX_SEEDS = 1000  # seeds in one range of --seeds (each is a run per variant)
 BOOTSTRAP_MIN = 5  # runs per variant below which the bootstrap's few distinct resamples make no interval
 
 
@@ -99,36 +103,101 @@ def budget_of(grid, config):
 
 
 def read_results(out):
-    """The runs recorded in OUT/results.jsonl, in the order they ended ([] if none); a line that does not
-    parse (a file edited by hand) is skipped with a warning, and a key recorded twice counts once."""
+    """The runs recorded in OUT/results.jsonl, in the order they ended ([] if none), each with its resolved
+    settings ("config"); a line that is not a run's record (a file edited by hand: not JSON, not an object, a
+    field missing or of the wrong type, bytes that are not UTF-8) is skipped with a warning, and a key recorded
+    twice counts once."""
     path = os.path.join(out, RESULTS)
     if not os.path.exists(path):
         return []
-    records = {}
-    with open(path) as f:
+    records, bad = {}, []
+    with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                why = "not JSON text"
+            else:
+                why = _why_not_a_record(record)
+            if why:
+                bad.append(f"line {n} ({why})")
+            else:
                 records.setdefault(record["key"], record)
-            except (ValueError, KeyError, TypeError):
-                print(f"ablate: {path} line {n} is not a run's record; skipped", file=sys.stderr)
+    for line in bad[:5]:
+        print(f"ablate: {path} {line} is not a run's record; skipped", file=sys.stderr)
+    if len(bad) > 5:
+        print(f"ablate: {path}: {len(bad) - 5} more lines that are not runs' records skipped", file=sys.stderr)
     return list(records.values())
+
+
+def _text(v):
+    """a string"""
+    return isinstance(v, str)
+
+
+def _int(v):
+    """an integer"""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v):
+    """a finite number"""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fraction(v):
+    """a number in [0, 1]"""
+    return _number(v) and 0 <= v <= 1
+
+
+def _why_not_a_record(r):
+    """What the report cannot read in ``r`` (a parsed line of results.jsonl), or None; a record written before
+    "config" was kept gets it here, from its "settings"."""
+    if not isinstance(r, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(r), "number")
+        return f"a JSON {kind}, not an object"
+    status = r.get("status", "done")
+    if status not in ("done", "failed"):
+        return f"status {status!r}, not done or failed"
+    fields = {"key": _text, "grid": _text, "variant": _text, "seed": _int, "params": _number, "macs": _number,
+              **({"test_acc": _fraction, "images_per_s": _number} if status == "done" else {})}
+    for name, ok in fields.items():
+        if name not in r:
+            return f"no {name!r}"
+        if not ok(r[name]):
+            return f"{name} {r[name]!r} is not {ok.__doc__}"
+    for name, ok in (("machine", _text), ("test_acc_tta", _fraction)):
+        if r.get(name) is not None and not ok(r[name]):
+            return f"{name} {r[name]!r} is not {ok.__doc__}"
+    if not r.get("config"):
+        if not isinstance(r.get("settings"), dict):
+            return "neither a 'config' nor a 'settings' object"
+        try:
+            r["config"] = resolved(r["settings"])
+        except (ConfigError, TypeError) as e:
+            return f"its settings do not resolve: {e}"
+    if not isinstance(r["config"], dict) or not _text(r["config"].get("dataset", "")):
+        return "its config is not an object naming its dataset"
+    return None
 
 
 def append_result(out, record):
     """Add one run to results.jsonl atomically: the old lines and the new one go to a temporary file that
-    replaces the old file in one rename (atomic_write), so the file always holds whole lines only."""
+    replaces the old file in one rename (atomic_write), so the file always holds whole lines only.  The old
+    bytes are kept as they are (a line edited by hand too), ended by a newline where a hand edit left none."""
     path = os.path.join(out, RESULTS)
-    lines = ""
+    old = b""
     if os.path.exists(path):
-        with open(path) as f:
-            lines = f.read()
+        with open(path, "rb") as f:
+            old = f.read()
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
 
     def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(lines + json.dumps(record, sort_keys=True) + "\n")
+        with open(tmp, "wb") as f:
+            f.write(old + (json.dumps(record, sort_keys=True) + "\n").encode())
 
     atomic_write(path, write, ".jsonl")
 
@@ -150,6 +219,15 @@ def settings(args, overrides, seed):
 
 class UsageError(Exception):
     """A grid that cannot run as asked: one line for the user, exit code 2."""
+
+
+class Stopped(Exception):
+    """The runner stopped midway (a Ctrl-C or SIGTERM, a data-parallel process that died): one line for the
+    user, who continues by running the same command again; ``code``: the exit code."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
 
 
 def plan(args):
@@ -231,14 +309,15 @@ def run(args):
             except Diverged as e:  # the trainer's own stop (a NaN or climbing loss): recorded, not retried
                 record.update(status="failed", reason=str(e))
                 print(f"== {name} seed {seed}: failed, recorded ({e})", file=sys.stderr)
-            except Interrupted:  # a Ctrl-C: the checkpoint is written, the next start continues it
-                raise SystemExit(130) from None
+            except Interrupted as e:  # a Ctrl-C or SIGTERM: the checkpoint is written, the next start continues it
+                raise Stopped(f"variant {name} seed {seed} interrupted at epoch {e.epoch} step {e.step}", 130) from None
+            except WorkerError as e:  # a process died: the run's last checkpoint is kept, the next start continues it
+                raise Stopped(f"variant {name} seed {seed}: training stopped: {e}", 1) from None
             else:
                 record.update(status="done", test_acc=result["test_acc"], test_acc_tta=result.get("test_acc_tta"),
                               images_per_s=result["images_per_s"], train_s=_train_seconds(folder))
             append_result(args.out, record)
             done.add(key)
-    return read_results(args.out)
 
 
 # -- the report -------------------------------------------------------------------------------------------
@@ -260,8 +339,7 @@ def _groups(records):
             print(f"ablate: {r['key']}: grid {r['grid']!r} has no variant {r['variant']!r} now; skipped",
                   file=sys.stderr)
             continue
-        config = r.get("config") or resolved(r["settings"])  # records written before "config" was kept
-        budget = {"grid": r["grid"], **budget_of(r["grid"], config)}
+        budget = {"grid": r["grid"], **budget_of(r["grid"], r["config"])}
         groups.setdefault(json.dumps(budget, sort_keys=True, default=str), {}).setdefault(r["variant"], []).append(r)
     return groups
 
@@ -311,14 +389,20 @@ def gate_statistics(out, record, images, limit):
     """sk_attention's analysis of one finished run's final network on ``images`` (its first ``limit`` test
     images), per SK layer: the mean weight on the last path (the largest kernel), the gate statistics, and
     the size effect (the shift of that weight from s=1 to s=2 by enlargement minus the shift by blur alone).
-    Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again.
+    Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again
+    (unless it is not what this writes: then it is made again).
     None (kept as well) where the run's network has no SK layer (the blocks grid's se and none)."""
     import sk_attention
     folder = run_folder(out, record["key"])
     cached = os.path.join(folder, f"attention_{limit}.json")
     if os.path.exists(cached):
-        with open(cached) as f:
-            return json.load(f)
+        with open(cached, "rb") as f:
+            try:
+                kept = json.loads(f.read().decode("utf-8"))
+            except (ValueError, RecursionError):
+                kept = False
+        if kept is None or _gate_table(kept):  # else a damaged answer (a hand edit, say): made again
+            return kept
     model, cfg, _, _ = load_run(os.path.join(folder, "checkpoint.npz"))
     stats = None
     if any(isinstance(m, SKConv) for m in model.modules()):
@@ -337,6 +421,13 @@ def gate_statistics(out, record, images, limit):
 
     atomic_write(cached, write, ".json")
     return stats
+
+
+def _gate_table(kept):
+    """Whether ``kept`` is a table gate_statistics writes: {SK layer: {statistic: a number or None}}."""
+    return isinstance(kept, dict) and bool(kept) and all(
+        isinstance(st, dict) and all(k in st and (st[k] is None or _number(st[k])) for _, k in GATE_STATS)
+        for st in kept.values())
 
 
 def _has_network(out, record, limit):
@@ -358,7 +449,7 @@ def gate_report(args, records):
             good = _finished(variants[name])
             if not good:
                 continue
-            dataset = (good[0].get("config") or resolved(good[0]["settings"])).get("dataset", "cifar10")
+            dataset = good[0]["config"].get("dataset", "cifar10")
             if dataset not in test_images:  # once per dataset, not per variant and budget
                 test_images[dataset] = load_cifar(args.data_dir, dataset, train=False)[0][:args.gates]
             here = [r for r in good if _has_network(args.out, r, args.gates)]
@@ -474,11 +565,26 @@ def _seeds(text):
         raise argparse.ArgumentTypeError(f"seeds are ints >= 0 or ranges like 0-9, got {text!r}") from None
     if hi < lo:
         raise argparse.ArgumentTypeError(f"a range of seeds runs upward (like 0-9), got {text!r}")
+    if hi - lo >= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS:,} seeds a range, got {text!r} ({hi - lo + 1:,})")
     return list(range(lo, hi + 1))
 
 
+def _processes(text):
+    """'auto' or a number of processes (the trainer checks it)."""
+    try:
+        return text if text == "auto" else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'auto' or a number of processes, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a user's mistake: one line on stderr, exit code 2 (as skengine-train's)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir")
     p.add_argument("--grid", choices=list(GRIDS), default="gates")
     p.add_argument("--variants", nargs="+", help="a subset of the grid's variants (default: all)")
@@ -496,7 +602,7 @@ def main(argv=None):
     p.add_argument("--no-tta", dest="tta", action="store_false", default=None,
                    help="no test-time augmentation at the end of each run (its six passes over the test set)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--processes", default="auto", type=lambda v: v if v == "auto" else int(v))
+    p.add_argument("--processes", default="auto", type=_processes)
     p.add_argument("--out", default="runs/ablate")
     p.add_argument("--report", action="store_true", help="only remake the table, CSV and plot from results.jsonl")
     p.add_argument("--gates", type=int, metavar="N", help="also what the gates of every finished run (of --variants)"
@@ -509,16 +615,29 @@ def main(argv=None):
         p.error(f"--variants: {', '.join(unknown)} not in grid {args.grid} ({', '.join(GRIDS[args.grid])})")
     if args.gates is not None and args.gates < 1:
         p.error(f"--gates must be >= 1 images, got {args.gates}")
-    if not args.report:
-        try:
+    path = os.path.join(args.out, RESULTS)
+    command = shlex.join(["python", os.path.relpath(__file__), *(sys.argv[1:] if argv is None else argv)])
+    kept = f"the runs recorded in {path} and the checkpoints written are kept; continue with: {command}"
+    try:
+        if not args.report:
             run(args)
-        except UsageError as e:
-            p.error(str(e))
-    elif not os.path.exists(os.path.join(args.out, RESULTS)):
-        p.error(f"--report: no {RESULTS} in {args.out}")
-    records = read_results(args.out)
-    rows = summarise(records)
-    print(write(rows, args.out))
+        elif not os.path.exists(path):
+            raise UsageError(f"--report: no {RESULTS} in {args.out}")
+        records = read_results(args.out)
+        rows = summarise(records)
+        if not rows:
+            raise UsageError(f"--report: no runs in {path}")
+        print(write(rows, args.out))
+    except UsageError as e:
+        p.error(str(e))
+    except OSError as e:  # --out not a folder one can write, results.jsonl a folder, a full disk
+        p.error(f"--out {args.out}: {e}")
+    except Stopped as e:
+        print(f"{p.prog}: {e}; {kept}", file=sys.stderr)
+        sys.exit(e.code)
+    except KeyboardInterrupt:  # a second Ctrl-C (the trainer's handler takes the first), or one before training
+        print(f"{p.prog}: aborted; {kept}", file=sys.stderr)
+        sys.exit(130)
     if args.gates:
         try:
             gate_report(args, records)

@@ -221,25 +221,41 @@ def load_images(folder, size=224, crop_pct=0.875, limit=None):
         raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {folder}")
     short, out = math.floor(size / crop_pct), []
     for name in files:
-        with Image.open(os.path.join(folder, name)) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-            img = img.resize(new, Image.BICUBIC)
-            left, top = int(round((new[0] - size) / 2)), int(round((new[1] - size) / 2))
-            out.append(np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1))
+        path = os.path.join(folder, name)
+        try:  # a truncated or foreign file, or a decompression bomb (Pillow's limit, about 179M pixels)
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except Exception as e:  # Pillow's decoders raise many types: each is this file's fault
+            raise ValueError(f"{path}: cannot read it as an image ({type(e).__name__}: {e})") from None
+        w, h = img.size
+        new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        img = img.resize(new, Image.BICUBIC)
+        left, top = int(round((new[0] - size) / 2)), int(round((new[1] - size) / 2))
+        out.append(np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1))
     return np.stack(out)
 
 
 def timm_model(name, path):
-    """An skengine ``name`` with a timm checkpoint's weights (its class count read from the file)."""
+    """An skengine ``name`` with a timm checkpoint's weights (its class count read from the file); weights that
+    are not floating point, or hold NaN or inf, are refused (ValueError, TypeError)."""
     state = read_state(path)
-    model = create(name, num_classes=int(state["fc.weight"].shape[0]) if "fc.weight" in state else 1000)
-    return load_timm(model, state)
+    fc = np.shape(state["fc.weight"]) if "fc.weight" in state else (1000, 0)
+    if len(fc) != 2:
+        raise ValueError(f"its fc.weight has shape {fc}, not (classes, features) as timm's {name} has")
+    model = load_timm(create(name, num_classes=fc[0]), state)
+    nonfinite = next((k for k, v in state.items() if v.dtype.kind == "f" and not np.isfinite(v).all()), None)
+    if nonfinite is not None:
+        raise ValueError(f"its weights hold NaN or inf (the first: {nonfinite!r})")
+    return model
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a user's mistake: one line on stderr, exit code 2 (as skengine.evaluate)
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="a run of skengine.train: its folder (its best.npz), best.npz or "
                    "checkpoint.npz")
     p.add_argument("--data-dir", help="folder holding the CIFAR data (default: the trainer's cache)")
@@ -255,7 +271,7 @@ def main(argv=None):
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    try:
+    try:  # a file that is not there or not what it should be: one line naming it
         if args.timm_checkpoint is not None:
             if args.model is None or args.images is None:
                 p.error("--timm-checkpoint needs --model (" + ", ".join(TIMM_MODELS) + ") and --images")
@@ -278,7 +294,7 @@ def main(argv=None):
             if args.limit:
                 images, labels = images[:args.limit], labels[:args.limit]
             mean_std, batch = CIFAR_MEAN_STD[cfg["dataset"]], args.batch_size or 250
-    except (OSError, KeyError, ValueError, TypeError) as e:  # a file that is not there or not what it should be
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
         p.error(f"{where}: {e}")
     result = analyse(model, images, labels, names, *mean_std, batch)
     print(write_outputs(result, args.out))

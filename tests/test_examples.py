@@ -4,7 +4,10 @@ import csv
 import fcntl
 import importlib.util
 import io
+import json
 import os
+import re
+import shlex
 import signal
 import sys
 
@@ -13,6 +16,7 @@ import pytest
 
 import skengine
 from fakecifar import NAMES, write_cifar
+from skengine.distributed import WorkerError
 from skengine.models import create
 from skengine.stats import t_quantile
 from skengine.training import Diverged, load_run
@@ -145,6 +149,53 @@ def test_attention_script_refuses_a_mixed_or_half_command(tmp_path, capsys):
             sk_attention.main(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and says in err and "Traceback" not in err, (argv, err)
+
+
+def png_claiming(width, height):
+    """A few bytes that say they are a width x height RGB PNG: what a decompression bomb looks like to
+    Image.open, which reads the header alone."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
+def test_attention_script_refuses_bad_images_and_weights_in_one_line_naming_the_file(tmp_path, capsys):
+    """A 20000 x 20000 PNG was a DecompressionBombError traceback, a truncated image's error did not name the
+    file; int64 weights gave gates of exactly 0.5 and NaN weights a table of NaN, without a word."""
+    from PIL import Image
+    skengine.manual_seed(0)
+    ckpt = skengine.interop.save_timm(create("skresnet18", num_classes=3), str(tmp_path / "r18.npz"))
+    state = skengine.interop.read_state(ckpt)
+    np.savez(tmp_path / "int.npz", **{k: v.astype(np.int64) for k, v in state.items()})
+    np.savez(tmp_path / "nan.npz", **dict(state, **{"layer1.0.conv1.attn.fc_select.weight": np.full_like(
+        state["layer1.0.conv1.attn.fc_select.weight"], np.nan)}))
+    np.savez(tmp_path / "fc0d.npz", **dict(state, **{"fc.weight": np.float32(1.0)}))
+    good = tmp_path / "good"
+    good.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(good / "a.png")
+    folders = {}
+    for name, data in (("bomb", png_claiming(20000, 20000)), ("cut", (good / "a.png").read_bytes()[:60])):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folders[name] / "a.png")
+        (folders[name] / "b.png").write_bytes(data)
+    cases = [(str(tmp_path / "int.npz"), good, "has dtype int64, model's conv1.weight is float32"),
+             (str(tmp_path / "nan.npz"), good, "NaN or inf (the first: 'layer1.0.conv1.attn.fc_select.weight')"),
+             (str(tmp_path / "fc0d.npz"), good, "its fc.weight has shape ()"),
+             (ckpt, folders["bomb"], f"{folders['bomb'] / 'b.png'}: cannot read it as an image "
+                                     f"(DecompressionBombError"),
+             (ckpt, folders["cut"], f"{folders['cut'] / 'b.png'}: cannot read it as an image")]
+    for timm, images, says in cases:
+        with pytest.raises(SystemExit) as e:
+            sk_attention.main(["--timm-checkpoint", timm, "--model", "skresnet18", "--images", str(images),
+                               "--out", str(tmp_path / "att")])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and err.count("\n") == 1, (timm, images, err)
+    assert not (tmp_path / "att").exists()
 
 
 def test_attention_collector_shapes_and_sums(tmp_path, data_dir):
@@ -331,6 +382,8 @@ def test_ablation_runner_records_a_diverged_run_and_goes_on(tmp_path, data_dir, 
     (["--epochs", "0"], "variant softmax: --epochs must be"),
     (["--seeds", "3-1"], "a range of seeds runs upward"),
     (["--grid", "tricks", "--variants", "bn_weight_learned", "--recipe", "none"], "cannot be built with"),
+    (["--seeds", "0-100000000000"], "at most 1,000 seeds a range"),
+    (["--processes", "two"], "--processes: 'auto' or a number of processes, got 'two'"),
 ])
 def test_ablation_runner_refuses_a_grid_that_cannot_run_before_training(tmp_path, data_dir, more, says, capsys):
     argv = runner_args(data_dir, tmp_path, *more)
@@ -341,6 +394,7 @@ def test_ablation_runner_refuses_a_grid_that_cannot_run_before_training(tmp_path
         ablate.main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and says in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1  # one line, not argparse's usage text
     assert not (tmp_path / "results.jsonl").exists()
 
 
@@ -349,7 +403,9 @@ def test_ablation_runner_refuses_a_second_runner_in_the_same_folder(tmp_path, da
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(SystemExit) as e:
             ablate.main(runner_args(data_dir, tmp_path))
-    assert e.value.code == 2 and "another runner is working in this folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "another runner is working in this folder" in err
+    assert len(err.strip().splitlines()) == 1  # one line, not the whole usage text
 
 
 def test_ablation_runner_refuses_a_variant_of_another_grid(tmp_path, capsys):
@@ -357,6 +413,100 @@ def test_ablation_runner_refuses_a_variant_of_another_grid(tmp_path, capsys):
         ablate.main(["--grid", "gates", "--variants", "se", "--out", str(tmp_path)])
     assert e.value.code == 2
     assert "--variants: se not in grid gates (softmax, sigmoid, sigmoid_norm, uniform)" in capsys.readouterr().err
+
+
+def test_a_results_file_without_its_last_newline_keeps_every_record(tmp_path):
+    """A hand edit that drops the last newline: the next record goes on a line of its own, not glued to the last
+    one (which lost both from the report), and the bytes already there are kept as they were."""
+    first, second = fake_record("softmax", 0, 0.8), fake_record("sigmoid", 0, 0.7)
+    old = json.dumps(first).encode()
+    (tmp_path / "results.jsonl").write_bytes(old)
+    ablate.append_result(str(tmp_path), second)
+    assert [r["key"] for r in ablate.read_results(str(tmp_path))] == [first["key"], second["key"]]
+    assert (tmp_path / "results.jsonl").read_bytes().startswith(old + b"\n")
+
+
+def test_report_skips_every_kind_of_bad_line_with_a_warning(tmp_path, capsys):
+    """The docstring's promise for every kind of bad line: not JSON, not UTF-8, not an object, a field missing or
+    of the wrong type.  Each (its own seed, so it would count if taken) is named and skipped; the good ones stay."""
+    good = [fake_record("softmax", 0, 0.8), fake_record("sigmoid", 0, 0.7)]
+    bad = [{"key": "x"}, [1, 2], "a string", None, {**fake_record("softmax", 1, 0.8), "seed": "1"},
+           {**fake_record("softmax", 2, 0.8), "test_acc": "0.8"}, {**fake_record("softmax", 3, 0.8), "status": "ok"},
+           {**fake_record("softmax", 4, float("nan"))}, {**fake_record("softmax", 5, 0.8), "machine": ["cpu"]},
+           {**fake_record("softmax", 6, 0.8), "config": None, "settings": "fast"},
+           {**fake_record("softmax", 7, 0.8), "config": None, "settings": {"recipe": [1]}}]
+    lines = [json.dumps(good[0]).encode(), b"{not json", b"\xff\xfe\x00binary \x80",
+             *(json.dumps(r).encode() for r in bad), json.dumps(good[1]).encode()]
+    (tmp_path / "results.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert [r["key"] for r in ablate.read_results(str(tmp_path))] == [r["key"] for r in good]
+    err = capsys.readouterr().err
+    named = [int(n) for n in re.findall(r"line (\d+) \(", err)]
+    assert named[:5] == [2, 3, 4, 5, 6] and f"{len(lines) - 2 - 5} more lines" in err
+    rows = ablate.main(["--out", str(tmp_path), "--report"])
+    assert [(r["variant"], r["runs"], r["seeds"]) for r in rows] == [("softmax", 1, [0]), ("sigmoid", 1, [0])]
+    assert "Traceback" not in capsys.readouterr().err
+    old = (tmp_path / "results.jsonl").read_bytes()  # a runner appending to it keeps what it cannot read
+    ablate.append_result(str(tmp_path), fake_record("uniform", 0, 0.6))
+    assert (tmp_path / "results.jsonl").read_bytes().startswith(old)
+    assert len(ablate.read_results(str(tmp_path))) == 3
+
+
+@pytest.mark.parametrize("results, says", [(b"", "--report: no runs in"), (b"\n{oops\n", "--report: no runs in"),
+                                           (None, "Is a directory")])
+def test_a_report_of_no_runs_is_one_line(tmp_path, capsys, results, says):
+    if results is None:
+        (tmp_path / "results.jsonl").mkdir()
+    else:
+        (tmp_path / "results.jsonl").write_bytes(results)
+    with pytest.raises(SystemExit) as e:
+        ablate.main(["--out", str(tmp_path), "--report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and says in err[-1] and not any("error" in line for line in err[:-1])
+    assert "usage" not in "".join(err) and not (tmp_path / "ablation.md").exists()
+
+
+def test_ablation_runner_stopped_by_sigterm_names_the_command_that_continues(tmp_path, data_dir, monkeypatch,
+                                                                             capsys):
+    """SIGTERM (what a scheduler sends) stops after the step with the checkpoint written: the runner names its
+    own command to continue (not the trainer's --resume), and that command continues the run."""
+    from skengine.optim import SGD
+    real_step = SGD.step
+
+    def step_then_terminate(self, *a):
+        real_step(self, *a)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(SGD, "step", step_then_terminate)
+    argv = runner_args(data_dir, tmp_path, "--seeds", "0", "--variants", "softmax", "--epochs", "1")
+    with pytest.raises(SystemExit) as e:
+        ablate.main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 130 and "skengine.train" not in last
+    assert "variant softmax seed 0 interrupted at epoch 1 step 1" in last
+    assert last.endswith("continue with: " + shlex.join(["python", os.path.relpath(ablate.__file__), *argv]))
+    monkeypatch.setattr(SGD, "step", real_step)
+    calls = []
+    real_train = ablate.trainer.train
+    monkeypatch.setattr(ablate.trainer, "train", lambda cfg: calls.append(cfg) or real_train(cfg))
+    assert [r["runs"] for r in ablate.main(argv)] == [1] and "resume" in calls[0]
+
+
+@pytest.mark.parametrize("error, code", [(WorkerError("process 1 died"), 1), (KeyboardInterrupt(), 130)])
+def test_ablation_runner_stopped_by_a_dead_process_or_a_second_ctrl_c_says_so_in_one_line(tmp_path, data_dir,
+                                                                                          monkeypatch, capsys,
+                                                                                          error, code):
+    def fail(cfg):
+        raise error
+
+    monkeypatch.setattr(ablate.trainer, "train", fail)
+    try:
+        with pytest.raises(SystemExit) as e:
+            ablate.main(runner_args(data_dir, tmp_path))
+    except KeyboardInterrupt:
+        pytest.fail("a second Ctrl-C ends in a traceback")
+    err = capsys.readouterr().err
+    assert e.value.code == code and "Traceback" not in err
+    assert "continue with: python " in err.strip().splitlines()[-1]
 
 
 def test_gate_report_of_runs_without_sk_layers_says_so_once(tmp_path, data_dir, monkeypatch):
@@ -406,6 +556,26 @@ def test_gate_report_leaves_out_runs_whose_networks_are_not_here_and_names_them(
     assert ablate.gate_report(args, records[:1]) == []  # none here: said so, and which
     text = (tmp_path / "gates.md").read_text()
     assert "No finished run here" in text and "(seeds 0)" in text and not (tmp_path / "gates.csv").exists()
+
+
+@pytest.mark.parametrize("damaged", [b"{not json", b"\xff\xfe", b"[1]", b'"x"', b"{}", b'{"blocks.0.sk": 1}',
+                                     b'{"blocks.0.sk": {"large": "0.5"}}'])
+def test_gate_report_makes_a_damaged_kept_answer_again(tmp_path, data_dir, damaged):
+    """A run's kept gate analysis (attention_N.json) that is not what gate_statistics writes is worked out again,
+    not an IndexError or TypeError deep in the table."""
+    cfg = {"recipe": None, "seed": 0, "model": "sknet_cifar_tiny"}
+    record = {**fake_record("softmax", 0, 0.5), "settings": cfg, "config": ablate.resolved(cfg)}
+    folder = ablate.run_folder(str(tmp_path), record["key"])
+    os.makedirs(folder)
+    skengine.manual_seed(0)
+    skengine.save({"config": record["config"], "model": create("sknet_cifar_tiny", num_classes=10).state_dict()},
+                  os.path.join(folder, "checkpoint.npz"))
+    args = argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=5)
+    table = ablate.gate_report(args, [record])
+    assert table and all(row["corr"] == pytest.approx(-1.0) for row in table)  # the two paths of a softmax
+    with open(os.path.join(folder, "attention_5.json"), "wb") as f:
+        f.write(damaged)
+    assert ablate.gate_report(args, [record]) == table
 
 
 def test_a_run_on_the_gpu_records_the_gpu(monkeypatch):
