@@ -41,24 +41,30 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     return _flat_conv(x, w, stride, padding, dilation, groups)[0]
 
 
-def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
-    """(dx, dw) of conv2d_forward for the upstream gradient gy."""
+def conv2d_backward(x, w, gy, stride, padding, dilation, groups, need=(True, True)):
+    """(dx, dw) of conv2d_forward for the upstream gradient gy.
+
+    need: which of the two to compute; the other comes back as None and costs nothing (the first convolution
+    after a frozen layer needs only dw).
+    """
     (kh, kw), (ph, pw), (dh, dw) = w.shape[2:], padding, dilation
     xp = get_array_module(x)
+    if not any(need):
+        return None, None
     if x.size == 0 or w.size == 0:
-        return xp.zeros_like(x), xp.zeros_like(w)
+        return xp.zeros_like(x) if need[0] else None, xp.zeros_like(w) if need[1] else None
     tap = _only_live_tap(x, w, stride, padding, dilation)
     if tap is not None:  # a 1x1 convolution; any other taps read only padding, so their gradient is zero
-        gx, gw_tap = _backward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], gy, stride, groups)
-        if (kh, kw) == (1, 1):
-            return gx, gw_tap.reshape(w.shape)
-        gw = xp.zeros((groups, w.shape[0] // groups, w.shape[1], kh, kw), w.dtype)
-        gw[..., tap[0], tap[1]] = gw_tap
+        gx, gw_tap = _backward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], gy, stride, groups, need)
+        gw = gw_tap
+        if gw_tap is not None and (kh, kw) != (1, 1):
+            gw = xp.zeros((groups, w.shape[0] // groups, w.shape[1], kh, kw), w.dtype)
+            gw[..., tap[0], tap[1]] = gw_tap
     elif stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
-        gx, gw = _backward_transposed(x, w, gy, padding, dilation, groups)
+        gx, gw = _backward_transposed(x, w, gy, padding, dilation, groups, need)
     else:
-        gx, gw = _backward_col2im(x, w, gy, stride, padding, dilation, groups)
-    return gx, gw.reshape(w.shape)
+        gx, gw = _backward_col2im(x, w, gy, stride, padding, dilation, groups, need)
+    return gx, None if gw is None else gw.reshape(w.shape)
 
 
 def _only_live_tap(x, w, stride, padding, dilation):
@@ -94,22 +100,27 @@ def _forward_1x1(x, w, stride, groups):
     return y.reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()
 
 
-def _backward_1x1(x, w, gy, stride, groups):
+def _backward_1x1(x, w, gy, stride, groups, need):
     xp = get_array_module(gy)
     xs, (OH, OW) = _strided_input(x, stride, groups)
     N, G, Cg, L = xs.shape
     wt = w.reshape(G, -1, Cg).swapaxes(1, 2)
     gy = gy.reshape(N, G, -1, L)
+    gw = gxs = None
     if L > BATCH_1X1_UP_TO and xp is np:  # per image; dW summed image by image (no N x O x C intermediate)
-        gw = xp.zeros((G, gy.shape[2], Cg), w.dtype)
-        for n in range(N):
-            gw += gy[n] @ xs[n].swapaxes(1, 2)
-        gxs = (wt @ gy).reshape(N, -1, OH, OW)
+        if need[1]:
+            gw = xp.zeros((G, gy.shape[2], Cg), w.dtype)
+            for n in range(N):
+                gw += gy[n] @ xs[n].swapaxes(1, 2)
+        if need[0]:
+            gxs = (wt @ gy).reshape(N, -1, OH, OW)
     else:  # few pixels (or the GPU, where a loop is N launches): each product one matmul over the batch
         gyc = gy.transpose(1, 2, 0, 3).reshape(G, -1, N * L)
-        gw = gyc @ xs.transpose(1, 0, 3, 2).reshape(G, N * L, Cg)
-        gxs = (wt @ gyc).reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()
-    if tuple(stride) == (1, 1):
+        if need[1]:
+            gw = gyc @ xs.transpose(1, 0, 3, 2).reshape(G, N * L, Cg)
+        if need[0]:
+            gxs = (wt @ gyc).reshape(-1, N, OH, OW).transpose(1, 0, 2, 3).copy()
+    if gxs is None or tuple(stride) == (1, 1):
         return gxs, gw
     gx = xp.zeros_like(x)
     gx[:, :, ::stride[0], ::stride[1]] = gxs
@@ -141,10 +152,10 @@ def _parallel(rows, cols):
     return rows * cols < PARALLEL_BELOW
 
 
-def _flat_conv(x, w, stride, padding, dilation, groups, other=None):
+def _flat_conv(x, w, stride, padding, dilation, groups, other=None, need_y=True):
     """y = conv(x, w), and, given ``other`` shaped like y, also cols @ other^T per group.
 
-    Returns (y, that product (G, C/G*kh*kw, O/G) or None).  Work buffers are
+    Returns (y or None when not ``need_y``, that product (G, C/G*kh*kw, O/G) or None).  Work buffers are
     zeroed once per chunk shape: pad_phases and im2col_flat never write the
     padding or the columns' tail, so those stay zero, and the garbage columns
     of ``other``'s wide copy stay zero too.
@@ -159,7 +170,7 @@ def _flat_conv(x, w, stride, padding, dilation, groups, other=None):
     # BLAS runs faster with the short side of the product last: with many
     # outputs per group, form it transposed, (groups, m*M, O/G)
     transposed = Og >= TRANSPOSE_FROM
-    y = xp.empty((N, O, OH, OW), x.dtype)
+    y = xp.empty((N, O, OH, OW), x.dtype) if need_y else None
 
     def work(blocks):  # one worker's blocks, with its own buffers and its own part of prod
         prod = None if other is None else xp.zeros((G, Cg * T, Ob), x.dtype)
@@ -169,17 +180,18 @@ def _flat_conv(x, w, stride, padding, dilation, groups, other=None):
             if (m, gb) not in bufs:
                 bufs[m, gb] = (xp.zeros((m, gb * Cg, S, g.phase_len), x.dtype),
                                xp.zeros((gb * Cg, T, m, M), x.dtype),
-                               xp.empty((gb, m * M, Og) if transposed else (gb, Og, m * M), x.dtype),
+                               xp.empty(((gb, m * M, Og) if transposed else (gb, Og, m * M)) if need_y else 0, x.dtype),
                                None if other is None else xp.zeros((gb * Ob, m, OH, P), x.dtype))
             xph, col, yw, ow = bufs[m, gb]
             cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
-            if transposed:
-                xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
-                yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
-            else:
-                xp.matmul(wg[g0:g1], cols, out=yw)
-                yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
-            y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
+            if need_y:
+                if transposed:
+                    xp.matmul(cols.swapaxes(1, 2), wg[g0:g1].swapaxes(1, 2), out=yw)
+                    yw = yw.reshape(gb, m, OH, P, Og).transpose(1, 0, 4, 2, 3)
+                else:
+                    xp.matmul(wg[g0:g1], cols, out=yw)
+                    yw = yw.reshape(gb, Og, m, OH, P).transpose(2, 0, 1, 3, 4)
+                y[n0:n1, g0 * Og:g1 * Og].reshape(m, gb, Og, OH, OW)[...] = yw[..., :OW]
             if other is not None:
                 ow[..., :OW] = other[n0:n1, g0 * Ob:g1 * Ob].swapaxes(0, 1)
                 prod[g0:g1] += cols @ ow.reshape(gb, Ob, m * M).swapaxes(1, 2)
@@ -189,19 +201,20 @@ def _flat_conv(x, w, stride, padding, dilation, groups, other=None):
     return y, (None if other is None else sum(prods[1:], prods[0]))
 
 
-def _backward_transposed(x, w, gy, padding, dilation, groups):
+def _backward_transposed(x, w, gy, padding, dilation, groups, need):
     """Stride 1: dX = conv(gy, flipped w^T, padding d*(k-1) - p); dW from the same columns."""
     (O, Cg, kh, kw), G, C = w.shape, groups, x.shape[1]
     T, Og = kh * kw, O // G
     (ph, pw), (dh, dw) = padding, dilation
     # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
     wt = w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
-    gx, gwt = _flat_conv(gy, wt, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, G, other=x)
+    pad = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
+    gx, gwt = _flat_conv(gy, wt, (1, 1), pad, dilation, G, other=x if need[1] else None, need_y=need[0])
     # gwt[g, o*T + tap, c] = dW[g*Og + o, c, T-1-tap]
-    return gx, gwt.reshape(G, Og, T, Cg)[:, :, ::-1].swapaxes(2, 3)
+    return gx, None if gwt is None else gwt.reshape(G, Og, T, Cg)[:, :, ::-1].swapaxes(2, 3)
 
 
-def _backward_col2im(x, w, gy, stride, padding, dilation, groups):
+def _backward_col2im(x, w, gy, stride, padding, dilation, groups, need):
     """Any stride: dW from the columns of x, dX by scattering the column gradient back."""
     xp, G = get_array_module(gy), groups
     (N, C), O, T = x.shape[:2], w.shape[0], w.shape[2] * w.shape[3]
@@ -210,7 +223,7 @@ def _backward_col2im(x, w, gy, stride, padding, dilation, groups):
     (OH, OW), P = g.out_size, g.pitch
     M, S, Q = OH * P, stride[0] * stride[1], g.phase_len
     wg = w.reshape(G, Og, -1)
-    gx = xp.empty_like(x)
+    gx = xp.empty_like(x) if need[0] else None
 
     def work(blocks):  # one worker's blocks, with its own buffers and its own part of dW
         gwt, bufs = xp.zeros((G, Cg * T, Og), wg.dtype), {}
@@ -220,14 +233,15 @@ def _backward_col2im(x, w, gy, stride, padding, dilation, groups):
                 bufs[m, gb] = (xp.zeros((m, gb * Cg, S, Q), x.dtype), xp.zeros((gb * Cg, T, m, M), x.dtype),
                                xp.zeros((gb * Og, m, OH, P), x.dtype), xp.zeros((m, gb * Cg, S, Q), x.dtype))
             xph, col, gyw, gxph = bufs[m, gb]
-            cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
             gyw[..., :OW] = gy[n0:n1, g0 * Og:g1 * Og].swapaxes(0, 1)  # garbage columns stay zero
             gyg = gyw.reshape(gb, Og, m * M)
-            gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
-            # the column gradient overwrites the columns; its tail is zero like theirs
-            xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=cols)
-            unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
+            if need[1]:
+                cols = im2col_flat(pad_phases(x[n0:n1, g0 * Cg:g1 * Cg], g, xph), g, col).reshape(gb, -1, m * M)
+                gwt[g0:g1] += cols @ gyg.swapaxes(1, 2)
+            if need[0]:  # the column gradient overwrites the columns; its tail is zero like theirs
+                xp.matmul(wg[g0:g1].swapaxes(1, 2), gyg, out=col.reshape(gb, -1, m * M))
+                unpad_phases(col2im_flat(col, g, gxph), g, gx[n0:n1, g0 * Cg:g1 * Cg])
         return gwt
 
     gwts = run_blocks(work, chunks(xp, N, G, Cg * T * M * x.itemsize, M), _parallel(Og, Cg * T))
-    return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2)
+    return gx, sum(gwts[1:], gwts[0]).swapaxes(1, 2) if need[1] else None

@@ -145,11 +145,31 @@ def test_a_frozen_conv_on_an_input_computes_only_its_bias_gradient(monkeypatch):
     b = sk.Tensor(np.zeros(4, np.float32), requires_grad=True)
     calls = []
     real = conv_fn.conv2d_backward
-    monkeypatch.setattr(conv_fn, "conv2d_backward", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(conv_fn, "conv2d_backward", lambda *a, need: calls.append(need) or real(*a, need=need))
     y = F.conv2d(x, w, b)
     (y * y).sum().backward()
-    assert calls == [] and x.grad is None and w.grad is None
+    assert calls in ([], [(False, False)]) and x.grad is None and w.grad is None
     np.testing.assert_allclose(b.grad.numpy(), (2 * y.data).sum(axis=(0, 2, 3)), rtol=1e-5)
     w.requires_grad_(True)
+    calls.clear()
     (F.conv2d(x, w, b) ** 2).sum().backward()
-    assert calls == [1] and w.grad is not None
+    assert calls == [(False, True)] and w.grad is not None and x.grad is None
+
+
+@pytest.mark.parametrize("H, W, kernel, stride, padding, dilation", GEOMETRIES)
+@pytest.mark.parametrize("need", [(True, False), (False, True)])
+def test_conv2d_backward_computes_only_what_is_needed(H, W, kernel, stride, padding, dilation, need):
+    """The first convolution after a frozen layer needs only dW (and a frozen convolution only dX): the other
+    comes back None, and the one asked for equals the full backward's on every path (1x1, stride 1, strided)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((3, 4, H, W)), rng.standard_normal((6, 2, *kernel))
+    geometry = (stride, padding, dilation, 2)
+    gy = rng.standard_normal(convolution.conv2d_forward(x, w, *geometry).shape)
+    full = convolution.conv2d_backward(x, w, gy, *geometry)
+    part = convolution.conv2d_backward(x, w, gy, *geometry, need=need)
+    for wanted, got, ref in zip(need, part, full):
+        if wanted:
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+        else:
+            assert got is None
+

@@ -425,3 +425,25 @@ def test_ctrl_c_twice_while_a_worker_is_stopped_aborts_and_leaves_no_worker(data
     assert code == 130 and "aborted" in stderr and time.monotonic() - t0 < 60
     assert multiprocessing.active_children() == []
 
+
+def test_the_whitening_bias_takes_no_gradient_once_it_stops_and_the_weights_are_the_same(data_dir, tmp_path,
+                                                                                         monkeypatch):
+    """After whiten_bias_epochs the bias's learning rate is 0 for good: from then on no gradient is computed for it,
+    so the first convolution needs only its dW (no dX, no GELU backward on the whitening output), and the run ends
+    on the same weights, bit for bit, as one that goes on computing the bias's gradient."""
+    import skengine.functional.conv as conv_fn
+    from skengine.training import loop
+    from trainkit import fast_cfg
+
+    needs, real = [], conv_fn.conv2d_backward
+    monkeypatch.setattr(conv_fn, "conv2d_backward", lambda *a, need: needs.append(need) or real(*a, need=need))
+    trained(fast_cfg(data_dir, tmp_path / "frozen"))
+    frozen, only_dw = weights(tmp_path / "frozen"), needs.count((False, True))
+    needs.clear()
+    monkeypatch.setattr(loop.Trainer, "freeze_stopped", lambda self: None)
+    trained(fast_cfg(data_dir, tmp_path / "computed"))
+    assert only_dw == 5 and needs.count((False, True)) == 0  # epoch 2's 5 steps, where the bias has stopped
+    computed = weights(tmp_path / "computed")
+    assert frozen.keys() == computed.keys()
+    for k in frozen:
+        np.testing.assert_array_equal(frozen[k], computed[k], err_msg=k)

@@ -28,9 +28,10 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        gx = gw = None
-        if any(self.needs_input_grad[:2]):  # not for an input image through a frozen weight (a whitening layer)
-            gx, gw = conv2d_backward(self.x, self.w, gy, self.stride, self.padding, self.dilation, self.groups)
+        # only what is needed: nothing for an input image through a frozen weight (a whitening layer), only dw
+        # for the input image or what a frozen layer made of it
+        gx, gw = conv2d_backward(self.x, self.w, gy, self.stride, self.padding, self.dilation, self.groups,
+                                 need=tuple(self.needs_input_grad[:2]))
         return gx, gw, (gy.sum(axis=(0, 2, 3)) if self.has_bias else None)
 
 

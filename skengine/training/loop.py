@@ -504,6 +504,16 @@ class Trainer:
         test = next(e for e in self.extensions if isinstance(e, TestPass))
         return test.run(self.model, group, tta)
 
+    def freeze_stopped(self):
+        """A parameter whose group's schedule has stopped (the whitening bias after ``whiten_bias_epochs``) learns
+        nothing for the rest of the run: from that step on it takes no gradient, so nothing is computed for it,
+        nor for the layers before it (the first convolution's dX, the whitening output's GELU).  The run's
+        weights are the same, bit for bit."""
+        for group, schedule in zip(self.opt.param_groups, self.sched.lr_lambdas):
+            if getattr(schedule, "stop", None) is not None and self.steps >= schedule.stop:
+                for p in group["params"]:
+                    p.requires_grad_(False)
+
     def _run(self, unit):
         for e in self.extensions:
             interval, on = e.trigger
@@ -528,6 +538,7 @@ class Trainer:
             bar, seen_now = Progress(len(loader), f"epoch {epoch}/{cfg['epochs']}") if self.rank == 0 else None, 0
             t0, stopping = time.perf_counter() - sums["time"], False
             for x, y in loader:
+                self.freeze_stopped()
                 stats = self.observation = train_step(model, self.opt, x, y, cfg["label_smoothing"], group, params,
                                                       buffers, _stop_requested(stop))
                 sched.step()
