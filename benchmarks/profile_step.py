@@ -3,7 +3,8 @@
     python benchmarks/profile_step.py skresnext50_32x4d --size 64 --batch 32
     python benchmarks/profile_step.py sknet_cifar_small --batch 128 --steps 3
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py sknet_cifar_fast --batch 256 --label-smoothing 0.2
-        # one of the default command's two processes (its half of a batch of 512, a one-thread BLAS)
+        # one of the default command's two processes (its half of a batch of 512, a one-thread BLAS);
+        # add --frozen-whiten-bias for a step after the whitening bias stops
 
 Every Function subclass's ``forward`` and ``backward`` is wrapped with a timer for the profiled steps (after
 one warm-up step); the table lists each Function's share of the step, so the next bottleneck is visible.
@@ -74,10 +75,15 @@ def main():
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON", help="constructor options")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--frozen-whiten-bias", action="store_true",
+                   help="a step after the whitening bias stops (the fast recipe's last 12 epochs of 15): no gradient "
+                        "for it, as the trainer does")
     args = p.parse_args()
     sk.manual_seed(0)
     rng = np.random.default_rng(0)
     model = create(args.model, num_classes=10, **args.model_kwargs)
+    if args.frozen_whiten_bias:
+        model.whiten.bias.requires_grad_(False)
     opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     y = rng.integers(0, 10, args.batch)
