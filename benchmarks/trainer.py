@@ -5,6 +5,7 @@ process with a thread per core), in alternating rounds on the same CIFAR-10 imag
     python benchmarks/trainer.py --data-dir DIR                                  # the SK network
     python benchmarks/trainer.py --data-dir DIR --model-kwargs '{"attention": "none"}'   # airbench93's trunk
     python benchmarks/trainer.py --data-dir DIR --limit-train 10240 --epochs 3 --rounds 2
+    python benchmarks/trainer.py --data-dir DIR --whiten-bias-epochs 1   # epochs 2-3: as the default command's last 12
 
 Each contender runs in a fresh process per round (as a user starts it): skengine as ``python -m skengine.train``
 (its default command with ``--no-tta``, the data and run length given), PyTorch as this file with ``--torch``.
@@ -44,7 +45,8 @@ def torch_run(args):
     from train_step import torch_twin
 
     torch.set_num_threads(args.threads)
-    cfg = settings_of({"epochs": args.epochs, "model_kwargs": args.model_kwargs})
+    cfg = settings_of({"epochs": args.epochs, "model_kwargs": args.model_kwargs,
+                       **({} if args.whiten_bias_epochs is None else {"whiten_bias_epochs": args.whiten_bias_epochs})})
     x, y = load_cifar(os.path.join(args.data_dir, "cifar-10-batches-py"), "cifar10", train=True)
     xt, yt = load_cifar(os.path.join(args.data_dir, "cifar-10-batches-py"), "cifar10", train=False)
     x, y, xt, yt = x[:args.limit_train], y[:args.limit_train], xt[:args.limit_test], yt[:args.limit_test]
@@ -107,6 +109,8 @@ def skengine_run(args, out):
     cmd = [sys.executable, "-m", "skengine.train", "--data-dir", args.data_dir, "--epochs", str(args.epochs),
            "--limit-train", str(args.limit_train), "--limit-test", str(args.limit_test), "--no-tta", "--out", out,
            "--overwrite", "--no-download", "--model-kwargs", json.dumps(args.model_kwargs)]
+    if args.whiten_bias_epochs is not None:
+        cmd += ["--whiten-bias-epochs", str(args.whiten_bias_epochs)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     with open(os.path.join(out, "metrics.csv")) as f:
         return [{"epoch": int(r["epoch"]), "images_per_s": float(r["images_per_s"]), "test_acc": float(r["test_acc"])}
@@ -117,6 +121,8 @@ def torch_subprocess(args):
     cmd = [sys.executable, __file__, "--torch", "--data-dir", args.data_dir, "--epochs", str(args.epochs),
            "--limit-train", str(args.limit_train), "--limit-test", str(args.limit_test), "--threads",
            str(args.threads), "--model-kwargs", json.dumps(args.model_kwargs)]
+    if args.whiten_bias_epochs is not None:
+        cmd += ["--whiten-bias-epochs", str(args.whiten_bias_epochs)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
@@ -135,6 +141,9 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch's threads")
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON")
+    p.add_argument("--whiten-bias-epochs", type=float, default=None,
+                   help="epochs the whitening bias learns (the recipe's: 3, all of a 3-epoch run; the default command "
+                        "trains 12 of its 15 epochs with it stopped, which skengine computes no gradient for)")
     p.add_argument("--torch", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.torch:
@@ -144,7 +153,8 @@ def main():
     from common import cpu_model
     print(f"{cpu_model()}, {os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__} "
           f"({args.threads} threads); sknet_cifar_fast {json.dumps(args.model_kwargs)}, the fast recipe, "
-          f"{args.limit_train} images x {args.epochs} epochs a run")
+          f"{args.limit_train} images x {args.epochs} epochs a run, the whitening bias learning for "
+          f"{args.whiten_bias_epochs if args.whiten_bias_epochs is not None else 'the recipe'}'s epochs")
     print("| round | contender | epoch 1 img/s | later epochs img/s | test acc |")
     print("| ---: | --- | ---: | ---: | ---: |")
     later = {"skengine": [], "torch": []}
