@@ -34,7 +34,8 @@ _JSON_KEY = "__json__"
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # no space, or no quota left
 _MAX_RATIO = 100  # how far a compressed entry may expand (save() stores entries uncompressed, ratio 1)
 _TMP_PREFIX = ".tmp-skengine-"  # atomic_write's own temporaries, so that no file of a user is taken for one
-_TMP_NAME = re.compile(r"\.tmp-skengine-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")  # mkstemp(prefix=_TMP_PREFIX, suffix=...)
+_TMP_SUFFIXES = (".npz", ".safetensors", ".json", ".jsonl", ".csv", ".gz")  # those atomic_write's callers pass
+_TMP_NAME = re.compile(rf"\.tmp-skengine-[a-z0-9_]{{8}}({'|'.join(map(re.escape, _TMP_SUFFIXES))})")  # mkstemp's
 
 
 def _show(path):
@@ -99,11 +100,13 @@ def write_npz(path, arrays):
 
 
 def atomic_write(path, write, suffix=".npz", size=None):
-    """Create the file ``path`` through ``write(a temporary path)`` in the same folder, synced, then
-    renamed over ``path``: an error or a kill midway leaves an existing file as it was.  The temporary is
-    locked (flock) while it is written, which tells a live writer's from what a killed one left; those are
-    removed first.  A full disk is one OSError (ENOSPC) naming the folder, the free space and ``size``,
-    the bytes the file needs (when the caller knows them)."""
+    """Create the file ``path`` through ``write(a temporary path)`` in the same folder (a name ending in
+    ``suffix``, one of _TMP_SUFFIXES), synced, then renamed over ``path``: an error or a kill midway leaves an
+    existing file as it was.  The temporary is locked (flock) while it is written, which tells a live writer's
+    from what a killed one left; those are removed first.  A full disk is one OSError (ENOSPC) naming the
+    folder, the free space and ``size``, the bytes the file needs (when the caller knows them)."""
+    if suffix not in _TMP_SUFFIXES:  # a temporary that no cleanup would recognise as this writer's
+        raise ValueError(f"atomic_write: suffix {suffix!r} is not one of {', '.join(_TMP_SUFFIXES)}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(folder)
@@ -164,9 +167,10 @@ def _disk_full(path, folder, size):
 
 def remove_stale_temporaries(folder):
     """Delete the temporaries that atomic_write's writers killed midway left in ``folder``: regular files
-    named like .tmp-skengine-abcd1234.npz whose writer's lock is gone (the OS drops a lock when its process
-    ends, however it ends; a writer still at work, in this process or another, holds it).  Other names,
-    links, folders and a folder that cannot be read are left alone; return the paths removed."""
+    named like .tmp-skengine-abcd1234.npz (with one of _TMP_SUFFIXES) whose writer's lock is gone (the OS drops
+    a lock when its process ends, however it ends; a writer still at work, in this process or another, holds
+    it).  Other names, links, folders and a folder that cannot be read are left alone; return the paths
+    removed."""
     removed = []
     if fcntl is None:
         return removed

@@ -139,8 +139,8 @@ def test_out_holding_another_run_is_refused_unless_overwrite(data_dir, tmp_path)
     with pytest.raises(ConfigError, match="already holds a run"):  # continuing b into a
         trained({"resume": str(b), "out": str(a)})
     (b / "checkpoint.npz").unlink()  # a run without a checkpoint: no --resume to suggest
-    with pytest.raises(ConfigError, match=r"already holds a run \(best.npz, config.json, metrics.csv\): choose "
-                                          r"another --out, or pass --overwrite to replace it$"):
+    with pytest.raises(ConfigError, match=r"already holds a run \(best.npz, config.json, metrics.csv, (curves.png, )?"
+                                          r"confusion.txt\): choose another --out, or pass --overwrite to replace it$"):
         trained(cfg(data_dir, b, epochs=1))
     assert open(a / "checkpoint.npz", "rb").read() == kept
     left = a / f"{serialization._TMP_PREFIX}k9x2ab7q.npz"
@@ -148,6 +148,22 @@ def test_out_holding_another_run_is_refused_unless_overwrite(data_dir, tmp_path)
     trained(cfg(data_dir, a, epochs=1, seed=1, overwrite=True))
     assert open(a / "checkpoint.npz", "rb").read() != kept
     assert not left.exists()
+
+
+@pytest.mark.parametrize("name", ["confusion.txt", "curves.png"])
+def test_a_folder_holding_a_file_a_run_writes_is_refused_unless_overwrite(data_dir, tmp_path, capsys, name):
+    """An --out holding only the user's own confusion.txt was taken, and the file replaced at the run's end:
+    only the checkpoint, best model, config and metrics counted.  Every file a run writes counts now."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_bytes(b"the user's own")
+    code, _, stderr = run_cli(small_argv(data_dir, out), capsys)
+    assert code == 2 and stderr == (f"skengine-train: error: --out {out} already holds a run ({name}): choose "
+                                    f"another --out, or pass --overwrite to replace it\n"), stderr
+    assert os.listdir(out) == [name] and (out / name).read_bytes() == b"the user's own"
+    code, _, stderr = run_cli(small_argv(data_dir, out, "--overwrite"), capsys)
+    assert code == 0 and (out / "checkpoint.npz").exists(), stderr
+    assert set(config.RUN_FILES) >= {f for f in os.listdir(out) if not f.startswith(".")}  # all it wrote counts
 
 
 def test_resume_never_inherits_overwrite_and_only_its_own_checkpoint_resumes_in_place(data_dir, tmp_path):

@@ -267,6 +267,11 @@ def test_class_names_must_be_as_many_as_the_datasets_classes(tmp_path, count):
     ("batches.meta", lambda m: {b"label_names": b"airplane"}, "b'label_names' must be a list of names"),
     ("batches.meta", lambda m: {b"label_names": list(range(10))}, "b'label_names' must be a list of names"),
     ("batches.meta", lambda m: {b"label_names": [b"\xff"] * 10}, "a class name is not UTF-8"),
+    # ten names, but not ten classes one can tell apart (accepted: a table and a confusion matrix of one class)
+    ("batches.meta", lambda m: {b"label_names": [b"cat"] * 10},
+     "class 1's name 'cat' is also class 0's: each class needs a name of its own"),
+    ("batches.meta", lambda m: {b"label_names": m[b"label_names"][:3] + [b" "] + m[b"label_names"][4:]},
+     "class 3's name ' ' is empty: each class needs a name of its own"),
 ])
 def test_a_file_that_does_not_hold_what_cifar_does_is_one_line_naming_it(tmp_path, name, change, message):
     """What the official files hold (a dict of an (N, 3072) uint8 array and N integer labels; a list of names):
@@ -305,7 +310,9 @@ def test_an_empty_split_is_one_line_naming_its_files(tmp_path):
     ("data_batch_5", with_label(b"labels", 0, -1), "label -1 at index 0 is out of range: labels are 0 to 9"),
     ("batches.meta", lambda m: {b"label_names": m[b"label_names"] + [b"extra"]},
      "11 class names, but cifar10 has 10 classes"),
-], ids=["test-label-255", "train-label--1", "11-names"])
+    ("batches.meta", lambda m: {b"label_names": m[b"label_names"][:9] + [m[b"label_names"][2]]},
+     "class 9's name 'class2' is also class 2's: each class needs a name of its own"),  # fakecifar's names
+], ids=["test-label-255", "train-label--1", "11-names", "a-name-twice"])
 def test_the_trainer_refuses_a_bad_dataset_file_in_one_line(tmp_path, capsys, name, change, message):
     """Through skengine-train: exit 2 and one line naming the file, before any training (not a traceback after
     epoch 1, nor an 11-class model)."""

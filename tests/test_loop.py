@@ -156,6 +156,27 @@ def test_resuming_a_finished_run_says_so_and_trains_nothing(data_dir, tmp_path, 
     assert open(tmp_path / "checkpoint.npz", "rb").read() == kept
 
 
+def test_resuming_a_finished_run_whose_weights_give_nan_is_one_line(data_dir, tmp_path, capsys):
+    """A finished run whose checkpoint holds finite weights that give NaN logits (a BatchNorm variance of -1):
+    --resume tested it again and failed with a TypeError traceback.  Now the line of a test pass that is not
+    finite in training, exit code 1, and the checkpoint as it was."""
+    trained(cfg(data_dir, tmp_path, epochs=1))
+    state = skengine.load(tmp_path / "checkpoint.npz")
+    negative = [k for k in state["model"] if k.endswith("running_var")]
+    for k in negative:
+        state["model"][k] = skengine.Tensor(-np.ones(state["model"][k].shape, np.float32))
+    skengine.save(state, tmp_path / "checkpoint.npz")
+    kept, table = open(tmp_path / "checkpoint.npz", "rb").read(), (tmp_path / "confusion.txt").read_text()
+    code, stdout, stderr = run_cli(["--resume", tmp_path], capsys)
+    assert negative and code == 1 and "Traceback" not in stderr and "final test accuracy" not in stdout, stderr
+    assert stderr.splitlines()[-1] == (f"skengine-train: --resume {tmp_path}: the finished run's weights give test "
+                                       f"logits that are not finite (a NaN or inf weight, or a negative BatchNorm "
+                                       f"variance): it has no final model to test")
+    assert open(tmp_path / "checkpoint.npz", "rb").read() == kept and (tmp_path / "confusion.txt").read_text() == table
+    code, _, stderr = run_cli(["--resume", tmp_path, "--out", tmp_path / "b"], capsys)  # into a new folder
+    assert code == 1 and not (tmp_path / "b").exists(), stderr  # left as before, for a rerun
+
+
 def test_settings_the_model_has_no_use_for_are_named(data_dir, tmp_path, capsys):
     """--no-whiten and --whiten-bias-epochs on a model without a whitening layer were ignored without a word."""
     code, _, stderr = run_cli(small_argv(data_dir, tmp_path, "--no-whiten", "--whiten-bias-epochs", 1), capsys)

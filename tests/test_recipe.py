@@ -93,18 +93,6 @@ def test_fast_recipe_with_every_option_resumes_bit_for_bit(data_dir, tmp_path, m
             np.testing.assert_array_equal(resumed[k], straight[k], err_msg=(step, k))
 
 
-def test_a_lookahead_period_longer_than_the_run_still_counts_its_steps(data_dir, tmp_path):
-    """--lookahead 100 on a 5-step run ended it on its initial weights (no sync came before the end, and the run
-    ends on the slow weights: the whitening bias all zero).  The last sync counts the steps since the one before,
-    at the alpha of so many steps: here the 5 of the run, as --lookahead 5's one regular sync does."""
-    for k in (5, 100):
-        trained({**fast_cfg(data_dir, tmp_path / str(k), epochs=1), "lookahead": k})
-    five, hundred = weights(tmp_path / "5"), weights(tmp_path / "100")
-    assert not np.array_equal(hundred["whiten.bias"], 0)
-    for name in five:
-        np.testing.assert_array_equal(hundred[name], five[name], err_msg=name)
-
-
 def old_format(path):
     """Rewrite a checkpoint as the trainer wrote it before the settings table: --lr a step's, --warmup-epochs,
     and the EMA, Lookahead and best accuracy at the top level instead of per extension."""

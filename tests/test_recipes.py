@@ -184,6 +184,63 @@ def test_options_that_build_a_network_that_cannot_run_are_one_line(data_dir, tmp
     assert not tmp_path.exists() or not os.listdir(tmp_path)
 
 
+@pytest.mark.parametrize("scale", ["NaN", "Infinity", "-Infinity"])
+def test_options_that_make_the_outputs_not_finite_are_one_line_with_exit_code_2(data_dir, tmp_path, capsys, scale):
+    """--model-kwargs '{"logit_scale": NaN}' (or Infinity) built a network that passed the forward check and
+    stopped at step 1 with "the loss is nan", exit code 1, after config.json was written."""
+    kwargs = f'{{"logit_scale": {scale}, "widths": [16, 32, 32]}}'
+    code, _, stderr = run_cli(["--data-dir", data_dir, "--out", tmp_path / "out", "--device", "cpu", "--no-download",
+                               "--model", "sknet_cifar_fast", "--model-kwargs", kwargs], capsys)
+    assert code == 2 and stderr == (f"skengine-train: error: --model sknet_cifar_fast --model-kwargs {kwargs}: its "
+                                    f"outputs on the first training images are not finite (NaN or inf)\n"), stderr
+    assert not (tmp_path / "out").exists()
+
+
+def lookahead_run(data_dir, out, capsys, *extra):
+    return run_cli(["--data-dir", data_dir, "--out", out, "--device", "cpu", "--no-download", "--recipe", "none",
+                    "--model", "sknet_cifar_tiny", "--limit-train", 192, "--limit-test", 40, "--no-tta",
+                    "--processes", 1, *extra], capsys)
+
+
+@pytest.mark.parametrize("extra,k,steps,epochs,per_epoch", [
+    (["--epochs", 2, "--batch-size", 64], 6, 6, 2, 3),  # 192 images: 3 steps of 64 an epoch
+    (["--epochs", 2, "--batch-size", 64], 100, 6, 2, 3),
+    (["--epochs", 3, "--batch-size", 4096], 3, 3, 3, 1),  # a batch of the 192 images it has: 1 step an epoch
+    (["--epochs", 1, "--batch-size", 96], 2, 2, 1, 2),
+])
+def test_a_lookahead_period_of_the_whole_run_is_refused_before_anything_is_written(data_dir, tmp_path, capsys, extra,
+                                                                                  k, steps, epochs, per_epoch):
+    """--lookahead 100 (or 8) on an 8-step run ended it below chance: no period ended before the run did, and the
+    run ends on the slow weights, two-thirds its initial ones.  The run's steps are known once its data is loaded
+    (its images, the batch it can take): the refusal comes then, and writes nothing; a shorter period trains."""
+    out = tmp_path / "out"
+    code, _, stderr = lookahead_run(data_dir, out, capsys, *extra, "--lookahead", k)
+    assert code == 2 and stderr == (f"skengine-train: error: --lookahead {k}: the run takes {steps} optimizer steps "
+                                    f"({epochs} epoch{'s' if epochs > 1 else ''} of {per_epoch}), and a period of the "
+                                    f"whole run would end it near its initial weights: give fewer than {steps} (or 0: "
+                                    f"off)\n"), stderr
+    assert not out.exists()
+    code, _, stderr = lookahead_run(data_dir, out, capsys, *extra, "--lookahead", steps - 1)
+    assert code == 0 and skengine.load(out / "checkpoint.npz")["extensions"]["lookahead"]["num_steps"] == steps, stderr
+
+
+def test_a_run_with_a_lookahead_of_the_whole_run_still_resumes(data_dir, tmp_path, capsys, monkeypatch):
+    """A checkpoint of a run started before the refusal (--lookahead 10 on a 10-step run) continues: the
+    refusal is for a new run, not one a user has half trained."""
+    from trainkit import cfg, interrupt_at, trained
+    restore = interrupt_at(monkeypatch, 2)
+    trained(cfg(data_dir, tmp_path, lookahead=3))  # 2 epochs of 5 steps
+    restore()
+    state = skengine.load(tmp_path / "checkpoint.npz")
+    state["config"]["lookahead"] = state["extensions"]["lookahead"]["k"] = 10
+    skengine.save(state, tmp_path / "checkpoint.npz")
+    code, _, stderr = run_cli(["--resume", tmp_path], capsys)
+    assert code == 0 and "resumed from" in stderr, stderr
+    ckpt = skengine.load(tmp_path / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["extensions"]["lookahead"]["k"], ckpt["extensions"]["lookahead"]["num_steps"]) == \
+        (2, 10, 10)
+
+
 def test_a_setting_the_run_has_no_use_for_is_named_in_a_line_of_its_own(data_dir, tmp_path):
     """--warmup under --schedule step, --momentum under adamw: the first line named the one in passing, the
     other not at all."""

@@ -231,15 +231,16 @@ def _env():
 
 def test_a_save_or_load_clears_what_a_killed_writer_left_and_nothing_else(tmp_path):
     """kill -9 during sk.save or save_timm left a hidden temporary for ever; and the trainer's cleanup took a
-    user's .tmp-notes123.txt for one (.tmp- and 8 characters).  Only atomic_write's own names whose writer
-    is dead are removed: a writer at work in another process keeps its file, and ends well."""
+    user's .tmp-notes123.txt for one (.tmp- and 8 characters), then .tmp-skengine-notes123.txt (any suffix, or
+    none).  Only atomic_write's own names (its prefix, 8 characters of mkstemp's, one of its callers' suffixes)
+    whose writer is dead are removed: a writer at work in another process keeps its file, and ends well."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.npz").write_bytes(b"precious")
     run = tmp_path / "run"
     run.mkdir()
     users = [".tmp-notes123.txt", ".tmp-abcd1234.npz", "x.tmp-skengine-abcd1234.npz", ".tmp-skengine-abcd1234.npz.bak",
-             "ckpt.npz"]
+             ".tmp-skengine-notes123.txt", ".tmp-skengine-abcd1234", ".tmp-skengine-abcd1234.bin", "ckpt.npz"]
     for name in users:
         (run / name).write_bytes(b"keep")
     (run / ".tmp-skengine-lnk00000.npz").symlink_to(outside / "keep.npz")  # a link with the pattern: the link stays
@@ -247,8 +248,8 @@ def test_a_save_or_load_clears_what_a_killed_writer_left_and_nothing_else(tmp_pa
     code = ("import sys\nfrom skengine.serialization import atomic_write\n"
             "def write(tmp):\n    print(tmp, flush=True)\n    sys.stdin.readline()\n"
             "    open(tmp, 'wb').write(b'done')\n"
-            "atomic_write(sys.argv[1], write, '.bin')")
-    live = subprocess.Popen([sys.executable, "-c", code, str(run / "live.bin")], stdin=subprocess.PIPE,
+            "atomic_write(sys.argv[1], write, '.json')")
+    live = subprocess.Popen([sys.executable, "-c", code, str(run / "live.json")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=_env())
     try:
         live_tmp = live.stdout.readline().strip()
@@ -263,15 +264,19 @@ def test_a_save_or_load_clears_what_a_killed_writer_left_and_nothing_else(tmp_pa
         assert remove_stale_temporaries(run) == []
     finally:
         live.communicate("\n", timeout=60)
-    assert live.returncode == 0 and (run / "live.bin").read_bytes() == b"done"  # the live writer was not harmed
+    assert live.returncode == 0 and (run / "live.json").read_bytes() == b"done"  # the live writer was not harmed
     assert sorted(os.listdir(run)) == sorted(users + [".tmp-skengine-lnk00000.npz", ".tmp-skengine-dir00000.npz",
-                                                      "last.npz", "live.bin"])
+                                                      "last.npz", "live.json"])
     assert (outside / "keep.npz").read_bytes() == b"precious"
     with open(os.path.join(run, ".tmp-skengine-held0000.npz"), "wb") as f:  # held by this process: alive
         import fcntl
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         sk.save({"a": sk.ones(1)}, run / "last.npz")
         assert (run / ".tmp-skengine-held0000.npz").exists()
+    from skengine.serialization import atomic_write
+    with pytest.raises(ValueError, match=r"suffix '\.txt' is not one of \.npz, "):  # no cleanup would know its name
+        atomic_write(run / "notes.txt", lambda tmp: open(tmp, "w").close(), ".txt")
+    assert not (run / "notes.txt").exists()
 
 
 def full_disk(monkeypatch, folder, room=0):

@@ -216,8 +216,8 @@ def load_cifar(root=None, dataset="cifar10", train=True):
 
 
 def class_names(root=None, dataset="cifar10"):
-    """Class names (str) in label order: as many as the dataset has classes (10, or 100), else a DataError
-    naming the meta file."""
+    """Class names (str) in label order: as many as the dataset has classes (10, or 100), each one given once,
+    else a DataError naming the meta file."""
     path = dataset_dir(root, dataset)
     file, spec = os.path.join(path, LAYOUT[dataset]["meta"]), LAYOUT[dataset]
     names = _entry(read_pickle(file), spec["names"], file)
@@ -226,6 +226,11 @@ def class_names(root=None, dataset="cifar10"):
     if len(names) != spec["classes"]:
         raise DataError(f"{file}: {len(names)} class names, but {dataset} has {spec['classes']} classes")
     try:
-        return [n.decode() if isinstance(n, bytes) else n for n in names]
+        names = [n.decode() if isinstance(n, bytes) else n for n in names]
     except UnicodeDecodeError as e:
         raise DataError(f"{file}: a class name is not UTF-8 ({e})") from None
+    for i, name in enumerate(names):  # a table, a report or a confusion matrix of classes no one can tell apart
+        if not name.strip() or name in names[:i]:
+            why = "is empty" if not name.strip() else f"is also class {names.index(name)}'s"
+            raise DataError(f"{file}: class {i}'s name {name!r} {why}: each class needs a name of its own")
+    return names

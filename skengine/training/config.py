@@ -24,7 +24,8 @@ from .settings import (
 )
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "loader", "rng", "epoch", "history", "partial")
-RUN_FILES = ("checkpoint.npz", "best.npz", "config.json", "metrics.csv")  # a folder with one holds a run
+# every file a run writes: a folder with one holds a run (or a file of the user's that a run would replace)
+RUN_FILES = ("checkpoint.npz", "best.npz", "config.json", "metrics.csv", "curves.png", "confusion.txt")
 
 
 def _plain(value):

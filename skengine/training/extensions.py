@@ -69,8 +69,8 @@ class DivergenceGuard(Extension):
 class LookaheadSync(Extension):
     """airbench's Lookahead: every ``k`` steps the slow weights move towards the model by lookahead_alpha and
     the model takes them; the run ends on the slow weights.  Its last step syncs too, at the alpha of the steps
-    since the sync before (airbench drops them, by its final ``update(decay=1.0)``, which ends a run shorter than
-    ``k`` on its initial weights)."""
+    since the sync before (airbench drops them, by its final ``update(decay=1.0)``).  A period of the whole run
+    or more would end it near its initial weights: the trainer refuses it before the run starts."""
 
     trigger, name = (1, "step"), "lookahead"
 

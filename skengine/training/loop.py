@@ -45,7 +45,7 @@ from ..parallel import get_num_threads, set_num_threads
 from ..serialization import atomic_write, remove_stale_temporaries, save
 from . import launch
 from .config import RUN_FILES, check_out, checkpoint_path, resumes_in, step_lr
-from .errors import ConfigError, Interrupted, TrainingError
+from .errors import ConfigError, Diverged, Interrupted, TrainingError
 from .evaluation import reduce_size
 from .extensions import EMA, Checkpoint, DivergenceGuard, LookaheadSync, Report, TestPass
 from .recipe import build_optimizer, fit_whitening
@@ -110,7 +110,7 @@ def start_folder(cfg, config):
         resumed_from = cfg["resume"] and os.path.dirname(os.path.abspath(checkpoint_path(cfg["resume"])))
         moved = bool(resumed_from) and not os.path.samefile(resumed_from, out)
         if cfg["overwrite"] and not resumes_in(cfg["resume"], out):  # replacing whatever run out holds
-            for name in RUN_FILES + ("confusion.txt", "curves.png"):
+            for name in RUN_FILES:
                 if os.path.isfile(os.path.join(out, name)):
                     os.remove(os.path.join(out, name))
         if moved and os.path.isfile(os.path.join(resumed_from, "best.npz")):
@@ -287,16 +287,23 @@ def _run(cfg, resume, notes, mpi, rank, claim):
         if len(loader) == 0:
             raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
                               f"{cfg['batch_size']} with at least 2 images per process")
+        steps = cfg["epochs"] * len(loader)
+        if resume is None and cfg["lookahead"] >= steps:  # a resumed run was started as it is: it goes on
+            raise ConfigError(f"--lookahead {cfg['lookahead']}: the run takes {steps} optimizer steps ({cfg['epochs']} "
+                              f"epoch{'s' if cfg['epochs'] != 1 else ''} of {len(loader)}), and a period of the whole "
+                              f"run would end it near its initial weights: give fewer than {steps} (or 0: off)")
         given = f"--model {cfg['model']} --model-kwargs {json.dumps(cfg['model_kwargs'], default=str)}"
         try:
             model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{given}: {e}") from None
         try:  # a network its options cannot run (widths that do not fit its head, say): before anything is written
-            with no_grad():
-                model.eval()(Tensor(xp.zeros((2, *x_train.shape[1:]), np.float32)))
+            with no_grad(), np.errstate(over="ignore", invalid="ignore"):  # what overflows is said below
+                probe = model.eval()(Tensor(xp.asarray(x_train[:2]).astype(np.float32) * loader.scale + loader.shift))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{given}: it cannot run an image ({e})") from None
+        if not bool(xp.isfinite(probe.data).all()):  # a NaN or infinite option ("logit_scale": NaN, say)
+            raise ConfigError(f"{given}: its outputs on the first training images are not finite (NaN or inf)")
         model.train()
         if getattr(model, "whiten", None) is None:  # what only a whitening layer uses
             unused = {"--no-whiten": not cfg["whiten"], f"--whiten-bias-epochs {cfg['whiten_bias_epochs']!r}":
@@ -344,6 +351,10 @@ def _run(cfg, resume, notes, mpi, rank, claim):
     if trainer.start_epoch > cfg["epochs"]:  # nothing left to train: report the finished run
         result = trainer.history[-1] if trainer.history else {}
         final = trainer.test_pass(mpi, cfg["tta"])
+        if final is None:  # on every rank together (TestPass.run)
+            raise Diverged(f"--resume {cfg['resume']}: the finished run's weights give test logits that are not "
+                           f"finite (a NaN or inf weight, or a negative BatchNorm variance): it has no final model "
+                           f"to test", rank != 0)
     else:
         group = mpi or (ProcessGroup(world, max(vector_size(model, len(STEP_TOTALS)), reduce_size(len(names))))
                         if world > 1 else None)
