@@ -29,6 +29,7 @@ seeds with a 95% t interval.
 """
 import argparse
 import csv
+import errno
 import fcntl
 import hashlib
 import json
@@ -105,8 +106,8 @@ def budget_of(grid, config):
 def read_results(out):
     """The runs recorded in OUT/results.jsonl, in the order they ended ([] if none), each with its resolved
     settings ("config"); a line that is not a run's record (a file edited by hand: not JSON, not an object, a
-    field missing or of the wrong type, bytes that are not UTF-8) is skipped with a warning, and a key recorded
-    twice counts once."""
+    field missing or of the wrong type, a number beyond a float, bytes that are not UTF-8) is skipped with a warning,
+    and a key recorded twice counts once; a byte-order mark (an editor's "UTF-8 with BOM") is not part of a line."""
     path = os.path.join(out, RESULTS)
     if not os.path.exists(path):
         return []
@@ -116,7 +117,7 @@ def read_results(out):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line.decode("utf-8"))
+                record = json.loads(line.decode("utf-8-sig"))
             except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
                 why = "not JSON text"
             else:
@@ -144,12 +145,21 @@ def _int(v):
 
 def _number(v):
     """a finite number"""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer beyond a float (JSON's integers have no bound)
+        return False
 
 
 def _fraction(v):
     """a number in [0, 1]"""
     return _number(v) and 0 <= v <= 1
+
+
+def _short(v):
+    """``v`` as repr writes it, cut to 40 characters (an integer of 400 digits, say)."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _why_not_a_record(r):
@@ -167,10 +177,10 @@ def _why_not_a_record(r):
         if name not in r:
             return f"no {name!r}"
         if not ok(r[name]):
-            return f"{name} {r[name]!r} is not {ok.__doc__}"
+            return f"{name} {_short(r[name])} is not {ok.__doc__}"
     for name, ok in (("machine", _text), ("test_acc_tta", _fraction)):
         if r.get(name) is not None and not ok(r[name]):
-            return f"{name} {r[name]!r} is not {ok.__doc__}"
+            return f"{name} {_short(r[name])} is not {ok.__doc__}"
     if not r.get("config"):
         if not isinstance(r.get("settings"), dict):
             return "neither a 'config' nor a 'settings' object"
@@ -292,32 +302,39 @@ def run(args):
             key = run_key(name, seed, cfg, (params, macs))
             if key in done:
                 continue
-            folder = run_folder(args.out, key)
             record = {"key": key, "grid": args.grid, "variant": name, "seed": seed, "settings": cfg,
                       "config": resolved(cfg), "params": params, "macs": macs,
                       "machine": machine(resolve_device(cfg.get("device", "auto")))}
             try:
-                if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on
-                    print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
-                    where = {"resume": folder, "device": args.device, "processes": args.processes}
-                    result = trainer.train({**where, **({"data_dir": args.data_dir} if args.data_dir else {})})
-                else:
-                    print(f"== {name} seed {seed} -> {folder}", file=sys.stderr)
-                    result = trainer.train({**cfg, "out": folder, "overwrite": True})
-            except ConfigError as e:  # what plan() cannot see before training: the data folder, say
-                raise UsageError(f"variant {name} seed {seed}: {e}") from None
-            except Diverged as e:  # the trainer's own stop (a NaN or climbing loss): recorded, not retried
-                record.update(status="failed", reason=str(e))
-                print(f"== {name} seed {seed}: failed, recorded ({e})", file=sys.stderr)
-            except Interrupted as e:  # a Ctrl-C or SIGTERM: the checkpoint is written, the next start continues it
-                raise Stopped(f"variant {name} seed {seed} interrupted at epoch {e.epoch} step {e.step}", 130) from None
-            except WorkerError as e:  # a process died: the run's last checkpoint is kept, the next start continues it
-                raise Stopped(f"variant {name} seed {seed}: training stopped: {e}", 1) from None
-            else:
-                record.update(status="done", test_acc=result["test_acc"], test_acc_tta=result.get("test_acc_tta"),
-                              images_per_s=result["images_per_s"], train_s=_train_seconds(folder))
-            append_result(args.out, record)
+                record.update(train_one(args, name, seed, cfg, run_folder(args.out, key)))
+                append_result(args.out, record)
+            except OSError as e:  # a full disk (the trainer's checkpoint, results.jsonl): no mistake in the command
+                raise Stopped(f"variant {name} seed {seed}: {' '.join(str(e).split())}", 1) from None
             done.add(key)
+
+
+def train_one(args, name, seed, cfg, folder):
+    """Train one run into ``folder`` (or continue it from its checkpoint there): its result fields for
+    results.jsonl, a diverged run's as "failed"."""
+    try:
+        if os.path.exists(os.path.join(folder, "checkpoint.npz")):  # interrupted before: go on
+            print(f"== {name} seed {seed}: continuing {folder}", file=sys.stderr)
+            where = {"resume": folder, "device": args.device, "processes": args.processes}
+            result = trainer.train({**where, **({"data_dir": args.data_dir} if args.data_dir else {})})
+        else:
+            print(f"== {name} seed {seed} -> {folder}", file=sys.stderr)
+            result = trainer.train({**cfg, "out": folder, "overwrite": True})
+    except ConfigError as e:  # what plan() cannot see before training: the data folder, say
+        raise UsageError(f"variant {name} seed {seed}: {e}") from None
+    except Diverged as e:  # the trainer's own stop (a NaN or climbing loss): recorded, not retried
+        print(f"== {name} seed {seed}: failed, recorded ({e})", file=sys.stderr)
+        return {"status": "failed", "reason": str(e)}
+    except Interrupted as e:  # a Ctrl-C or SIGTERM: the checkpoint is written, the next start continues it
+        raise Stopped(f"variant {name} seed {seed} interrupted at epoch {e.epoch} step {e.step}", 130) from None
+    except WorkerError as e:  # a process died: the run's last checkpoint is kept, the next start continues it
+        raise Stopped(f"variant {name} seed {seed}: training stopped: {e}", 1) from None
+    return {"status": "done", "test_acc": result["test_acc"], "test_acc_tta": result.get("test_acc_tta"),
+            "images_per_s": result["images_per_s"], "train_s": _train_seconds(folder)}
 
 
 # -- the report -------------------------------------------------------------------------------------------
@@ -391,7 +408,8 @@ def gate_statistics(out, record, images, limit):
     the size effect (the shift of that weight from s=1 to s=2 by enlargement minus the shift by blur alone).
     Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again
     (unless it is not what this writes: then it is made again).
-    None (kept as well) where the run's network has no SK layer (the blocks grid's se and none)."""
+    None (kept as well) where the run's network has no SK layer (the blocks grid's se and none).  A ValueError
+    (load_run's ConfigError among them) where the network cannot be read or computes NaN or inf."""
     import sk_attention
     folder = run_folder(out, record["key"])
     cached = os.path.join(folder, f"attention_{limit}.json")
@@ -414,6 +432,8 @@ def gate_statistics(out, record, images, limit):
             stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
                             "saturated": g["saturated"], "corr": g["corr"],
                             "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
+        if not _gate_table(stats):  # finite weights whose network computes NaN or inf: nothing to keep
+            raise ValueError("its gate statistics hold NaN or inf")
 
     def write(tmp):
         with open(tmp, "w") as f:
@@ -438,9 +458,11 @@ def _has_network(out, record, limit):
 
 def gate_report(args, records):
     """What the gates of every finished run do, per variant and SK layer: the mean over the seeds of each
-    statistic of gate_statistics with its 95% t interval (half-width); gates.md and gates.csv in --out.  Runs
-    whose folder is not here (a results file copied without its runs/) are named in gates.md and left out."""
-    lines, table, test_images, gone = [], [], {}, []
+    statistic of gate_statistics with its 95% t interval (half-width), on the first ``args.gates`` test images
+    (all of them where there are fewer); gates.md and gates.csv in --out.  Runs whose folder is not here (a
+    results file copied without its runs/) are named in gates.md and left out; so are runs whose network cannot
+    be read or computes NaN or inf, each named with why in a warning."""
+    lines, table, test_images, gone, broken = [], [], {}, [], []
     for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
         head = False
         for name in (v for v in GRIDS[json.loads(bkey)["grid"]] if v in variants):
@@ -452,16 +474,26 @@ def gate_report(args, records):
             dataset = good[0]["config"].get("dataset", "cifar10")
             if dataset not in test_images:  # once per dataset, not per variant and budget
                 test_images[dataset] = load_cifar(args.data_dir, dataset, train=False)[0][:args.gates]
-            here = [r for r in good if _has_network(args.out, r, args.gates)]
+            images = test_images[dataset]
+            here = [r for r in good if _has_network(args.out, r, len(images))]
             if len(here) < len(good):
                 seeds = ", ".join(str(r["seed"]) for r in good if r not in here)
                 gone.append(f"{name} of budget {number} (seeds {seeds})")
-            per_run = [(r["seed"], gate_statistics(args.out, r, test_images[dataset], args.gates)) for r in here]
+            per_run, failed = [], []
+            for r in here:
+                try:
+                    per_run.append((r["seed"], gate_statistics(args.out, r, images, len(images))))
+                except ValueError as e:  # one broken run does not take the others' gates with it
+                    failed.append(str(r["seed"]))
+                    print(f"ablate: --gates: {name} seed {r['seed']} of budget {number} "
+                          f"({run_folder(args.out, r['key'])}) left out: {e}", file=sys.stderr)
+            if failed:
+                broken.append(f"{name} of budget {number} (seeds {', '.join(failed)})")
             per_run = [(seed, st) for seed, st in per_run if st]
             if not per_run:
                 continue
             if not head:
-                lines += [f"Budget {number}: gates on the first {args.gates} test images of each run's final "
+                lines += [f"Budget {number}: gates on the first {len(images)} test images of each run's final "
                           "network; mean over seeds +- the half-width of its 95% t interval", "",
                           "| variant | SK layer | seeds | " + " | ".join(t for t, _ in GATE_STATS) + " |",
                           "| --- | --- | ---: |" + " ---: |" * len(GATE_STATS)]
@@ -485,12 +517,14 @@ def gate_report(args, records):
             w.writerows(table)
     else:  # nothing to show: no gates.csv of an earlier report is left beside it
         lines = ["No finished run" + (f" of {', '.join(args.variants)}" if args.variants else "")
-                 + (" here" if gone else "") + " has an SK layer: no gates to show.", ""]
+                 + (" here" if gone or broken else "") + " has an SK layer: no gates to show.", ""]
         if os.path.exists(csv_path):
             os.remove(csv_path)
     if gone:  # a results file copied without its run folders: the runs still count in the accuracy table
         lines.append(f"Left out, their networks are not in {os.path.join(args.out, 'runs')}: {', '.join(gone)}.")
         lines.append("")
+    if broken:
+        lines += [f"Left out, their networks cannot be read or compute NaN or inf: {', '.join(broken)}.", ""]
     text = "\n".join(lines)
     with open(os.path.join(args.out, "gates.md"), "w") as f:
         f.write(text)
@@ -498,7 +532,7 @@ def gate_report(args, records):
 
 
 def _fmt(value, spec):
-    return "" if value is None else format(value, spec)
+    return "" if value is None else format(value + 0.0, spec)  # + 0.0: -0.0 shows as 0.00
 
 
 def write(rows, out):
@@ -582,6 +616,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # a user's mistake: one line on stderr, exit code 2 (as skengine-train's)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def os_error(self, what, e):  # one line too; a full disk is no mistake in the command: exit code 1
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            self.exit(1, f"{self.prog}: {what}: {' '.join(str(e).split())}\n")
+        self.error(f"{what}: {e}")
+
 
 def main(argv=None):
     p = _Parser(description=__doc__.split("\n\n")[0])
@@ -631,7 +670,7 @@ def main(argv=None):
     except UsageError as e:
         p.error(str(e))
     except OSError as e:  # --out not a folder one can write, results.jsonl a folder, a full disk
-        p.error(f"--out {args.out}: {e}")
+        p.os_error(f"--out {args.out}", e)
     except Stopped as e:
         print(f"{p.prog}: {e}; {kept}", file=sys.stderr)
         sys.exit(e.code)
@@ -641,7 +680,9 @@ def main(argv=None):
     if args.gates:
         try:
             gate_report(args, records)
-        except (OSError, ValueError, KeyError) as e:  # no data folder, a run folder removed, a broken cache
+        except OSError as e:  # no data folder, a full disk
+            p.os_error("--gates", e)
+        except (ValueError, KeyError) as e:  # data that is not CIFAR's
             p.error(f"--gates: {e!r}" if isinstance(e, KeyError) else f"--gates: {e}")
         with open(os.path.join(args.out, "gates.md")) as f:
             print(f.read())

@@ -38,6 +38,7 @@ from skengine.data import CIFAR_MEAN_STD, class_names, load_cifar
 from skengine.interop import load_timm, read_state
 from skengine.models import collect_attention, create
 from skengine.nn import SKConv
+from skengine.serialization import atomic_write
 from skengine.training import ConfigError, load_run
 from skengine.training.report import pyplot
 
@@ -80,19 +81,27 @@ def blur(images, scale):
 
 def attention_per_image(model, images, mean, std, batch_size=250, channels=False):
     """{SK layer: (N, M) mean attention on each path, averaged over channels (``channels``: the whole
-    (N, M, C) gates)}; images are uint8 (N, 3, H, W)."""
+    (N, M, C) gates)}; images are uint8 (N, 3, H, W).  ValueError if some gate is NaN or inf: finite weights
+    can compute them (a BatchNorm running_var below zero), and no statistic of them means anything."""
     scale = (1 / (255 * np.asarray(std))).astype(np.float32).reshape(1, -1, 1, 1)
     shift = (-np.asarray(mean) / np.asarray(std)).astype(np.float32).reshape(1, -1, 1, 1)
     model.eval()
     out = {}
-    with sk.no_grad():
+    with sk.no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # said below, in one line
         for i in range(0, len(images), batch_size):
             model(sk.Tensor(images[i:i + batch_size] * scale + shift))
             for name, a in collect_attention(model).items():
                 out.setdefault(name, []).append(a if channels else a.mean(axis=2))
     if not out:
         raise ValueError("the model has no SK layer (attention='sk') whose attention could be collected")
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    out = {name: np.concatenate(parts) for name, parts in out.items()}
+    for name, a in out.items():
+        bad = int((~np.isfinite(a.reshape(len(a), -1))).any(axis=1).sum())
+        if bad:
+            raise ValueError(f"its network's attention in SK layer {name} is NaN or inf on {bad} of the {len(a)} "
+                             f"images, though its weights are finite (a BatchNorm running_var below zero, say): "
+                             f"it computes nothing meaningful")
+    return out
 
 
 def gate_statistics(a):
@@ -135,42 +144,52 @@ def analyse(model, images, labels, names, mean, std, batch_size=250):
             "scales": list(SCALES), "classes": names, "images": int(len(images))}
 
 
+def _write_csv(path, rows):
+    """``rows`` as a CSV file, written whole or not at all (atomic_write)."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    atomic_write(path, write, ".csv")
+
+
 def write_outputs(result, out):
+    """attention.json, the CSVs and the plots in the folder ``out``; the JSON and the CSVs are each written whole
+    or not at all (atomic_write), so a full disk leaves the files of an earlier analysis as they were (an OSError
+    of one line); the plots are drawn straight into their files, as the trainer's curves.png is."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "attention.json"), "w") as f:
-        json.dump(result, f, indent=1)
+
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+    atomic_write(os.path.join(out, "attention.json"), write_json, ".json")
     M, layers = result["paths"], result["layers"]
     if result["by_class"]:
-        with open(os.path.join(out, "attention_by_class.csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["layer", "class"] + [f"path{m + 1}" for m in range(M)])
-            for layer in layers:
-                for name, row in zip(result["classes"], result["by_class"][layer]):
-                    w.writerow([layer, name] + [f"{v:.5f}" for v in row])
-    with open(os.path.join(out, "gates.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["layer", "dynamic", "dominant", "saturated", "corr_path1_path2"]
-                   + [f"mean{m + 1}" for m in range(M)] + [f"std{m + 1}" for m in range(M)])
-        for layer in layers:
-            g = result["gates"][layer]
-            w.writerow([layer] + [f"{g[k]:.5f}" if g[k] is not None else "" for k in
-                                  ("dynamic", "dominant", "saturated", "corr")]
-                       + [f"{v:.5f}" for v in g["mean"] + g["std"]])
+        _write_csv(os.path.join(out, "attention_by_class.csv"),
+                   [["layer", "class"] + [f"path{m + 1}" for m in range(M)]]
+                   + [[layer, name] + [f"{v:.5f}" for v in row] for layer in layers
+                      for name, row in zip(result["classes"], result["by_class"][layer])])
+    gates = [["layer", "dynamic", "dominant", "saturated", "corr_path1_path2"]
+             + [f"mean{m + 1}" for m in range(M)] + [f"std{m + 1}" for m in range(M)]]
+    for layer in layers:
+        g = result["gates"][layer]
+        gates.append([layer] + [f"{g[k]:.5f}" if g[k] is not None else "" for k in
+                                ("dynamic", "dominant", "saturated", "corr")]
+                     + [f"{v:.5f}" for v in g["mean"] + g["std"]])
+    _write_csv(os.path.join(out, "gates.csv"), gates)
     lines = [f"attention on the largest kernel; shift = s={result['scales'][-1]:g} minus s=1",
              f"{'SK layer':<28}" + "".join(f"  s={s:<4} " for s in result["scales"])
              + "  shift  blur shift  size effect"]
-    with open(os.path.join(out, "attention_scale.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["layer", "transform", "scale"] + [f"path{m + 1}" for m in range(M)])
-        for layer in layers:
-            for kind in ("by_scale", "by_blur"):
-                for s, row in zip(result["scales"], result[kind][layer]):
-                    w.writerow([layer, "enlarge" if kind == "by_scale" else "blur", s] + [f"{v:.5f}" for v in row])
-            big = [r[-1] for r in result["by_scale"][layer]]  # weight on the largest kernel
-            blurred = [r[-1] for r in result["by_blur"][layer]]
-            shift, blur_shift = big[-1] - big[0], blurred[-1] - blurred[0]
-            lines.append(f"{layer:<28}" + "".join(f"  {b:.4f} " for b in big)
-                         + f" {shift:+.4f}    {blur_shift:+.4f}      {shift - blur_shift:+.4f}")
+    rows = [["layer", "transform", "scale"] + [f"path{m + 1}" for m in range(M)]]
+    for layer in layers:
+        for kind in ("by_scale", "by_blur"):
+            for s, row in zip(result["scales"], result[kind][layer]):
+                rows.append([layer, "enlarge" if kind == "by_scale" else "blur", s] + [f"{v:.5f}" for v in row])
+        big = [r[-1] for r in result["by_scale"][layer]]  # weight on the largest kernel
+        blurred = [r[-1] for r in result["by_blur"][layer]]
+        shift, blur_shift = big[-1] - big[0], blurred[-1] - blurred[0]
+        lines.append(f"{layer:<28}" + "".join(f"  {b:.4f} " for b in big)
+                     + f" {shift:+.4f}    {blur_shift:+.4f}      {shift - blur_shift:+.4f}")
+    _write_csv(os.path.join(out, "attention_scale.csv"), rows)
     _plot(result, out)
     return "\n".join(lines)
 
@@ -211,7 +230,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 def load_images(folder, size=224, crop_pct=0.875, limit=None):
     """The images in ``folder`` (sorted by name) as uint8 (N, 3, size, size), as timm's eval transform for the
     SK networks makes them: the shorter side resized to floor(size / crop_pct) by bicubic interpolation,
-    then the centre size x size (torchvision's Resize and CenterCrop on PIL images)."""
+    then the centre size x size (torchvision's Resize and CenterCrop on PIL images).  An image whose resized
+    whole would have more pixels than Pillow lets a file have (Image.MAX_IMAGE_PIXELS, about 89M: an aspect
+    ratio beyond about 1365:1, as 1 x 30000 resized to 7,680,000 x 256) is refused, as Pillow refuses a
+    decompression bomb."""
     try:
         from PIL import Image
     except ImportError:
@@ -229,6 +251,9 @@ def load_images(folder, size=224, crop_pct=0.875, limit=None):
             raise ValueError(f"{path}: cannot read it as an image ({type(e).__name__}: {e})") from None
         w, h = img.size
         new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:
+            raise ValueError(f"{path}: {w} x {h} pixels, resized to {new[0]} x {new[1]} before its centre is "
+                             f"cropped: more than the {Image.MAX_IMAGE_PIXELS} pixels Pillow allows an image")
         img = img.resize(new, Image.BICUBIC)
         left, top = int(round((new[0] - size) / 2)), int(round((new[1] - size) / 2))
         out.append(np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1))
@@ -271,34 +296,55 @@ def main(argv=None):
     for name in ("limit", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    unwritable = _unwritable(args.out)
+    if unwritable:  # before the analysis, which can take minutes
+        p.error(f"--out {args.out}: {unwritable}")
     try:  # a file that is not there or not what it should be: one line naming it
         if args.timm_checkpoint is not None:
             if args.model is None or args.images is None:
                 p.error("--timm-checkpoint needs --model (" + ", ".join(TIMM_MODELS) + ") and --images")
-            where = f"--timm-checkpoint {args.timm_checkpoint}"
+            where = source = f"--timm-checkpoint {args.timm_checkpoint}"
             model = timm_model(args.model, args.timm_checkpoint)
             where = f"--images {args.images}"
             images = load_images(args.images, limit=args.limit)
             labels, names, mean_std, batch = None, [], IMAGENET_MEAN_STD, args.batch_size or 16
         else:
             try:
-                model, cfg, _, _ = load_run(args.checkpoint)
+                model, cfg, path, _ = load_run(args.checkpoint)
             except ConfigError as e:  # one line that names the file and why
                 p.error(f"--checkpoint {e}")
-            where = f"--checkpoint {args.checkpoint}"
+            where = source = f"--checkpoint {path}"
             if not any(isinstance(m, SKConv) for m in model.modules()):
-                p.error(f"{where}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
-            names = class_names(args.data_dir, cfg["dataset"])
+                p.error(f"{source}: its model has no SK layer to look at (model_kwargs {cfg.get('model_kwargs', {})})")
             where = f"--data-dir {args.data_dir}" if args.data_dir else "the CIFAR data"
+            names = class_names(args.data_dir, cfg["dataset"])
             images, labels = load_cifar(args.data_dir, cfg["dataset"], train=False)
             if args.limit:
                 images, labels = images[:args.limit], labels[:args.limit]
             mean_std, batch = CIFAR_MEAN_STD[cfg["dataset"]], args.batch_size or 250
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
         p.error(f"{where}: {e}")
-    result = analyse(model, images, labels, names, *mean_std, batch)
-    print(write_outputs(result, args.out))
+    try:
+        result = analyse(model, images, labels, names, *mean_std, batch)
+    except ValueError as e:  # gates of NaN or inf
+        p.error(f"{source}: {e}")
+    try:
+        print(write_outputs(result, args.out))
+    except OSError as e:  # a full disk (atomic_write's error names the folder and the space), a folder taken away
+        p.exit(1, f"{p.prog}: cannot write --out {args.out}: {' '.join(str(e).split())}\n")
     return result
+
+
+def _unwritable(out):
+    """Why ``out`` cannot be the output folder (a file, or a path under one), or None."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        return "is a file (or a broken link), not a folder"
+    existing = out
+    while not os.path.exists(existing):
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write into {existing}"
+    return None
 
 
 if __name__ == "__main__":

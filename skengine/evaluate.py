@@ -4,10 +4,13 @@ import os
 import pickle
 import sys
 
+import numpy as np
+
 from .backend import array_module, resolve_device
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from .training.config import ConfigError
 from .training.evaluation import evaluate
+from .training.extensions import _FiniteLogits
 from .training.report import confusion_table
 from .training.runs import load_run
 
@@ -36,8 +39,8 @@ def build_parser():
 
 def main(argv=None):
     """The command: prints the confusion table (stderr) and the accuracy; a mistake (a missing or foreign
-    checkpoint, missing data, no GPU for --device cuda) is one line on stderr with exit code 2; Ctrl-C is one line
-    with exit code 130."""
+    checkpoint, one whose logits are not finite, missing data, no GPU for --device cuda) is one line on stderr
+    with exit code 2; Ctrl-C is one line with exit code 130."""
     p = build_parser()
     args = p.parse_args(argv)
     if args.tta_translate and not args.tta:
@@ -62,10 +65,15 @@ def main(argv=None):
     net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
+    watched = _FiniteLogits(net)  # logits of NaN or inf are noted and counted as zeros: a line below, not a traceback
     try:
-        result = evaluate(net, loader, tta=args.tta, translate=args.tta_translate)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = evaluate(watched, loader, tta=args.tta, translate=args.tta_translate)
     except KeyboardInterrupt:
         p.exit(130, "skengine-evaluate: interrupted\n")
+    if watched.bad:
+        p.error(f"--checkpoint {path}: its network's logits are NaN or inf on the test images, though its weights "
+                f"are finite (a BatchNorm running_var below zero, say): it computes nothing meaningful")
     print(confusion_table(result["confusion"], names), file=sys.stderr)
     print(f"{cfg['model']} ({path}): test loss {result['loss']:.4f}, "
           f"test accuracy {100 * result['acc']:.2f}% on {len(y)} images")

@@ -79,6 +79,29 @@ def test_evaluate_refuses_nan_weights_and_sizes_its_weights_lack_in_one_line(dat
         assert e.value.code == 2 and err.count("\n") == 1 and says in err and f"{name}.npz" in err, err
 
 
+def test_evaluate_refuses_a_network_whose_logits_are_not_finite_in_one_line(data_dir, tmp_path, capsys):
+    """Finite weights can compute NaN (a BatchNorm running_var below zero: the square root of a negative) or inf
+    (weights too large for float32): a cross_entropy ValueError traceback, with NumPy's RuntimeWarnings."""
+    import numpy as np
+
+    import skengine
+    from skengine.models import create
+    config = {"model": "sknet_cifar_tiny", "dataset": "cifar10", "model_kwargs": {}}
+    weights = create("sknet_cifar_tiny").state_dict()
+    negative = {**weights, "stem.bn.running_var": skengine.Tensor(-np.ones(weights["stem.bn.running_var"].shape,
+                                                                          np.float32))}
+    huge = {**weights, "fc.weight": skengine.Tensor(np.full(weights["fc.weight"].shape, 3e38, np.float32))}
+    for name, model in (("negative", negative), ("huge", huge)):
+        skengine.save({"config": config, "model": model}, tmp_path / f"{name}.npz")
+        for tta in ([], ["--tta", "--tta-translate"]):
+            with pytest.raises(SystemExit) as e:
+                evaluate.main(["--checkpoint", str(tmp_path / f"{name}.npz"), "--data-dir", data_dir,
+                               "--device", "cpu", *tta])
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and err.count("\n") == 1, err
+            assert f"--checkpoint {tmp_path / name}.npz: its network's logits are NaN or inf on the test" in err, err
+
+
 def test_flip_and_translate_tta_averages_the_six_views_by_hand():
     """evaluate(tta=True, translate=True) against the views built with NumPy: the image and its mirror (1/2),
     the image moved one pixel down-right and up-left with reflected borders, each with its mirror (1/4)."""

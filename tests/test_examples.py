@@ -219,6 +219,107 @@ def test_attention_collector_shapes_and_sums(tmp_path, data_dir):
         assert (tmp_path / "att" / name).exists(), name
 
 
+def save_tiny_run(path, **edits):
+    """A run's best.npz of sknet_cifar_tiny (fresh weights), its weights changed as ``edits`` say."""
+    skengine.manual_seed(0)
+    weights = dict(create("sknet_cifar_tiny", num_classes=10).state_dict())
+    weights.update({k: skengine.Tensor(v) for k, v in edits.items()})
+    skengine.save({"config": {"model": "sknet_cifar_tiny", "dataset": "cifar10", "model_kwargs": {}},
+                   "model": weights}, path)
+    return str(path)
+
+
+def test_attention_script_refuses_a_network_whose_gates_are_not_finite(tmp_path, data_dir, capsys):
+    """Finite weights whose gates come out NaN (a BatchNorm running_var below zero: the square root of a
+    negative) gave a table of NaN and exit code 0, in both forms of the command."""
+    from PIL import Image
+    ckpt = save_tiny_run(tmp_path / "negative.npz", **{"stem.bn.running_var": -np.ones(16, np.float32)})
+    skengine.manual_seed(0)
+    timm = skengine.interop.save_timm(create("skresnet18", num_classes=3), str(tmp_path / "r18.npz"))
+    state = skengine.interop.read_state(timm)
+    np.savez(tmp_path / "r18neg.npz", **dict(state, **{"bn1.running_var": -np.ones(64, np.float32)}))
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    for argv, file, layer, n in (
+            (["--checkpoint", ckpt, "--data-dir", data_dir, "--limit", "7"], ckpt, "layer1.0.conv1", 7),
+            (["--timm-checkpoint", str(tmp_path / "r18neg.npz"), "--model", "skresnet18", "--images",
+              str(tmp_path / "images")], str(tmp_path / "r18neg.npz"), "layer1.0.conv1", 1)):
+        with pytest.raises(SystemExit) as e:
+            sk_attention.main(argv + ["--out", str(tmp_path / "att")])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1, err
+        assert f"{file}: its network's attention in SK layer {layer} is NaN or inf on {n} of the {n} images" in err
+    assert not (tmp_path / "att").exists()
+
+
+def test_attention_script_checks_out_first_and_names_the_data_for_its_errors(tmp_path, data_dir, capsys,
+                                                                            monkeypatch):
+    """--out a file, or a path under one, was a traceback after the whole analysis; a bad batches.meta was
+    blamed on --checkpoint."""
+    from fakecifar import edit_file
+    ckpt = save_tiny_run(tmp_path / "best.npz")
+    eleven = edit_file(write_cifar(tmp_path / "eleven", n_train=10, n_test=10), "batches.meta",
+                       lambda meta: {b"label_names": [f"c{i}".encode() for i in range(11)]})
+    monkeypatch.setattr(sk_attention, "analyse", lambda *a: pytest.fail("analysed before --out was checked"))
+    for argv, says in ((["--out", ckpt], f"--out {ckpt}: is a file"),
+                       (["--out", ckpt + "/x"], f"--out {ckpt}/x: cannot write into {ckpt}"),
+                       (["--data-dir", str(eleven), "--out", str(tmp_path / "att")],
+                        f"--data-dir {eleven}: {eleven / 'cifar-10-batches-py' / 'batches.meta'}: 11 class names")):
+        with pytest.raises(SystemExit) as e:
+            sk_attention.main(["--checkpoint", ckpt, "--data-dir", data_dir, *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and says in err, (argv, err)
+
+
+def test_attention_script_on_a_full_disk_is_one_line_and_keeps_the_files_it_wrote_before(tmp_path, data_dir,
+                                                                                           capsys, monkeypatch):
+    """A full disk was an OSError traceback and left a partial attention.json."""
+    from test_serialization import full_disk
+    ckpt, out = save_tiny_run(tmp_path / "best.npz"), tmp_path / "att"
+    argv = ["--checkpoint", ckpt, "--data-dir", data_dir, "--out", str(out)]
+    sk_attention.main(argv + ["--limit", "20"])
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert json.loads(before["attention.json"])["images"] == 20
+    capsys.readouterr()
+    full_disk(monkeypatch, out, room=100)
+    monkeypatch.setattr(sk_attention, "open", io.open, raising=False)  # the script's own open() fills it too
+    with pytest.raises(SystemExit) as e:
+        sk_attention.main(argv + ["--limit", "10"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f": cannot write --out {out}: [Errno 28] No space left on device: writing {out / 'attention.json'}" in err
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before  # whole files, no temporary
+
+
+def test_attention_script_refuses_an_image_whose_resized_whole_is_too_large(tmp_path, capsys, monkeypatch):
+    """A 1 x 30000 PNG (90 KB) was resized whole to 7,680,000 x 256 (6 GB) before its centre was cropped: a
+    MemoryError traceback, or the process killed.  Pillow's limit for an image bounds the resized one too;
+    a thin image within it is what torchvision's Resize(256) and CenterCrop(224) make of it."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    thin = rng.integers(0, 256, (300, 2, 3), dtype=np.uint8)  # 2 wide: resized to 256 x 38400
+    (tmp_path / "thin").mkdir()
+    Image.fromarray(thin).save(tmp_path / "thin" / "a.png")
+    ref = Image.fromarray(thin).resize((256, 38400), Image.BICUBIC).crop((16, 19088, 240, 19312))
+    np.testing.assert_array_equal(sk_attention.load_images(str(tmp_path / "thin"))[0],
+                                  np.asarray(ref).transpose(2, 0, 1))
+    (tmp_path / "long").mkdir()
+    Image.fromarray(rng.integers(0, 256, (1, 30000, 3), dtype=np.uint8)).save(tmp_path / "long" / "a.png")
+    ckpt = skengine.interop.save_timm(create("skresnet18", num_classes=3), str(tmp_path / "r18.npz"))
+    for folder, limit, says in (("thin", 9_000_000, "2 x 300 pixels, resized to 256 x 38400 before its centre is "
+                                                    "cropped: more than the 9000000 pixels Pillow allows an image"),
+                                ("long", Image.MAX_IMAGE_PIXELS, "30000 x 1 pixels, resized to 7680000 x 256")):
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(SystemExit) as e:
+            sk_attention.main(["--timm-checkpoint", ckpt, "--model", "skresnet18", "--images",
+                               str(tmp_path / folder), "--out", str(tmp_path / "att")])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1, err
+        assert f"--images {tmp_path / folder}: {tmp_path / folder / 'a.png'}: {says}" in err, err
+    assert not (tmp_path / "att").exists()
+
+
 def runner_args(data_dir, out, *more):
     """A grid small enough for a test: 64 training images, batch 32, so a run of 2 epochs is 4 SGD steps."""
     return ["--data-dir", data_dir, "--grid", "gates", "--variants", "softmax", "sigmoid", "--seeds", "0-1",
@@ -590,3 +691,145 @@ def test_a_run_on_the_gpu_records_the_gpu(monkeypatch):
     monkeypatch.setattr(skengine.backend, "cupy", lambda: FakeCupy)
     assert ablate.machine("cuda") == "NVIDIA H200"
     assert "cores" in ablate.machine("cpu")
+
+
+def _saved_runs(tmp_path, seeds, broken=()):
+    """Records of softmax runs of sknet_cifar_tiny with their checkpoints; the seeds in ``broken`` with a BatchNorm
+    running variance of -1: finite weights whose network computes NaN (the square root of a negative variance)."""
+    records = []
+    for seed in seeds:
+        cfg = {"recipe": None, "seed": seed, "model": "sknet_cifar_tiny"}
+        record = {**fake_record("softmax", seed, 0.5), "settings": cfg, "config": ablate.resolved(cfg)}
+        record["key"] = ablate.run_key("softmax", seed, cfg, (1, 1))
+        folder = ablate.run_folder(str(tmp_path), record["key"])
+        os.makedirs(folder)
+        skengine.manual_seed(seed)
+        state = create("sknet_cifar_tiny", num_classes=10).state_dict()
+        if seed in broken:
+            state["stem.bn.running_var"] = skengine.Tensor(-np.ones(state["stem.bn.running_var"].shape, np.float32))
+        skengine.save({"config": record["config"], "model": state}, os.path.join(folder, "checkpoint.npz"))
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("where", ["network", "statistics"])
+def test_gate_report_leaves_out_a_run_whose_gates_are_nan_and_names_it(tmp_path, data_dir, capsys, monkeypatch,
+                                                                        where):
+    """A run whose finite weights give NaN gates (a negative running variance) is left out of the gates table with a
+    warning naming it, and named in gates.md; the other runs' gates are those of a report without it.  The same where
+    the analysis lets a NaN through to the statistics (the runner's own check, not sk_attention's)."""
+    records = _saved_runs(tmp_path, (0, 1, 2), broken=(1,) if where == "network" else ())
+    if where == "statistics":
+        real, calls = sk_attention.analyse, []
+
+        def nan_in_the_second(*a):
+            result = real(*a)
+            calls.append(1)
+            if len(calls) in (2, 4):  # seed 1's, the only one the command below analyses again (none is kept)
+                layer = result["layers"][0]
+                result["gates"][layer]["mean"][-1] = float("nan")
+            return result
+
+        monkeypatch.setattr(sk_attention, "analyse", nan_in_the_second)
+    args = argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=5)
+    table = ablate.gate_report(args, records)
+    err = capsys.readouterr().err
+    folder = ablate.run_folder(str(tmp_path), records[1]["key"])
+    assert "softmax seed 1" in err and folder in err and "NaN" in err and "Traceback" not in err
+    assert {row["seeds"] for row in table} == {2} and all(np.isfinite(row["large"]) for row in table)
+    assert "softmax of budget 1 (seeds 1)" in (tmp_path / "gates.md").read_text()
+    without = ablate.gate_report(args, records[::2])
+    assert table == without
+    # through the command: the accuracy table and the gates of the others, exit 0
+    for record in records:
+        ablate.append_result(str(tmp_path), record)
+    ablate.main(["--out", str(tmp_path), "--report", "--data-dir", data_dir, "--gates", "5"])
+    captured = capsys.readouterr()
+    assert "| softmax | " in captured.out and "softmax seed 1" in captured.err
+
+
+def test_gate_report_counts_the_test_images_there_are(tmp_path, data_dir):
+    """--gates beyond the test set's size (60 here) analyses the 60 images and says 60, keeping the analysis under
+    that count: not an attention_<400 digits>.json that no file system takes, after the whole analysis."""
+    records = _saved_runs(tmp_path, (0,))
+    huge = 10 ** 400
+    table = ablate.gate_report(argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=huge),
+                               records)
+    assert table and "on the first 60 test images" in (tmp_path / "gates.md").read_text()
+    folder = ablate.run_folder(str(tmp_path), records[0]["key"])
+    assert sorted(os.listdir(folder)) == ["attention_60.json", "checkpoint.npz"]
+    assert ablate.gate_report(argparse.Namespace(variants=None, out=str(tmp_path), data_dir=data_dir, gates=60),
+                              records) == table
+
+
+def test_report_reads_numbers_json_cannot_hold_as_floats_as_bad_lines(tmp_path, capsys):
+    """A number beyond a float (an integer of 400 digits, 1e400 which JSON reads as inf) is a bad line, skipped with a
+    warning, not an OverflowError; -0 is a number like any other; a byte-order mark before the first line is not
+    part of the record (an editor's UTF-8 with BOM)."""
+    good = [fake_record("softmax", 0, 0.8), fake_record("sigmoid", 0, 0.7), fake_record("uniform", 0, -0.0)]
+    lines = [b"\xef\xbb\xbf" + json.dumps(good[0]).encode(),
+             json.dumps(fake_record("softmax", 1, 0.8))[:-1].encode() + b', "params": 1' + b"0" * 400 + b"}",
+             json.dumps(fake_record("softmax", 2, 0.8)).replace('"macs": 1', '"macs": 1e400').encode(),
+             json.dumps(fake_record("softmax", 3, 0.8)).replace('"images_per_s": 100.0',
+                                                                '"images_per_s": -1' + "0" * 400).encode(),
+             *(json.dumps(r).encode() for r in good[1:])]
+    assert b"1e400" in lines[2] and b"-1000" in lines[3]
+    (tmp_path / "results.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert [r["key"] for r in ablate.read_results(str(tmp_path))] == [r["key"] for r in good]
+    err = capsys.readouterr().err
+    assert [int(n) for n in re.findall(r"line (\d+) \(", err)] == [2, 3, 4]
+    assert "params 1000" in err and "macs inf" in err
+    rows = ablate.main(["--out", str(tmp_path), "--report"])
+    assert [(r["variant"], r["runs"]) for r in rows] == [("softmax", 1), ("sigmoid", 1), ("uniform", 1)]
+    assert "| uniform | 1 | 0.00 |" in (tmp_path / "ablation.md").read_text()  # not -0.00
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ablation_runner_on_a_full_disk_stops_with_the_command_that_continues(tmp_path, data_dir, monkeypatch,
+                                                                             capsys):
+    """A full disk while a run trains (the trainer's checkpoint) or is recorded is no mistake in the command: exit 1,
+    one line with the error and the command that continues, as for SIGTERM; the runs recorded before are kept."""
+    import errno
+    real_train, calls = ablate.trainer.train, []
+
+    def full_on_the_second_run(cfg):
+        calls.append(cfg)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device: writing x needs more space")
+        return real_train(cfg)
+
+    monkeypatch.setattr(ablate.trainer, "train", full_on_the_second_run)
+    argv = runner_args(data_dir, tmp_path, "--seeds", "0", "--epochs", "1")
+    with pytest.raises(SystemExit) as e:
+        ablate.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and "Traceback" not in "".join(err)
+    assert "variant sigmoid seed 0" in err[-1] and "No space left on device" in err[-1]
+    assert err[-1].endswith("continue with: " + shlex.join(["python", os.path.relpath(ablate.__file__), *argv]))
+    assert [r["variant"] for r in ablate.read_results(str(tmp_path))] == ["softmax"]
+
+    def full_append(out, record):
+        raise OSError(errno.ENOSPC, "No space left on device: writing results.jsonl")
+
+    monkeypatch.setattr(ablate, "append_result", full_append)
+    with pytest.raises(SystemExit) as e:
+        ablate.main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 1 and "variant sigmoid seed 0" in last and "continue with: " in last
+
+
+@pytest.mark.parametrize("err, code", [("ENOSPC", 1), ("EACCES", 2)])
+def test_a_report_on_a_full_disk_is_one_line_with_exit_code_1(tmp_path, monkeypatch, capsys, err, code):
+    """A full disk while the report writes its table is no mistake in the command (exit code 2 says that): exit
+    code 1 and one line naming the folder; another OSError (a folder that cannot be written) stays a usage error."""
+    import errno
+    ablate.append_result(str(tmp_path), fake_record("softmax", 0, 0.8))
+
+    def fail(rows, out):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(ablate, "write", fail)
+    with pytest.raises(SystemExit) as e:
+        ablate.main(["--out", str(tmp_path), "--report"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == code and len(lines) == 1 and f"--out {tmp_path}: " in lines[0]

@@ -161,6 +161,18 @@ def test_sizes_no_saved_weight_has_are_refused_before_the_network_is_built(tmp_p
     assert built == []
 
 
+def test_factors_in_the_settings_are_not_taken_for_sizes(tmp_path, images):
+    """logit_scale 100 (a whole number in config.json) was read as a size that no weight has, and a valid run
+    was refused by evaluate, sk_attention and ablate --gates; bn_eps, bn_momentum and dilation are no sizes either."""
+    options = {"widths": [16, 32, 32], "logit_scale": 100, "bn_eps": 100, "bn_momentum": 1,
+               "sk_kwargs": {"dilation": 90}}
+    net = trained_looking("sknet_cifar_fast", **options)
+    save_run(tmp_path, net, {**CONFIG, "model": "sknet_cifar_fast", "model_kwargs": options}, checkpoint=False)
+    run = load_run(tmp_path)
+    assert run.model.logit_scale == 100 and run.model.blocks[0].sk.paths[0].conv.dilation == (90, 90)
+    np.testing.assert_array_equal(logits(run.model, images), logits(net, images))
+
+
 def test_weights_that_are_not_arrays_or_not_finite_are_one_line(tmp_path):
     """A weight that is a string gave an AttributeError (read for its shape), then blamed on the settings'
     model_kwargs; NaN weights gave a table of NaN in sk_attention and a chance-level accuracy in evaluate."""

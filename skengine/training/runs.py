@@ -31,22 +31,26 @@ def _line(e):
     return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
+# the options that size a network's weights (a width, a channel count, a kernel); the others (logit_scale,
+# bn_momentum, reduction, dilation, ...) are factors and flags whose whole numbers size nothing
+_SIZES = frozenset(("widths", "channels", "stem_width", "whiten_width", "in_chans", "base_width", "cardinality",
+                    "groups", "kernel_sizes", "min_dim", "rd_channels"))
+
+
 def _size_beyond(options, weights):
-    """(name, number, largest size) for the first whole number in a run's model_kwargs (nested lists and dicts
-    too) that can size nothing of ``weights``: it is none of their dimensions and more than their count (a
-    width or a kernel is a dimension, a depth or a group count is at most the count); ratios that shrink a
-    network (``reduction``, ``se_reduction``, ``rd_divisor``) are not sizes.  None if there is none."""
+    """(name, number, largest size) for the first value of a sizing option (_SIZES) in a run's model_kwargs
+    (sk_kwargs too) that can size nothing of ``weights``: it is none of their dimensions and more than their
+    count (a width or a kernel is a dimension, a group count is at most the count).  None if there is none."""
     dims = {d for v in weights.values() for d in v.shape}
 
     def whole(value, name):
         if isinstance(value, dict):
             for k, v in value.items():
-                if "reduction" not in str(k) and "divisor" not in str(k):
-                    yield from whole(v, str(k))
+                yield from whole(v, str(k))
         elif isinstance(value, (list, tuple)):
             for v in value:
                 yield from whole(v, name)
-        elif isinstance(value, Integral) and not isinstance(value, bool):
+        elif isinstance(value, Integral) and not isinstance(value, bool) and name in _SIZES:
             yield name, int(value)
 
     return next(((name, n, max(dims, default=0)) for name, n in whole(options, "model_kwargs")
