@@ -10,7 +10,7 @@ from .backend import array_module, resolve_device
 from .data import CIFAR_MEAN_STD, DataLoader, class_names, dataset_root, load_cifar
 from .training.config import ConfigError
 from .training.evaluation import evaluate
-from .training.extensions import _FiniteLogits
+from .training.extensions import FiniteLogits
 from .training.report import confusion_table
 from .training.runs import load_run
 
@@ -65,7 +65,7 @@ def main(argv=None):
     net.to(device)
     mean, std = CIFAR_MEAN_STD[cfg["dataset"]]
     loader = DataLoader(x, y, args.batch_size, mean=mean, std=std, xp=array_module(device))
-    watched = _FiniteLogits(net)  # logits of NaN or inf are noted and counted as zeros: a line below, not a traceback
+    watched = FiniteLogits(net)  # logits of NaN or inf are noted and counted as zeros: a line below, not a traceback
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = evaluate(watched, loader, tta=args.tta, translate=args.tta_translate)

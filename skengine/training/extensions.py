@@ -138,7 +138,7 @@ class TestPass(Extension):
         """evaluate's result, or None where the logits were not finite on some rank."""
         rank, world = (group.rank, group.world_size) if group else (0, 1)
         self.loader.set_shard(rank, world)
-        watched = _FiniteLogits(model)
+        watched = FiniteLogits(model)
         swap = self.ema.swap(model) if self.ema else contextlib.nullcontext()
         with swap, np.errstate(over="ignore", invalid="ignore"):  # what overflows is said below
             result = evaluate(watched, self.loader, tta=tta, translate=tta and self.translate,
@@ -147,7 +147,7 @@ class TestPass(Extension):
         return None if bad else result
 
 
-class _FiniteLogits:
+class FiniteLogits:
     """A model whose logits that are not finite are noted (``bad``) and passed on as zeros: a test pass of NaN
     weights ends, on every rank together (its collectives), instead of raising on some."""
 
@@ -207,4 +207,4 @@ class Checkpoint(Extension):
         self.best_acc = float(state["best_acc"])
 
 
-__all__ = ["Extension", "DivergenceGuard", "LookaheadSync", "EMA", "TestPass", "Report", "Checkpoint"]
+__all__ = ["Extension", "DivergenceGuard", "LookaheadSync", "EMA", "TestPass", "Report", "Checkpoint", "FiniteLogits"]

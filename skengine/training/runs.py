@@ -8,11 +8,12 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..backend import resolve_device
+from ..data.cifar import LAYOUT
 from ..models import create, list_models
 from ..serialization import load
 from .config import ConfigError, saved_model_kwargs
 
-CLASSES = {"cifar10": 10, "cifar100": 100}
+CLASSES = {name: spec["classes"] for name, spec in LAYOUT.items()}  # the datasets a run can name
 MODEL_FILES = ("best.npz", "checkpoint.npz")  # what a run folder is read by, in this order
 _NOT_A_RUN = "not a checkpoint of skengine.train that this version can read"
 
