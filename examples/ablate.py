@@ -17,6 +17,9 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
           path and channel, sigmoids divided by their sum, and fixed equal weights 1/M (no attention)
   blocks  the block's second layer: an SK unit, a plain conv + SE gate, a plain conv (no attention)
   paths   M = 2 vs 3 paths (3x3 and 3x3 dilated by 2, and by 3), each path on the whole input
+  attention  the SK unit with either gate against no attention: a plain conv in its place (``none``; the
+          grid also serves sknet_cifar_small, the paper's bottleneck), and for sknet_cifar_fast the plain network
+          widened to the SK network's multiply-adds (``none_wide``: widths 74-150-150, 70.9M against 71.1M)
   tricks  the fast recipe with one trick changed at a time, off (or Lookahead on: the recipe leaves it off)
 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
@@ -68,6 +71,8 @@ GRIDS = {
               "sigmoid_norm": _sk(attention="sigmoid_norm"), "uniform": _sk(attention="uniform")},
     "blocks": {"sk": {}, "se": _net(attention="se"), "none": _net(attention="none")},
     "paths": {"m2": _sk(kernel_sizes=[3, 5], split_input=False), "m3": _sk(kernel_sizes=[3, 5, 7], split_input=False)},
+    "attention": {"softmax": _sk(attention="softmax"), "sigmoid": _sk(attention="sigmoid"),
+                  "none": _net(attention="none"), "none_wide": _net(attention="none", widths=[74, 150, 150])},
     "tricks": {"recipe": {}, "no_whitening": {"whiten": False}, "no_label_smoothing": {"label_smoothing": 0.0},
                "random_flip": {"flip": "random"}, "lookahead": {"lookahead": 5},
                "biases_at_lr": {"bias_lr_scale": 1.0}, "bn_weight_learned": _net(freeze_bn_weight=False),
@@ -217,7 +222,7 @@ def settings(args, overrides, seed):
     cfg = {"recipe": args.recipe, "seed": seed, "data_dir": args.data_dir, "device": args.device,
            "processes": args.processes, "download": False}
     for key in ("model", "epochs", "warmup", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
-                "limit_test"):
+                "train_per_class", "limit_test"):
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
@@ -637,6 +642,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate per 1,024 images")
     p.add_argument("--limit-train", type=int)
+    p.add_argument("--train-per-class", type=int, help="train on the first N images of each class (a fixed "
+                   "class-balanced subset)")
     p.add_argument("--limit-test", type=int)
     p.add_argument("--no-tta", dest="tta", action="store_false", default=None,
                    help="no test-time augmentation at the end of each run (its six passes over the test set)")

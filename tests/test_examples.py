@@ -516,6 +516,29 @@ def test_ablation_runner_refuses_a_variant_of_another_grid(tmp_path, capsys):
     assert "--variants: se not in grid gates (softmax, sigmoid, sigmoid_norm, uniform)" in capsys.readouterr().err
 
 
+def test_the_cost_matched_plain_network_costs_what_the_sk_network_does():
+    """The attention grid's none_wide: the plain network widened to the SK network's multiply-adds (within 1%)."""
+    from skengine.summary import summary
+
+    def macs(variant):
+        return summary(create("sknet_cifar_fast", **ablate.GRIDS["attention"][variant]["model_kwargs"]),
+                       (3, 32, 32)).total_macs
+
+    sk, plain, wide = macs("softmax"), macs("none"), macs("none_wide")
+    assert plain < 0.8 * sk and abs(wide - sk) < 0.01 * sk
+
+
+def test_a_grid_on_a_class_balanced_subset_passes_it_to_every_run(tmp_path, data_dir):
+    rows = ablate.main(["--data-dir", data_dir, "--grid", "attention", "--variants", "softmax", "none",
+                        "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--train-per-class", "2",
+                        "--limit-test", "20", "--no-tta", "--processes", "1", "--out", str(tmp_path)])
+    assert [r["variant"] for r in rows] == ["softmax", "none"]
+    for record in ablate.read_results(str(tmp_path)):
+        assert record["config"]["train_per_class"] == 2
+        history = skengine.load(os.path.join(ablate.run_folder(str(tmp_path), record["key"]), "checkpoint.npz"))
+        assert history["loader"]["batch"] == 2  # 20 images, 2 of each class, at 16 a step
+
+
 def test_a_results_file_without_its_last_newline_keeps_every_record(tmp_path):
     """A hand edit that drops the last newline: the next record goes on a line of its own, not glued to the last
     one (which lost both from the report), and the bytes already there are kept as they were."""

@@ -232,6 +232,15 @@ def test_short_runs_train(data_dir, tmp_path, images):
     assert skengine.load(tmp_path / "checkpoint.npz")["loader"]["batch"] == images // 64
 
 
+def test_train_per_class_keeps_the_first_n_of_each_class_in_the_files_order(data_dir):
+    full, _, _ = loop.load_data({**DEFAULTS, "data_dir": data_dir, "download": False})
+    (images, labels), _, _ = loop.load_data({**DEFAULTS, "data_dir": data_dir, "download": False,
+                                            "train_per_class": 3})
+    assert np.array_equal(np.bincount(labels, minlength=10), [3] * 10)
+    expected = [i for i, y in enumerate(full[1]) if list(full[1][:i]).count(y) < 3]  # by hand, image by image
+    assert np.array_equal(labels, full[1][expected]) and np.array_equal(images, full[0][expected])
+
+
 def test_resume_warns_when_the_blas_thread_count_differs(data_dir, tmp_path, monkeypatch, capsys):
     restore = interrupt_at(monkeypatch, 2)
     trained(cfg(data_dir, tmp_path))

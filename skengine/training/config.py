@@ -54,6 +54,9 @@ def validate(cfg):
         raise ConfigError(f"--device cuda: {e}") from None
     if cfg["tta_translate"] and not cfg["tta"]:
         raise ConfigError("--tta-translate adds views to --tta's: give --tta too (or drop --tta-translate)")
+    if cfg["train_per_class"] and cfg["limit_train"]:
+        raise ConfigError(f"--train-per-class {cfg['train_per_class']} and --limit-train {cfg['limit_train']} both "
+                          f"choose the training images: give one")
     if cfg["crop_pad"] >= 32:  # CIFAR's images are 32 pixels wide
         raise ConfigError(f"--crop-pad {cfg['crop_pad']} --pad-mode {cfg['pad_mode']}: the padding must be narrower "
                           f"than the 32-pixel images (at most 31)")

@@ -90,9 +90,23 @@ def load_data(cfg):
         raise ConfigError(str(e)) from None
     if cfg["limit_train"]:
         train = tuple(a[:cfg["limit_train"]] for a in train)
+    if cfg["train_per_class"]:
+        train = per_class(train, cfg["train_per_class"])
     if cfg["limit_test"]:
         test = tuple(a[:cfg["limit_test"]] for a in test)
     return train, test, class_names(root, cfg["dataset"])
+
+
+def per_class(train, n):
+    """The first ``n`` images of each class, in the order the files hold them (a ConfigError if a class has
+    fewer)."""
+    images, labels = train
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < n:
+        short = ", ".join(f"class {c}: {k}" for c, k in zip(classes, counts) if k < n)
+        raise ConfigError(f"--train-per-class {n}: the training set has fewer images of some classes ({short})")
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:n] for c in classes]))
+    return images[keep], labels[keep]
 
 
 def _int_keys(state):

@@ -189,6 +189,8 @@ SETTINGS = (
             real(0), type=float),
     Setting("seed", 0, "seed of the weights, the data order and the augmentation", integer(0), type=int),
     Setting("limit_train", None, "train on the first N images only", integer(1, optional=True), type=int),
+    Setting("train_per_class", None, "train on the first N images of each class only (a fixed class-balanced "
+            "subset, in the files' order)", integer(1, optional=True), type=int),
     Setting("limit_test", None, "test on the first N images only", integer(1, optional=True), type=int),
     Setting("device", "auto", "auto: CUDA where CuPy finds a GPU, else the CPU", one_of(("auto", "cpu", "cuda")),
             choices=("auto", "cpu", "cuda"), where=True),
