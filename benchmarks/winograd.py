@@ -1,4 +1,4 @@
-"""skengine's Winograd F(2, 3) along the width (``skengine/winograd.py``) against its im2col convolution, forward and
+"""skengine's Winograd F(4, 3) along the width (``skengine/winograd.py``) against its im2col convolution, forward and
 backward, on the 3x3 stride-1 shapes of ``sknet_cifar_fast`` (issue 29), alternating, one BLAS thread.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/winograd.py --batch 256

@@ -12,8 +12,10 @@ and the columns of that padded gy also give dW, as cols @ x^T.  So backward
 builds one column buffer, like forward.  Other strides take the columns of x
 for dW and scatter the column gradient back (col2im).  A 1x1 convolution
 without padding needs no columns at all.  On the CPU, a 3x3 stride-1 convolution
-over enough channels and pixels goes through Winograd's F(2, 3) along the width
-instead (``winograd.py``): a third fewer products, forward and backward.
+over enough channels and pixels goes through Winograd's F(4, 3) along the width
+instead (``winograd.py``): half the products, forward and backward; one on a
+small map, where the padded columns would multiply mostly zeros, goes rectangle
+by rectangle over the taps that read the image (``regions.py``).
 
 Everything here takes and returns arrays (NumPy or CuPy); the autograd
 Function is ``functional.conv.Conv2d``.  The tuning constants below were

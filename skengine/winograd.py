@@ -1,37 +1,41 @@
-"""Convolution by Winograd's minimal filtering F(2, 3) along the width (Lavin & Gray, arXiv 1509.09308, in 1-D).
+"""Convolution by Winograd's minimal filtering F(4, 3) along the width (Lavin & Gray, arXiv 1509.09308, in 1-D).
 
-Two neighbouring outputs of a row under a kernel row three taps wide take 4 products instead of 6, after a
-transform of the four inputs d they read and of the kernel row w:
+Four neighbouring outputs of a row under a kernel row three taps wide take 6 products instead of 12, after a
+transform of the six inputs d they read and of the kernel row w:
 
-    (y0, y1) = A^T [(G w) * (B^T d)]
+    (y0, y1, y2, y3) = A^T [(G w) * (B^T d)]        (BT, G and AT below: interpolation at 0, +-1, +-2, infinity)
 
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-
-Summed over input channels and kernel rows, each of the 4 components k is a matmul: (B^T d)_k of every pair of
-outputs (a "tile") against (G w)_k, K = C*kh.  im2col's one matmul has K = C*kh*3 over every output, so the
-products shrink by a third; the transforms, adds over the input and the output, take the im2col copy's place
-(on a 15 px map they cost about half what the matmuls save).  The weight gradient is the transpose of the same map,
+Summed over input channels and kernel rows, each of the 6 components k is a matmul: (B^T d)_k of every tile of
+four outputs against (G w)_k, K = C*kh.  im2col's one matmul has K = C*kh*3 over every output, so the products
+halve; the transforms (one matmul each with B^T and A^T over the whole chunk, and the copies that gather the
+tiles' inputs and scatter their outputs) take the im2col copy's place.  The weight gradient is the transpose of
+the same map,
 
     dw = G^T [sum over tiles of (A gy) * (B^T d)],
 
-4 matmuls with the tiles as K, then G^T over the small (O, C*kh) results.  The transforms' entries are 0, +-1
-and +-1/2, so float32 loses nothing to speak of (checked against the im2col engine in the tests).
+6 matmuls with the tiles as K, then G^T over the small (O, C*kh) results.  F(2, 3) (4 products for 2 outputs,
+entries 0, +-1, +-1/2) gained 1.04-1.12x over im2col on the fast network's 15 and 7 px layers; F(4, 3) 1.22-1.33x
+(benchmarks/RESULTS.md).  Its entries (up to 8, and 1/6, 1/24) cost float32 about four times F(2, 3)'s rounding
+error, 3e-6 of the largest output against 7e-7 (checked against the im2col engine in the tests).
 
-Used on the CPU for what it speeds up (measured in benchmarks/RESULTS.md): no groups, a kernel three wide,
-stride 1, no dilation across the width, enough channels in and out, rows of enough outputs (``applies``, which
-``convolution.py`` asks); everything here takes and returns NumPy arrays.
+Used on the CPU for what it speeds up: no groups, a kernel three wide, stride 1, no dilation across the width,
+enough channels in and out, rows of enough outputs (``applies``, which ``convolution.py`` asks); everything here
+takes and returns NumPy arrays.
 """
 import numpy as np
 
 from .im2col import conv_output_size
 
 CHUNK_BYTES = 2 << 20  # the transformed columns of one chunk of images
-MIN_CHANNELS = 48      # fewer input or output channels make the matmuls too thin to gain
+MIN_CHANNELS = 16      # fewer input or output channels make the matmuls too thin to gain (24 -> 64 gains)
 MIN_WIDTH = 6          # narrower outputs leave too little to gain on each row's tiles
 
-G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+# F(4, 3): 4 outputs of a row from 6 inputs, interpolating at 0, 1, -1, 2, -2 and infinity (Lavin & Gray, sec. 4.1)
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=float)
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=float)
 
 
 def applies(x, w, stride, padding, dilation, groups):
@@ -48,58 +52,56 @@ def conv(x, w, padding, dilation_h, other=None, need_y=True):
     """(y = conv(x, w) or None when not ``need_y``, the weight gradient (O, C, kh, 3) for the output gradient
     ``other`` (shaped like y) or None).  x (N, C, H, W), w (O, C, kh, 3), stride 1, dilation (dilation_h, 1).
 
-    Chunk by chunk of images: the zero-padded images, their transformed tiles (4, C, m, Hp, T), the columns of
-    each kernel row i (the transformed rows i*dh on: one contiguous run an image), 4 matmuls, and the output
-    transform written straight into y.
+    Chunk by chunk of images: the zero-padded images, the n inputs of every tile gathered (n, C, m, Hp, T) and
+    transformed by one matmul with B^T, the columns of each kernel row i (the transformed rows i*dh on: one
+    contiguous run an image), n matmuls, and the output transform (one matmul with A^T) written into y.
     """
     (N, C, H, W), (O, _, kh, _) = x.shape, w.shape
-    ph, pw = padding
+    (n, r), (ph, pw) = AT.shape[::-1], padding  # a tile: n inputs, r outputs
     OH, OW = conv_output_size(H, kh, 1, ph, dilation_h), W + 2 * pw - 2
-    T = -(-OW // 2)  # tiles (pairs of outputs) a row
+    T = -(-OW // r)  # tiles a row
     Hp, L = H + 2 * ph, OH * T  # L: one image's tiles
     dt = x.dtype
-    ut = np.einsum("kj,ocij->kcio", G.astype(dt), w).reshape(4, C * kh, O)  # (G w)_k, rows (c, i) as the columns'
-    b = max(1, min(N, CHUNK_BYTES // (4 * C * kh * L * x.itemsize)))
+    bt, at = BT.astype(dt), AT.astype(dt)
+    ut = np.einsum("kj,ocij->kcio", G.astype(dt), w).reshape(n, C * kh, O)  # (G w)_k, rows (c, i) as the columns'
+    b = max(1, min(N, CHUNK_BYTES // (n * C * kh * L * x.itemsize)))
     y = np.empty((N, O, OH, OW), dt) if need_y else None
-    dw = None if other is None else np.zeros((4, O, C * kh), dt)
+    dw = None if other is None else np.zeros((n, O, C * kh), dt)
+    counts = [len(range(q, OW, r)) for q in range(r)]  # outputs q, q + r, ... of a row
     bufs = {}
     for n0 in range(0, N, b):
         n1 = min(N, n0 + b)
         m = n1 - n0
-        if m not in bufs:  # zeroed once: the padding and an odd row's missing last output stay zero
-            bufs[m] = (np.zeros((m, C, Hp, 2 * T + 2), dt), np.empty((4, C, m, Hp, T), dt),
-                       np.empty((4, C, kh, m, L), dt), np.empty((4, m * L, O), dt) if need_y else None,
-                       None if other is None else np.zeros((4, O, m, OH, T), dt))
-        xpad, v, cols, prod, ag = bufs[m]
+        if m not in bufs:  # zeroed once: the padding and the missing outputs of a row's last tile stay zero
+            bufs[m] = (np.zeros((m, C, Hp, r * T + 2), dt), np.empty((n, C, m, Hp, T), dt),
+                       np.empty((n, C, m, Hp * T), dt), np.empty((n, C, kh, m, L), dt),
+                       np.empty((n, m * L, O), dt) if need_y else None,
+                       np.empty((r, m * L * O), dt) if need_y else None,
+                       None if other is None else (np.zeros((r, O, m, OH, T), dt), np.empty((n, O * m * L), dt)))
+        xpad, d, v, cols, prod, out, grad = bufs[m]
         xpad[:, :, ph:ph + H, pw:pw + W] = x[n0:n1]
-        d = [xpad[:, :, :, j::2][..., :T].transpose(1, 0, 2, 3) for j in range(4)]  # column 2t + j of tile t
-        np.subtract(d[0], d[2], out=v[0])  # B^T d
-        np.add(d[1], d[2], out=v[1])
-        np.subtract(d[2], d[1], out=v[2])
-        np.subtract(d[1], d[3], out=v[3])
-        vf = v.reshape(4, C, m, Hp * T)
+        for j in range(n):  # input j of tile t: column r*t + j
+            d[j] = xpad[:, :, :, j::r][..., :T].transpose(1, 0, 2, 3)
+        np.matmul(bt, d.reshape(n, -1), out=v.reshape(n, -1))  # B^T d
         for i in range(kh):
-            cols[:, :, i] = vf[..., i * dilation_h * T:i * dilation_h * T + L]
-        cf = cols.reshape(4, C * kh, m * L)
+            cols[:, :, i] = v[..., i * dilation_h * T:i * dilation_h * T + L]
+        cf = cols.reshape(n, C * kh, m * L)
         if need_y:
             np.matmul(cf.swapaxes(1, 2), ut, out=prod)
-            p = prod.reshape(4, m, OH, T, O)
-            yt = y[n0:n1].transpose(0, 2, 3, 1)  # (m, OH, OW, O): the layout of the products
-            np.add(p[0], p[1], out=p[0])  # A^T m: y0 = m0 + m1 + m2, y1 = m1 - m2 - m3
-            np.add(p[0], p[2], out=yt[:, :, 0::2])
-            np.subtract(p[1], p[2], out=p[1])
-            np.subtract(p[1][:, :, :OW // 2], p[3][:, :, :OW // 2], out=yt[:, :, 1::2])
+            np.matmul(at, prod.reshape(n, -1), out=out)  # A^T m
+            o, yt = out.reshape(r, m, OH, T, O), y[n0:n1].transpose(0, 2, 3, 1)  # yt: the products' layout
+            for q in range(r):
+                yt[:, :, q::r] = o[q][:, :, :counts[q]]
         if other is not None:
+            gt, ag = grad
             g = other[n0:n1].transpose(1, 0, 2, 3)  # (O, m, OH, OW)
-            ag[0] = g[..., 0::2]  # A gy, with -g1 kept as g1 (its sign goes on the small result)
-            ag[3][..., :OW // 2] = g[..., 1::2]
-            np.add(ag[0], ag[3], out=ag[1])
-            np.subtract(ag[0], ag[3], out=ag[2])
-            dw += ag.reshape(4, O, m * L) @ cf.swapaxes(1, 2)
+            for q in range(r):
+                gt[q][..., :counts[q]] = g[..., q::r]
+            np.matmul(at.T, gt.reshape(r, -1), out=ag)  # A gy
+            dw += ag.reshape(n, O, m * L) @ cf.swapaxes(1, 2)
     if dw is not None:
-        dw[3] *= -1
         dw = np.einsum("kj,koq->oqj", G.astype(dt), dw).reshape(O, C, kh, 3)
     return y, dw
 
 
-__all__ = ["applies", "conv", "CHUNK_BYTES", "MIN_CHANNELS", "MIN_WIDTH"]
+__all__ = ["applies", "conv", "AT", "BT", "G", "CHUNK_BYTES", "MIN_CHANNELS", "MIN_WIDTH"]

@@ -1,4 +1,4 @@
-"""skengine.winograd, F(2, 3) along the width: its output equals a naive convolution (loops over taps on a padded
+"""skengine.winograd, F(4, 3) along the width: its output equals a naive convolution (loops over taps on a padded
 copy) and its weight gradient satisfies <dW, v> = <gy, conv(x, v)>, exactly in float64, for every padding and height
 dilation, odd and even widths, one chunk or many; through conv2d it is taken exactly where
 ``applies`` says, and float32 stays within float32's rounding of the float64 result."""
@@ -61,8 +61,9 @@ def test_conv_matches_naive_on_any_geometry(n, c, o, h, w, kh, ph, pw, dh, seed)
     (((2, 64, 15, 15), (64, 32, 3, 3)), (1, 1), (1, 1), (1, 1), 2, False),   # groups
     (((2, 64, 15, 15), (64, 64, 3, 3)), (2, 2), (1, 1), (1, 1), 1, False),   # stride
     (((2, 64, 15, 15), (64, 64, 5, 5)), (1, 1), (2, 2), (1, 1), 1, False),   # kernel width
-    (((2, 24, 31, 31), (64, 24, 3, 3)), (1, 1), (1, 1), (1, 1), 1, False),   # few input channels
-    (((2, 64, 31, 31), (24, 64, 3, 3)), (1, 1), (1, 1), (1, 1), 1, False),   # few output channels
+    (((2, 24, 31, 31), (64, 24, 3, 3)), (1, 1), (1, 1), (1, 1), 1, True),    # the fast network's first block
+    (((2, 8, 31, 31), (64, 8, 3, 3)), (1, 1), (1, 1), (1, 1), 1, False),     # few input channels
+    (((2, 64, 31, 31), (8, 64, 3, 3)), (1, 1), (1, 1), (1, 1), 1, False),    # few output channels
     (((2, 128, 3, 3), (128, 128, 3, 3)), (1, 1), (1, 1), (1, 1), 1, False),  # a narrow output
 ])
 def test_applies_where_it_pays(shape, stride, padding, dilation, groups, expected):
