@@ -43,10 +43,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     tap = _only_live_tap(x, w, stride, padding, dilation)
     if tap is not None:
         return _forward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], stride, groups)
-    if regions.applies(x, w, stride, padding, dilation, groups):
-        return regions.conv(x, w, padding, dilation)[0]
-    if winograd.applies(x, w, stride, padding, dilation, groups):
-        return winograd.conv(x, w, padding, dilation[0])[0]
+    for kernel in (winograd, regions):  # Winograd where its rows are wide enough, else rectangles on small maps
+        if kernel.applies(x, w, stride, padding, dilation, groups):
+            return kernel.conv(x, w, padding, dilation)[0]
     return _flat_conv(x, w, stride, padding, dilation, groups)[0]
 
 
@@ -218,10 +217,9 @@ def _backward_transposed(x, w, gy, padding, dilation, groups, need):
     # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
     wt = w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
     pad = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
-    for kernel in (regions, winograd):  # dwt[c, o, i, j] = dW[o, c, kh-1-i, kw-1-j]
+    for kernel in (winograd, regions):  # dwt[c, o, i, j] = dW[o, c, kh-1-i, kw-1-j]
         if kernel.applies(gy, wt, (1, 1), pad, dilation, G):
-            gx, dwt = kernel.conv(gy, wt, pad, dilation if kernel is regions else dh, other=x if need[1] else None,
-                                  need_y=need[0])
+            gx, dwt = kernel.conv(gy, wt, pad, dilation, other=x if need[1] else None, need_y=need[0])
             return gx, None if dwt is None else dwt.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
     gx, gwt = _flat_conv(gy, wt, (1, 1), pad, dilation, G, other=x if need[1] else None, need_y=need[0])
     # gwt[g, o*T + tap, c] = dW[g*Og + o, c, T-1-tap]

@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import as_strided
 from .im2col import conv_output_size, flat_geometry
 
 CHUNK_BYTES = 2 << 20  # the columns of one rectangle for one chunk of images
-USEFUL_BELOW = 0.55    # where the flat columns multiply more zeros than this, rectangles win (3 and 7 px maps)
+USEFUL_BELOW = 0.55    # where the flat columns multiply more zeros than this, rectangles win (3 px maps)
 
 
 def bands(size, k, padding, dilation):

@@ -74,7 +74,7 @@ def test_applies_where_it_pays(shape, stride, padding, dilation, groups, expecte
     assert regions.applies(x.astype(np.float64), w, stride, padding, dilation, groups) is False  # mixed dtypes
 
 
-@pytest.mark.parametrize("size, dilation", [(3, 1), (3, 2), (7, 2)])
+@pytest.mark.parametrize("size, dilation", [(3, 1), (3, 2)])
 def test_conv2d_goes_through_it_and_agrees_with_im2col_in_float32(size, dilation, monkeypatch):
     """The shapes of the fast network's small SK paths: conv2d's forward and both backward products (dX through the
     transposed convolution, dW from its columns) through the rectangles agree with the flat im2col engine to
