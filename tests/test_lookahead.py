@@ -43,6 +43,17 @@ def test_slow_weights_by_hand():
         Lookahead(model, k=1).step(Linear(2, 2))
 
 
+def test_sync_by_hand_moves_the_slow_weights_now_and_leaves_the_count():
+    model = _One()
+    la = Lookahead(model, k=2, alpha=0.5)
+    assert _walk(model, la, 3) == [1, 1, 2]  # synced at step 2 (slow 1), step 3 not
+    la.sync(model)  # slow = 1 + 0.5 (2 - 1)
+    assert float(model.w.data[0]) == 1.5 and la.num_steps == 3
+    assert _walk(model, la, 1) == [2.0]  # step 4 is the count's sync: 1.5 + 0.5 (2.5 - 1.5)
+    la.sync(model, alpha=1.0)  # alpha 1: the slow weights take the model's
+    assert float(model.w.data[0]) == 2.0 and la.num_steps == 4
+
+
 def test_resume_from_a_state_dict_is_bit_exact_and_keeps_the_optimizer_going():
     def make():
         sk.manual_seed(0)

@@ -37,12 +37,16 @@ class Lookahead:
         self.num_steps += 1
         if self.num_steps % self.k:
             return False
+        self.sync(model, alpha)
+        return True
+
+    def sync(self, model, alpha=None):
+        """Sync now, whatever the count: slow += alpha (fast - slow), and the model takes the slow weights."""
         alpha = self.alpha if alpha is None else self._check_alpha(alpha)
         for name, t in _tensors(model):
             s = self._slow(name, t)
             s += alpha * (_array(t) - s)
             t._write_(s.copy())
-        return True
 
     def finish(self, model):
         """The model takes the slow weights (the steps since the last sync are dropped, as in airbench)."""

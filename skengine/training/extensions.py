@@ -79,13 +79,10 @@ class LookaheadSync(Extension):
 
     def __call__(self, trainer):
         step, lookahead = trainer.steps, self.lookahead
-        k = lookahead.k
-        lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, k))
-        rest = lookahead.num_steps % k
-        if step == self.total and rest:  # sync now: k 1 for one call, which counts this step again (hence the -1)
-            lookahead.k, lookahead.num_steps = 1, lookahead.num_steps - 1
-            lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, rest))
-            lookahead.k = k
+        lookahead.step(trainer.model, alpha=lookahead_alpha(step, self.total, lookahead.k))
+        rest = lookahead.num_steps % lookahead.k
+        if step == self.total and rest:
+            lookahead.sync(trainer.model, alpha=lookahead_alpha(step, self.total, rest))
 
     def state_dict(self):
         return self.lookahead.state_dict()
