@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .im2col import conv_output_size, flat_geometry
 
+FLOATS = (np.float32, np.float64)  # what BLAS multiplies; other dtypes take the flat columns
 CHUNK_BYTES = 2 << 20  # the columns of one rectangle for one chunk of images
 USEFUL_BELOW = 0.55    # where the flat columns multiply more zeros than this, rectangles win (3 px maps)
 
@@ -55,7 +56,8 @@ def useful(shape, kernel, padding, dilation):
 def applies(x, w, stride, padding, dilation, groups):
     """Whether conv(x, w) goes through here: NumPy, no groups, stride 1, and under USEFUL_BELOW of the flat
     columns' products multiply the image (``useful``)."""
-    return (type(x) is np.ndarray and type(w) is np.ndarray and x.dtype == w.dtype and groups == 1
+    return (type(x) is np.ndarray and type(w) is np.ndarray and x.dtype == w.dtype and x.dtype in FLOATS
+            and groups == 1
             and tuple(stride) == (1, 1) and x.shape[0] > 0
             and useful(x.shape[2:], w.shape[2:], padding, dilation) < USEFUL_BELOW)
 

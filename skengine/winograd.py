@@ -30,6 +30,7 @@ import numpy as np
 
 from .im2col import conv_output_size
 
+FLOATS = (np.float32, np.float64)  # half precision would lose too much in the transforms, and has no BLAS
 CHUNK_BYTES = 2 << 20  # the transformed columns of one chunk of images
 MIN_CHANNELS = 16      # fewer input or output channels make the matmuls too thin to gain (24 -> 64 gains)
 MIN_WIDTH = 6          # narrower outputs leave too little to gain on each row's tiles
@@ -45,7 +46,8 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0,
 def applies(x, w, stride, padding, dilation, groups):
     """Whether conv(x, w) goes through here: NumPy, no groups, kernel width 3, stride 1, at least MIN_CHANNELS
     input and output channels and an output at least MIN_WIDTH wide."""
-    return (type(x) is np.ndarray and type(w) is np.ndarray and x.dtype == w.dtype and groups == 1
+    return (type(x) is np.ndarray and type(w) is np.ndarray and x.dtype == w.dtype and x.dtype in FLOATS
+            and groups == 1
             and w.shape[3] == 3 and tuple(stride) == (1, 1) and min(x.shape[1], w.shape[0]) >= MIN_CHANNELS
             and conv_output_size(x.shape[3], 3, 1, padding[1], dilation[1]) >= MIN_WIDTH
             and conv_output_size(x.shape[2], w.shape[2], 1, padding[0], dilation[0]) >= 1)

@@ -72,6 +72,7 @@ def test_applies_where_it_pays(shape, stride, padding, dilation, groups, expecte
     x, w = np.zeros(shape[0], np.float32), np.zeros(shape[1], np.float32)
     assert regions.applies(x, w, stride, padding, dilation, groups) is expected
     assert regions.applies(x.astype(np.float64), w, stride, padding, dilation, groups) is False  # mixed dtypes
+    assert regions.applies(x.astype(np.float16), w.astype(np.float16), stride, padding, dilation, groups) is False
 
 
 @pytest.mark.parametrize("size, dilation", [(3, 1), (3, 2)])
