@@ -24,7 +24,7 @@ from .im2col import conv_output_size, flat_geometry
 
 FLOATS = (np.float32, np.float64)  # what BLAS multiplies; other dtypes take the flat columns
 CHUNK_BYTES = 2 << 20  # the columns of one rectangle for one chunk of images
-USEFUL_BELOW = 0.55    # where the flat columns multiply more zeros than this, rectangles win (3 px maps)
+USEFUL_BELOW = 0.55    # taken where under this fraction of the flat products multiply the image (3 px maps)
 
 
 def bands(size, k, padding, dilation):
