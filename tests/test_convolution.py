@@ -33,6 +33,27 @@ def naive_conv(x, w, stride, padding, dilation, groups):
     return y.reshape(N, O, OH, OW)
 
 
+def check_kernel_in_float32(monkeypatch, kernel, switch_off, x, w, geometry):
+    """conv2d's forward and both backward products go through ``kernel`` (a module with ``conv``: forward, and
+    backward's one transposed convolution with dW alongside) and agree in float32 with the engine without it
+    (``switch_off``: (attribute, value) that keeps the kernel out) in float64, to float32's rounding."""
+    calls = []
+    real = kernel.conv
+    monkeypatch.setattr(kernel, "conv", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y32 = convolution.conv2d_forward(x.astype(np.float32), w.astype(np.float32), *geometry)
+    gy = np.random.default_rng(2).standard_normal(y32.shape)
+    gx32, gw32 = convolution.conv2d_backward(x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32),
+                                             *geometry)
+    assert len(calls) == 2
+    monkeypatch.setattr(kernel, *switch_off)
+    y64 = convolution.conv2d_forward(x, w, *geometry)
+    gx64, gw64 = convolution.conv2d_backward(x, w, gy, *geometry)
+    assert len(calls) == 2
+    for a32, a64 in ((y32, y64), (gx32, gx64), (gw32, gw64)):
+        assert a32.dtype == np.float32
+        assert np.abs(a32 - a64).max() <= 2e-6 * np.abs(a64).max() * np.sqrt(w.shape[1] * 9)
+
+
 def _conv(x, w, groups, stride, padding, dilation, chunk_bytes, grad=True):
     with mock.patch.object(convolution, "CHUNK_BYTES", chunk_bytes):
         tx, tw = sk.Tensor(x, requires_grad=grad), sk.Tensor(w, requires_grad=grad)

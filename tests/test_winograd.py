@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skengine import convolution, winograd
-from test_convolution import naive_conv
+from skengine import winograd
+from test_convolution import check_kernel_in_float32, naive_conv
 
 # (H, W, kh, padding, dilation): odd and even output widths, a padding wider than the kernel reaches, none, a kernel
 # one or two rows high, a dilated height, a dilated width (phases of uneven lengths), a one-pixel row
@@ -83,18 +83,4 @@ def test_conv2d_goes_through_it_and_agrees_with_im2col_in_float32(dilation, monk
     x = rng.standard_normal((4, 64, 15, 15))
     w = rng.standard_normal((64, 64, 3, 3)) * 0.05
     geometry = ((1, 1), dilation, dilation, 1)
-    calls = []
-    real = winograd.conv
-    monkeypatch.setattr(winograd, "conv", lambda *a, **k: calls.append(1) or real(*a, **k))
-    y32 = convolution.conv2d_forward(x.astype(np.float32), w.astype(np.float32), *geometry)
-    gy = rng.standard_normal(y32.shape)
-    gx32, gw32 = convolution.conv2d_backward(x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32),
-                                             *geometry)
-    assert len(calls) == 2  # forward, and backward's one transposed convolution with dW alongside
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 10 ** 9)
-    y64 = convolution.conv2d_forward(x, w, *geometry)
-    gx64, gw64 = convolution.conv2d_backward(x, w, gy, *geometry)
-    assert len(calls) == 2
-    for a32, a64 in ((y32, y64), (gx32, gx64), (gw32, gw64)):
-        assert a32.dtype == np.float32
-        assert np.abs(a32 - a64).max() <= 2e-6 * np.abs(a64).max() * np.sqrt(64 * 9)
+    check_kernel_in_float32(monkeypatch, winograd, ("MIN_CHANNELS", 10 ** 9), x, w, geometry)
