@@ -33,6 +33,7 @@ MIN_WIDTH = 512         # a chunk of fewer groups spans images until its matmul 
 TRANSPOSE_FROM = 16     # from this many outputs per group on, the matmul is formed transposed
 PARALLEL_BELOW = 8192   # per-group matmuls with fewer weights (O/G * C/G*kh*kw) run one block per core
 BATCH_1X1_UP_TO = 64    # a 1x1 conv with at most this many output pixels an image: one matmul over the batch
+KERNELS = (winograd, regions)  # asked in turn, then the flat columns: Winograd's wide rows, regions' small maps
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -43,7 +44,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     tap = _only_live_tap(x, w, stride, padding, dilation)
     if tap is not None:
         return _forward_1x1(x, w[:, :, tap[0]:tap[0] + 1, tap[1]:tap[1] + 1], stride, groups)
-    for kernel in (winograd, regions):  # Winograd where its rows are wide enough, else rectangles on small maps
+    for kernel in KERNELS:
         if kernel.applies(x, w, stride, padding, dilation, groups):
             return kernel.conv(x, w, padding, dilation)[0]
     return _flat_conv(x, w, stride, padding, dilation, groups)[0]
@@ -217,7 +218,7 @@ def _backward_transposed(x, w, gy, padding, dilation, groups, need):
     # wt[g*Cg + c, o, tap] = w[g*Og + o, c, T-1-tap]
     wt = w.reshape(G, Og, Cg, T)[..., ::-1].swapaxes(1, 2).reshape(C, Og, kh, kw)
     pad = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
-    for kernel in (winograd, regions):  # dwt[c, o, i, j] = dW[o, c, kh-1-i, kw-1-j]
+    for kernel in KERNELS:  # dwt[c, o, i, j] = dW[o, c, kh-1-i, kw-1-j]
         if kernel.applies(gy, wt, (1, 1), pad, dilation, G):
             gx, dwt = kernel.conv(gy, wt, pad, dilation, other=x if need[1] else None, need_y=need[0])
             return gx, None if dwt is None else dwt.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]

@@ -58,7 +58,7 @@ def applies(x, w, stride, padding, dilation, groups):
     columns' products multiply the image (``useful``)."""
     return (type(x) is np.ndarray and type(w) is np.ndarray and x.dtype == w.dtype and x.dtype in FLOATS
             and groups == 1
-            and tuple(stride) == (1, 1) and x.shape[0] > 0
+            and tuple(stride) == (1, 1)
             and useful(x.shape[2:], w.shape[2:], padding, dilation) < USEFUL_BELOW)
 
 
@@ -74,7 +74,9 @@ def conv(x, w, padding, dilation, other=None, need_y=True):
     if need_y:  # outputs no tap reaches (a padding wider than the kernel's reach) are zero
         y = np.empty((N, O, OH, OW), dt) if sum((r[1] - r[0]) * (c[1] - c[0]) for r, c in rects) == OH * OW \
             else np.zeros((N, O, OH, OW), dt)
-    wt = w.transpose(1, 2, 3, 0)  # (C, kh, kw, O): a rectangle's weights are its taps' block
+    wt = w.transpose(1, 2, 3, 0)  # (C, kh, kw, O): a rectangle's weights are its taps' block, made once
+    blocks = {taps: wt[:, taps[0]:taps[1], taps[2]:taps[3]].reshape(-1, O)
+              for taps in {(i0, i1, j0, j1) for (_, _, i0, i1), (_, _, j0, j1) in rects}} if need_y else None
     gk = None if other is None else np.zeros((C, kh, kw, O), dt)
     per_image = max((C * (i1 - i0) * (j1 - j0) * (o1 - o0) * (p1 - p0) * x.itemsize
                      for (o0, o1, i0, i1), (p0, p1, j0, j1) in rects), default=1)
@@ -93,7 +95,7 @@ def conv(x, w, padding, dilation, other=None, need_y=True):
             cols[...] = as_strided(start, (C, th, tw, m, rh, rw), (sc, sh * dh, sw * dw, sn, sh, sw))
             cf = cols.reshape(C * th * tw, m * rh * rw)
             if need_y:
-                np.matmul(cf.T, wt[:, i0:i1, j0:j1].reshape(C * th * tw, O), out=prod)
+                np.matmul(cf.T, blocks[i0, i1, j0, j1], out=prod)
                 y[n0:n0 + m, :, o0:o1, p0:p1] = prod.reshape(m, rh, rw, O).transpose(0, 3, 1, 2)
             if other is not None:
                 oth[...] = other[n0:n0 + m, :, o0:o1, p0:p1].transpose(0, 2, 3, 1)
