@@ -29,6 +29,54 @@ def test_schedules_by_hand():
     assert [stopped(s) for s in (0, 2, 3, 12)] == pytest.approx([0.2, 0.6, 0.0, 0.0])
 
 
+def airbench_lr(step, total, peak=0.23, end=0.07):
+    """airbench's get_lr (airbench/utils.py's train), written from its text: up from 0.2 to 1 over the first
+    int(23%) of the steps, then straight down to 0.07 at the last."""
+    warm = int(total * peak)
+    if step < warm:
+        return 0.2 * (1 - step / warm) + 1.0 * step / warm
+    frac = (step - warm) / (total - warm)
+    return 1.0 * (1 - frac) + end * frac
+
+
+@pytest.mark.parametrize("total", [528, 476])  # airbench93: 11 epochs of 48 steps; airbench94: 9.9
+def test_the_airbench93_recipe_schedule_is_airbenchs(total):
+    cfg = config.settings_of({"recipe": "airbench93"})
+    schedule = recipe.Schedule(cfg["schedule"], total, cfg["warmup"], end=cfg["end_factor"])
+    assert [schedule(s) for s in range(total + 1)] == pytest.approx([airbench_lr(s, total) for s in range(total + 1)])
+
+
+@pytest.mark.parametrize("bias_decay", [True, False])
+def test_bias_decay_shrinks_bn_biases_by_the_weights_amount_a_step(bias_decay):
+    """airbench decays BN biases by the weights' amount a step, though they learn at 64x the rate: with zero
+    gradients one Nesterov step multiplies every decayed parameter by 1 - lr * (1 + momentum) * wd."""
+    cfg = config.settings_of({"recipe": "airbench93", "bias_decay": bias_decay})
+    skengine.manual_seed(0)
+    model = create(cfg["model"], **cfg["model_kwargs"])
+    model.blocks[0].bn.bias.data[:] = 0.5
+    opt, _ = recipe.build_optimizer(model, cfg, steps_per_epoch=48)
+    before = {n: p.data.copy() for n, p in model.named_parameters() if p.requires_grad}
+    for p in model.parameters():
+        p.grad = np.zeros_like(p.data) if p.requires_grad else None
+    opt.step()
+    lr = config.step_lr(cfg) * 0.2  # the schedule's first factor
+    shrink = 1 - lr * (1 + cfg["momentum"]) * cfg["wd"]
+    conv, bias = "blocks.0.conv.weight", "blocks.0.bn.bias"
+    after = dict(model.named_parameters())
+    assert after[conv].data == pytest.approx(before[conv] * shrink, rel=1e-6)
+    assert after[bias].data == pytest.approx(before[bias] * (shrink if bias_decay else 1.0), rel=1e-6)
+    assert cfg["bias_lr_scale"] == 64 and (shrink < 1)
+
+
+def test_drop_last_drops_each_epochs_short_batch(data_dir, tmp_path):
+    """192 images in batches of 128: two steps an epoch, or one with --drop-last, 4 epochs (airbench drops the 848 images
+    of 50,000 that make no batch of 1024)."""
+    for drop, steps in ((False, 8), (True, 4)):
+        out = tmp_path / str(drop)
+        trained(fast_cfg(data_dir, out, epochs=4, batch_size=128, drop_last=drop, limit_train=192))
+        assert skengine.load(out / "checkpoint.npz")["scheduler"]["last_epoch"] == steps
+
+
 def test_trainer_onecycle_keeps_momentum_fixed_and_follows_onecyclelr():
     """The onecycle Schedule against skengine.optim.OneCycleLR (itself checked against PyTorch's)."""
     opt = SGD([Parameter(np.zeros(1))], lr=0.2, momentum=0.9, nesterov=True)

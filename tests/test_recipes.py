@@ -31,7 +31,7 @@ def saved_config(out):
 
 ORDINARY = [dict(), dict(epochs=1), dict(epochs=2), dict(batch_size=64), dict(no_tta=True), dict(processes=2),
             dict(optimizer="adamw"), *[dict(schedule=s) for s in ("onecycle", "cosine", "step")],
-            *[dict(model=m) for m in CIFAR_MODELS if m != "sknet_cifar_fast"]]
+            *[dict(model=m) for m in CIFAR_MODELS if m != "sknet_cifar_fast"], dict(recipe="airbench93")]
 
 
 @pytest.mark.usefixtures("deadline")
@@ -53,7 +53,8 @@ def test_the_default_command_with_one_flag_changed_trains_and_records_it(data_di
         assert history[-1]["train_loss"] < history[0]["train_loss"], history
         assert result["test_acc"] > 0.2, result
         if saved["schedule"] in ("linear", "onecycle", "cosine"):  # the schedule ran to its end, whatever --epochs
-            assert history[-1]["lr"] < 0.01 * saved["resolved_step_lr"] * saved["bias_lr_scale"]
+            end = saved["end_factor"] if saved["schedule"] == "linear" else 0.0
+            assert history[-1]["lr"] < (end + 0.01) * saved["resolved_step_lr"] * saved["bias_lr_scale"]
     if not saved["tta"]:
         assert result["test_acc_tta"] is None and not saved["tta_translate"]
 
@@ -248,7 +249,10 @@ def test_a_setting_the_run_has_no_use_for_is_named_in_a_line_of_its_own(data_dir
         return config.resolve(default_command(data_dir, tmp_path, **given))[2][1:]
     assert notes(schedule="step", warmup=0.5) == ["--warmup 0.5 is ignored: --schedule step has no warm-up"]
     assert notes(optimizer="adamw", momentum=0.5) == ["--momentum 0.5 is ignored: adamw keeps its betas"]
+    assert notes(schedule="cosine", end_factor=0.1) == [
+        "--end-factor 0.1 is ignored: --schedule cosine ends as it always does (--end-factor is the linear schedule's)"]
     assert notes(schedule="onecycle", warmup=0.5) == notes(momentum=0.5) == notes(schedule="step") == []
+    assert notes(end_factor=0.1) == []  # the default recipe's schedule is linear
 
 
 def test_a_diverged_run_is_told_to_lower_what_was_raised():

@@ -173,6 +173,8 @@ def describe(cfg, given):
 def ignored(cfg, given):
     """A line for each setting ``given`` that the run has no use for (those the model decides: loop.build)."""
     unused = {"warmup": cfg["schedule"] == "step" and "--schedule step has no warm-up",
+              "end_factor": cfg["schedule"] != "linear" and f"--schedule {cfg['schedule']} ends as it always does "
+                            f"(--end-factor is the linear schedule's)",
               "momentum": cfg["optimizer"] == "adamw" and "adamw keeps its betas"}
     return [f"{flag(k)} {given[k]!r} is ignored: {why}" for k, why in unused.items() if k in given and why]
 

@@ -16,16 +16,19 @@ WHITEN_IMAGES = 5000  # airbench fits the whitening to the first 5,000 training 
 def param_groups(model, cfg):
     """(groups for the optimizer, the index of the whitening bias's group or None).
 
-    Weights decay with ``wd``; parameters of one dimension (BN's, biases) do not, and learn at ``bias_lr_scale``
-    times the step's rate; the bias of a ``whiten`` layer learns like the weights (airbench), in a group of its
-    own, so that it can stop.  (airbench also decays BN biases, by the weights' amount a step; they do not decay
-    here, as in the trainer's other runs.)"""
+    Weights decay with ``wd``; parameters of one dimension (BN's, biases) learn at ``bias_lr_scale`` times the
+    step's rate and do not decay, or with ``bias_decay`` decay by the weights' amount a step (airbench's: a decay
+    of wd / bias_lr_scale at their rate); the bias of a ``whiten`` layer learns like the weights (airbench), in a
+    group of its own, so that it can stop."""
     lr = step_lr(cfg)
     whiten = getattr(model, "whiten", None)
     bias = whiten.bias if whiten is not None and cfg["whiten_bias_epochs"] is not None else None
     groups = param_groups_no_decay([(n, p) for n, p in model.named_parameters() if p is not bias], cfg["wd"])
     for g in groups:
-        g["lr"] = lr * (cfg["bias_lr_scale"] if g["weight_decay"] == 0 else 1.0)
+        one_dim = g["weight_decay"] == 0
+        g["lr"] = lr * (cfg["bias_lr_scale"] if one_dim else 1.0)
+        if one_dim and cfg["bias_decay"]:  # the weights' decay a step, lr * wd, at their rate
+            g["weight_decay"] = cfg["wd"] / cfg["bias_lr_scale"]
     if bias is None or not bias.requires_grad:
         return groups, None
     groups.append({"params": [bias], "weight_decay": cfg["wd"], "lr": lr})
@@ -41,7 +44,7 @@ def build_optimizer(model, cfg, steps_per_epoch):
     else:
         opt = AdamW(groups, lr=step_lr(cfg))
     total = cfg["epochs"] * steps_per_epoch
-    schedules = [Schedule(cfg["schedule"], total, cfg["warmup"]) for _ in groups]
+    schedules = [Schedule(cfg["schedule"], total, cfg["warmup"], end=cfg["end_factor"]) for _ in groups]
     if whiten_group is not None:
         schedules[whiten_group].stop = round(cfg["whiten_bias_epochs"] * steps_per_epoch)
     return opt, LambdaLR(opt, schedules)
@@ -52,15 +55,15 @@ class Schedule:
     fraction ``warmup`` of them; from step ``stop`` on 0.  A callable object of plain attributes, so that
     LambdaLR's state_dict keeps it.
 
-    - linear (airbench's): from 0.2 up to 1 over the warm-up, then down to 0 at the end;
+    - linear (airbench's): from 0.2 up to 1 over the warm-up, then down to ``end`` at the end;
     - onecycle (PyTorch's OneCycleLR, momentum fixed): cosine from 1/25 up to 1 over the warm-up (at least 2
       steps), then cosine down to 1/250000, where it stays; a constant 1 for runs of under 3 steps;
     - cosine: linear from 1/warm-up steps up to 1, then cosine down to 0;
     - step: 1, then 0.1 and 0.01 at each third of the run.
     """
 
-    def __init__(self, kind, total, warmup, stop=None):
-        self.kind, self.total, self.warmup, self.stop = kind, int(total), float(warmup), stop
+    def __init__(self, kind, total, warmup, stop=None, end=0.0):
+        self.kind, self.total, self.warmup, self.stop, self.end = kind, int(total), float(warmup), stop, float(end)
 
     def __call__(self, step):
         if self.stop is not None and step >= self.stop:
@@ -69,7 +72,7 @@ class Schedule:
 
     def _linear(self, step, total):
         warm = min(total, max(1, round(self.warmup * total)))
-        return float(np.interp(step, [0, warm, max(total, warm + 1)], [0.2, 1.0, 0.0]))
+        return float(np.interp(step, [0, warm, max(total, warm + 1)], [0.2, 1.0, self.end]))
 
     def _onecycle(self, step, total):
         if total < 3:  # no room for a warm-up step and a decay step

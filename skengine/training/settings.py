@@ -138,6 +138,17 @@ RECIPES = {
                  momentum=0.85, schedule="linear", warmup=2 / 15, label_smoothing=0.2, flip="alternate",
                  crop_pad=2, pad_mode="reflect", tta=True, tta_translate=True, lookahead=0, bias_lr_scale=64.0,
                  whiten_bias_epochs=3.0),
+    # airbench93 (github.com/KellerJordan/cifar10-airbench, airbench/lib_airbench93.py) on its own trunk, as
+    # airbench sets it: batches of 1024 (the last partial one of an epoch dropped), 11 epochs, lr and decay as
+    # the fast recipe's (airbench's decoupled 11.5 and 0.0153 in this trainer's terms), a warm-up over 23% of the
+    # steps from 0.2x up to 1x then down to 0.07x, Lookahead every 5 steps, BN biases decayed by the weights'
+    # amount a step, the whitening bias trained for 3 epochs, flip + translate TTA.  The reference that
+    # benchmarks/airbench_torch.py runs in PyTorch.
+    "airbench93": dict(model="sknet_cifar_fast", model_kwargs={"attention": "none"}, optimizer="sgd", epochs=11,
+                       batch_size=1024, drop_last=True, lr=1.5, wd=0.0153 / 11.5, momentum=0.85, schedule="linear",
+                       warmup=0.23, end_factor=0.07, label_smoothing=0.2, flip="alternate", crop_pad=2,
+                       pad_mode="reflect", tta=True, tta_translate=True, lookahead=5, bias_lr_scale=64.0,
+                       bias_decay=True, whiten_bias_epochs=3.0),
 }
 DEFAULT_RECIPE = "fast"  # a run that names neither a model nor a recipe
 OPTIMIZERS = ("sgd", "adamw")
@@ -160,6 +171,8 @@ SETTINGS = (
             "optimizer: another takes its own defaults", one_of(OPTIMIZERS), choices=OPTIMIZERS),
     Setting("schedule", "onecycle", "learning-rate schedule; linear: from 0.2x up over the warm-up, then straight "
             "down to 0", one_of(SCHEDULES), choices=SCHEDULES),
+    Setting("end_factor", 0.0, "the linear schedule's factor of the peak learning rate at the run's end (as "
+            "PyTorch's LinearLR's end_factor)", real(0, 1), type=float),
     Setting("warmup", 0.25, "fraction of the run's steps the onecycle, cosine and linear schedules warm up over",
             real(0, 1), type=float),
     Setting("label_smoothing", 0.1, "label smoothing of the training loss (1 would leave no label to learn)",
@@ -181,6 +194,10 @@ SETTINGS = (
     Setting("lookahead", 0, "Lookahead every K steps, with airbench's schedule (0: off)", integer(0), type=int),
     Setting("bias_lr_scale", 1.0, "learning-rate factor of BN parameters and biases", real(0, low_open=True),
             type=float),
+    Setting("bias_decay", False, "decay BN parameters and biases too, by the weights' amount a step as airbench "
+            "does (wd / --bias-lr-scale at their rate); --no-bias-decay: not at all", boolean, kind="bool"),
+    Setting("drop_last", False, "drop the last batch of each epoch when it is short of --batch-size (always when "
+            "it leaves a process fewer than 2 images)", boolean, kind="bool"),
     Setting("whiten", True, "fit a model's whitening layer to the training images (off: train it from random)",
             boolean, kind="bool"),
     Setting("whiten_bias_epochs", None, "epochs the whitening layer's bias learns (unset: as long as the rest)",
@@ -222,7 +239,9 @@ OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.8, "wd": 5e-4, "momentum": 0.9, "bias_lr_s
                       "adamw": {"lr": 0.004, "wd": 0.05, "momentum": 0.9, "bias_lr_scale": 1.0}}
 TUNED_FOR_THE_OPTIMIZER = tuple(OPTIMIZER_DEFAULTS["sgd"])
 
-RECIPE_OF_MODEL = {r["model"]: name for name, r in RECIPES.items()}
+RECIPE_OF_MODEL = {}  # a model's recipe: the first in RECIPES tuned for it
+for _name, _recipe in RECIPES.items():
+    RECIPE_OF_MODEL.setdefault(_recipe["model"], _name)
 
 __all__ = ["Setting", "SETTINGS", "DEFAULTS", "WHERE", "KEPT", "RECIPES", "DEFAULT_RECIPE", "RECIPE_OF_MODEL",
            "OPTIMIZER_DEFAULTS", "flag"]
