@@ -108,8 +108,8 @@ def init_whitening(layer, images, eps=5e-4):
     patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
     flat = patches.reshape(len(patches), -1)
     eigenvalues, eigenvectors = torch.linalg.eigh(flat.T @ flat / len(flat), UPLO="U")
-    eigenvalues, eigenvectors = eigenvalues.flip(0).view(-1, 1, 1, 1), eigenvectors.T.reshape(c * h * w, c, h, w).flip(0)
-    scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
+    eigenvalues, eigenvectors = eigenvalues.flip(0).view(-1, 1, 1, 1), eigenvectors.T.flip(0)
+    scaled = eigenvectors.reshape(c * h * w, c, h, w) / torch.sqrt(eigenvalues + eps)
     layer.weight.data[:] = torch.cat((scaled, -scaled))
 
 

@@ -69,8 +69,8 @@ def test_bias_decay_shrinks_bn_biases_by_the_weights_amount_a_step(bias_decay):
 
 
 def test_drop_last_drops_each_epochs_short_batch(data_dir, tmp_path):
-    """192 images in batches of 128: two steps an epoch, or one with --drop-last, 4 epochs (airbench drops the 848 images
-    of 50,000 that make no batch of 1024)."""
+    """192 images in batches of 128: two steps an epoch, or one with --drop-last, over 4 epochs (airbench drops
+    the 848 images of 50,000 that make no batch of 1024)."""
     for drop, steps in ((False, 8), (True, 4)):
         out = tmp_path / str(drop)
         trained(fast_cfg(data_dir, out, epochs=4, batch_size=128, drop_last=drop, limit_train=192))

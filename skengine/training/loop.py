@@ -293,8 +293,8 @@ def _run(cfg, resume, notes, mpi, rank, claim):
         say(f"the last batch of each epoch ({len(x_train) % cfg['batch_size']} images) is dropped: "
             f"BatchNorm needs at least 2 per process")
     loader = DataLoader(x_train, y_train, cfg["batch_size"], shuffle=True, augment=True, seed=cfg["seed"],
-                        drop_last=short or cfg["drop_last"], mean=mean, std=std, cutout=cfg["cutout"], xp=xp, pad=cfg["crop_pad"],
-                        flip=cfg["flip"], pad_mode=cfg["pad_mode"])
+                        drop_last=short or cfg["drop_last"], mean=mean, std=std, cutout=cfg["cutout"], xp=xp,
+                        pad=cfg["crop_pad"], flip=cfg["flip"], pad_mode=cfg["pad_mode"])
     test_loader = DataLoader(x_test, y_test, 500, mean=mean, std=std, xp=xp)
 
     def build():
