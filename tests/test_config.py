@@ -89,7 +89,9 @@ def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
         plain = config.resolve(dict(recipe=none, data_dir=data_dir, out=str(tmp_path / "d")))[0]
         assert plain == {**DEFAULTS, "recipe": None, "data_dir": data_dir, "out": str(tmp_path / "d")}
         assert plain["model"] == "sknet_cifar_small" and plain["bias_lr_scale"] == 1
-    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, none, got 'slow'"),
+    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, airbench93, none, got 'slow'"),
+                         (dict(end_factor=1.5), "--end-factor must be a finite number >= 0 and <= 1"),
+                         (dict(bias_decay="yes"), "--bias-decay must be true or false"),
                          (dict(flip="sometimes"), "--flip must be one of random, alternate"),
                          (dict(lookahead=-1), "--lookahead must be an integer >= 0"),
                          (dict(bias_lr_scale=0), "--bias-lr-scale must be a finite number > 0"),
