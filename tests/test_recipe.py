@@ -68,6 +68,16 @@ def test_bias_decay_shrinks_bn_biases_by_the_weights_amount_a_step(bias_decay):
     assert cfg["bias_lr_scale"] == 64 and (shrink < 1)
 
 
+def test_with_wd_0_the_weights_keep_their_rate():
+    """--wd 0 gave the weights' group weight_decay 0, which param_groups took for the biases' mark: 64x the rate."""
+    cfg = config.settings_of({"recipe": "airbench93", "wd": 0.0})
+    model = create(cfg["model"], **cfg["model_kwargs"])
+    groups, _ = recipe.param_groups(model, cfg)
+    conv = model.blocks[0].conv.weight
+    (weights,) = [g for g in groups if any(p is conv for p in g["params"])]
+    assert weights["lr"] == config.step_lr(cfg) and weights["weight_decay"] == 0.0
+
+
 def test_drop_last_drops_each_epochs_short_batch(data_dir, tmp_path):
     """192 images in batches of 128: two steps an epoch, or one with --drop-last, over 4 epochs (airbench drops
     the 848 images of 50,000 that make no batch of 1024)."""

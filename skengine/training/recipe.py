@@ -25,7 +25,7 @@ def param_groups(model, cfg):
     bias = whiten.bias if whiten is not None and cfg["whiten_bias_epochs"] is not None else None
     groups = param_groups_no_decay([(n, p) for n, p in model.named_parameters() if p is not bias], cfg["wd"])
     for g in groups:
-        one_dim = g["weight_decay"] == 0
+        one_dim = all(len(p.shape) <= 1 for p in g["params"])  # not weight_decay == 0: --wd 0 zeroes both groups
         g["lr"] = lr * (cfg["bias_lr_scale"] if one_dim else 1.0)
         if one_dim and cfg["bias_decay"]:  # the weights' decay a step, lr * wd, at their rate
             g["weight_decay"] = cfg["wd"] / cfg["bias_lr_scale"]
