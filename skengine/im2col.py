@@ -26,7 +26,13 @@ Two families, both plain slicing and copying (NumPy or CuPy alike):
 """
 from collections import namedtuple
 
+import numpy as np
+
 from .backend import get_array_module
+
+# the dtypes the CPU kernels beside the flat columns (winograd.py, regions.py) take: what BLAS multiplies; half
+# precision has no BLAS and would lose too much in Winograd's transforms
+FLOATS = (np.float32, np.float64)
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):

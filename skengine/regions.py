@@ -20,9 +20,8 @@ Stride 1, no groups, NumPy arrays (``applies``); measured in benchmarks/RESULTS.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .im2col import conv_output_size, flat_geometry
+from .im2col import FLOATS, conv_output_size, flat_geometry
 
-FLOATS = (np.float32, np.float64)  # what BLAS multiplies; other dtypes take the flat columns
 CHUNK_BYTES = 2 << 20  # the columns of one rectangle for one chunk of images
 USEFUL_BELOW = 0.55    # taken where under this fraction of the flat products multiply the image (3 px maps)
 

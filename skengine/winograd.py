@@ -28,9 +28,8 @@ arrays.
 """
 import numpy as np
 
-from .im2col import conv_output_size
+from .im2col import FLOATS, conv_output_size
 
-FLOATS = (np.float32, np.float64)  # half precision would lose too much in the transforms, and has no BLAS
 CHUNK_BYTES = 2 << 20  # the transformed columns of one chunk of images
 MIN_CHANNELS = 16      # fewer input or output channels make the matmuls too thin to gain (24 -> 64 gains)
 MIN_WIDTH = 6          # narrower outputs leave too little to gain on each row's tiles

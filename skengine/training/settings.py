@@ -170,7 +170,7 @@ SETTINGS = (
     Setting("optimizer", "sgd", "a recipe's learning rate, decay, momentum and bias rate are tuned for its own "
             "optimizer: another takes its own defaults", one_of(OPTIMIZERS), choices=OPTIMIZERS),
     Setting("schedule", "onecycle", "learning-rate schedule; linear: from 0.2x up over the warm-up, then straight "
-            "down to 0", one_of(SCHEDULES), choices=SCHEDULES),
+            "down to --end-factor", one_of(SCHEDULES), choices=SCHEDULES),
     Setting("end_factor", 0.0, "the linear schedule's factor of the peak learning rate at the run's end (as "
             "PyTorch's LinearLR's end_factor)", real(0, 1), type=float),
     Setting("warmup", 0.25, "fraction of the run's steps the onecycle, cosine and linear schedules warm up over",
@@ -239,9 +239,7 @@ OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.8, "wd": 5e-4, "momentum": 0.9, "bias_lr_s
                       "adamw": {"lr": 0.004, "wd": 0.05, "momentum": 0.9, "bias_lr_scale": 1.0}}
 TUNED_FOR_THE_OPTIMIZER = tuple(OPTIMIZER_DEFAULTS["sgd"])
 
-RECIPE_OF_MODEL = {}  # a model's recipe: the first in RECIPES tuned for it
-for _name, _recipe in RECIPES.items():
-    RECIPE_OF_MODEL.setdefault(_recipe["model"], _name)
+RECIPE_OF_MODEL = {r["model"]: name for name, r in reversed(RECIPES.items())}  # the first tuned for a model
 
 __all__ = ["Setting", "SETTINGS", "DEFAULTS", "WHERE", "KEPT", "RECIPES", "DEFAULT_RECIPE", "RECIPE_OF_MODEL",
            "OPTIMIZER_DEFAULTS", "flag"]
