@@ -197,6 +197,25 @@ def test_fast_network_ablation_variants_differ_only_in_the_attention():
         models.create("sknet_cifar_fast", attention="cbam")
 
 
+def test_fast_network_takes_one_attention_per_block():
+    mixed = models.create("sknet_cifar_fast", attention=["none", "sk", "sk"], sk_kwargs={"attention": "sigmoid"})
+    assert not isinstance(mixed.blocks[0].sk, SKConv)
+    assert [m.attention for m in mixed.blocks[1:].modules() if isinstance(m, SKConv)] == ["sigmoid"] * 2
+    n = {name: sum(p.numel() for p in net.parameters()) for name, net in (
+        ("mixed", mixed), ("sk", models.create("sknet_cifar_fast")), ("none", models.create("sknet_cifar_fast",
+                                                                                              attention="none")))}
+    c = 64  # the first block's SK unit, as counted in the test above, is all the mixed network lacks
+    assert n["sk"] - n["mixed"] == 9 * c * c + 2 * c + c * 16 + 2 * 16 + 16 * 2 * c
+    assert n["mixed"] - n["none"] == sum(9 * c * c + 2 * c + c * 16 + 2 * 16 + 16 * 2 * c for c in (128, 128))
+    assert mixed(sk.randn(2, 3, 32, 32)).shape == (2, 10)
+    same = models.create("sknet_cifar_fast", attention=("sk",) * 3)
+    assert [type(b.sk) for b in same.blocks] == [SKConv] * 3
+    with pytest.raises(ValueError, match=r"one per block \(3 for widths \(64, 128, 128\)\), got \['none', 'sk'\]"):
+        models.create("sknet_cifar_fast", attention=["none", "sk"])
+    with pytest.raises(ValueError, match="attention must be 'sk', 'se' or 'none', got 'cbam'"):
+        models.create("sknet_cifar_fast", attention=["none", "sk", "cbam"])
+
+
 def test_fast_network_trains_only_what_is_not_frozen():
     net = models.create("sknet_cifar_fast", widths=(16, 32, 32))
     before = {n: p.numpy().copy() for n, p in net.named_parameters()}

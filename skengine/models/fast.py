@@ -59,7 +59,9 @@ class FastBlock(Module):
 
 
 class FastSKNet(Module):
-    """whiten -> blocks -> max pool -> linear, for 32x32 images (see the module's text)."""
+    """whiten -> blocks -> max pool -> linear, for 32x32 images (see the module's text).  ``attention`` is
+    FastBlock's, for every block, or a sequence of one per block: ``("none", "sk", "sk")`` keeps the first
+    block plain."""
 
     def __init__(self, widths=(64, 128, 128), num_classes=10, in_chans=3, whiten_width=24, attention="sk",
                  sk_kwargs=None, logit_scale=1 / 9, bn_momentum=0.4, bn_eps=1e-12, freeze_bn_weight=True):
@@ -73,9 +75,14 @@ class FastSKNet(Module):
         self.whiten.weight.requires_grad_(False)  # fitted to the data by init.patch_whitening_, then fixed
         init.zeros_(self.whiten.bias)  # as airbench
         self.act = GELU("tanh")
+        widths = tuple(widths)
+        attentions = (attention,) * len(widths) if isinstance(attention, str) else tuple(attention)
+        if len(attentions) != len(widths):
+            raise ValueError(f"FastSKNet: attention must be one string or one per block ({len(widths)} for widths "
+                             f"{widths}), got {attention!r}")
         blocks, c = [], whiten_width
-        for w in widths:
-            blocks.append(FastBlock(c, check_int(w, "FastSKNet: widths"), attention, sk_kwargs))
+        for w, a in zip(widths, attentions):
+            blocks.append(FastBlock(c, check_int(w, "FastSKNet: widths"), a, sk_kwargs))
             c = w
         self.blocks = Sequential(*blocks)
         self.pool = MaxPool2d(3)
