@@ -218,7 +218,9 @@ def append_result(out, record):
 
 
 def settings(args, overrides, seed):
-    """The trainer settings of one run: the recipe, then the grid's budget, then the variant's change."""
+    """The trainer settings of one run: the recipe, then the grid's budget, then the variant's change; a
+    variant's network options change the recipe's one key at a time (under airbench93_sk, ``softmax`` is its
+    network with softmax gates, its first block still plain)."""
     cfg = {"recipe": args.recipe, "seed": seed, "data_dir": args.data_dir, "device": args.device,
            "processes": args.processes, "download": False}
     for key in ("model", "epochs", "warmup", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
@@ -228,6 +230,8 @@ def settings(args, overrides, seed):
             cfg[key] = value
     if args.tta is False:  # the test set once per run, not six times: the plain accuracy is the one compared
         cfg.update(tta=False, tta_translate=False)
+    if "model_kwargs" in overrides:
+        overrides = {**overrides, "model_kwargs": {**settings_of(cfg)["model_kwargs"], **overrides["model_kwargs"]}}
     cfg.update(overrides)
     return cfg
 

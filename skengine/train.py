@@ -1,7 +1,8 @@
 """Train an SK model on CIFAR-10/100: ``python -m skengine.train`` (or ``skengine-train``).
 
-With no arguments: the fast recipe (``sknet_cifar_fast`` with airbench's
-tricks, 15 epochs); ``--model X`` takes the recipe tuned for X, or the plain
+With no arguments: the airbench93_sk recipe (airbench93's recipe on
+``sknet_cifar_fast`` with sigmoid-gated SK units, 10 epochs; ``--recipe fast``:
+15 epochs, more accurate); ``--model X`` takes the recipe tuned for X, or the plain
 settings (``--recipe none``), and the first line says which; on CIFAR-10
 (downloaded into the cache if absent), on CUDA if available, else the CPU.
 Every epoch ends with a test pass, a row in ``metrics.csv`` and an atomic

@@ -82,14 +82,16 @@ def test_cli_cuda_without_a_gpu_is_one_line(data_dir, tmp_path, capsys):
 def test_recipe_settings_yield_to_the_ones_given(data_dir, tmp_path):
     resolved, _, _ = config.resolve(dict(recipe="fast", epochs=3, data_dir=data_dir, out=str(tmp_path / "r")))
     assert resolved["epochs"] == 3 and resolved["model"] == "sknet_cifar_fast" and resolved["bias_lr_scale"] == 64
-    # the default is the fast recipe; "none" (the command line's word) or None: the plain settings
-    fast = config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "d")))[0]
-    assert fast == {**DEFAULTS, **RECIPES["fast"], "recipe": "fast", "data_dir": data_dir, "out": str(tmp_path / "d")}
+    # the default is the airbench93_sk recipe; "none" (the command line's word) or None: the plain settings
+    default = config.resolve(dict(data_dir=data_dir, out=str(tmp_path / "d")))[0]
+    assert default == {**DEFAULTS, **RECIPES["airbench93_sk"], "recipe": "airbench93_sk", "data_dir": data_dir,
+                       "out": str(tmp_path / "d")}
     for none in ("none", None):
         plain = config.resolve(dict(recipe=none, data_dir=data_dir, out=str(tmp_path / "d")))[0]
         assert plain == {**DEFAULTS, "recipe": None, "data_dir": data_dir, "out": str(tmp_path / "d")}
         assert plain["model"] == "sknet_cifar_small" and plain["bias_lr_scale"] == 1
-    for bad, message in ((dict(recipe="slow"), "--recipe must be one of fast, airbench93, none, got 'slow'"),
+    for bad, message in ((dict(recipe="slow"), "--recipe must be one of airbench93_sk, fast, airbench93, none, got "
+                                               "'slow'"),
                          (dict(end_factor=1.5), "--end-factor must be a finite number >= 0 and <= 1"),
                          (dict(bias_decay="yes"), "--bias-decay must be true or false"),
                          (dict(flip="sometimes"), "--flip must be one of random, alternate"),

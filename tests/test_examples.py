@@ -412,6 +412,20 @@ def fake_record(variant, seed, acc, **settings):
             "test_acc_tta": None, "images_per_s": 100.0, "params": 1, "macs": 1}
 
 
+def test_a_variants_network_options_change_the_recipes_one_key_at_a_time():
+    """Under airbench93_sk (the default recipe: sigmoid gates, the first block plain) the gates grid's softmax
+    replaced its network options whole: all three blocks SK, not the recipe's network with the other gate."""
+    args = argparse.Namespace(recipe="airbench93_sk", data_dir=None, device="cpu", processes=1, tta=None,
+                              **dict.fromkeys(("model", "epochs", "warmup", "whiten_bias_epochs", "batch_size", "lr",
+                                               "limit_train", "train_per_class", "limit_test")))
+    cfg = ablate.settings(args, ablate.GRIDS["gates"]["softmax"], 0)
+    assert cfg["model_kwargs"] == {"attention": ["none", "sk", "sk"], "sk_kwargs": {"attention": "softmax"}}
+    wide = ablate.settings(args, ablate.GRIDS["attention"]["none_wide"], 0)["model_kwargs"]
+    assert wide["attention"] == "none" and wide["widths"] == [74, 150, 150]
+    fast = ablate.settings(argparse.Namespace(**{**vars(args), "recipe": "fast"}), ablate.GRIDS["gates"]["softmax"], 0)
+    assert fast["model_kwargs"] == {"sk_kwargs": {"attention": "softmax"}}  # a recipe without options: as recorded
+
+
 def test_a_run_of_another_network_is_another_run():
     """The same settings on a network whose defaults changed (sknet_cifar_fast's SK paths, 2026-12-02) are not
     the run made before: the key holds the network's size."""

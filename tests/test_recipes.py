@@ -12,6 +12,7 @@ import skengine
 from skengine import train
 from skengine.models import list_models
 from skengine.training import DEFAULTS, RECIPES, Diverged, config
+from skengine.training.settings import DEFAULT_RECIPE
 from trainkit import run_cli
 
 CIFAR_MODELS = [m for m in list_models() if m.startswith("sknet_cifar")]
@@ -31,7 +32,8 @@ def saved_config(out):
 
 ORDINARY = [dict(), dict(epochs=1), dict(epochs=2), dict(batch_size=64), dict(no_tta=True), dict(processes=2),
             dict(optimizer="adamw"), *[dict(schedule=s) for s in ("onecycle", "cosine", "step")],
-            *[dict(model=m) for m in CIFAR_MODELS if m != "sknet_cifar_fast"], dict(recipe="airbench93")]
+            *[dict(model=m) for m in CIFAR_MODELS if m != "sknet_cifar_fast"], dict(recipe="airbench93"),
+            dict(recipe="fast"), dict(model_kwargs={"sk_kwargs": {"attention": "softmax"}})]
 
 
 @pytest.mark.usefixtures("deadline")
@@ -64,7 +66,7 @@ def test_a_model_takes_its_own_recipe_or_the_plain_settings():
     tiny = config.settings_of({"model": "sknet_cifar_tiny"})
     assert tiny == {**DEFAULTS, "model": "sknet_cifar_tiny", "recipe": None}
     assert config.settings_of({"model": "sknet_cifar_fast"}) == config.settings_of({})
-    assert config.settings_of({})["recipe"] == "fast"
+    assert config.settings_of({})["recipe"] == DEFAULT_RECIPE == "airbench93_sk"
     named = config.settings_of({"model": "sknet_cifar_tiny", "recipe": "fast"})  # a recipe named is taken
     assert named["bias_lr_scale"] == RECIPES["fast"]["bias_lr_scale"] and named["model"] == "sknet_cifar_tiny"
     line = config.describe(named, {"model": "sknet_cifar_tiny", "recipe": "fast"})
@@ -93,7 +95,7 @@ def test_another_optimizer_takes_its_own_rates_not_the_recipes():
     """--optimizer adamw took SGD's lr 0.75 and 64x bias rate: the loss stuck at 2.3026."""
     adamw = config.settings_of({"optimizer": "adamw"})
     assert (adamw["lr"], adamw["wd"], adamw["bias_lr_scale"]) == (0.004, 0.05, 1.0)
-    assert adamw["epochs"] == RECIPES["fast"]["epochs"] and adamw["model"] == "sknet_cifar_fast"
+    assert adamw["epochs"] == RECIPES[DEFAULT_RECIPE]["epochs"] and adamw["model"] == "sknet_cifar_fast"
     assert config.settings_of({"optimizer": "adamw", "lr": 0.01})["lr"] == 0.01  # given wins
 
 
@@ -148,7 +150,7 @@ def test_a_short_run_warms_up_within_it_and_ends_at_zero():
     from skengine.models import create
     from skengine.training.recipe import build_optimizer
 
-    cfg = config.settings_of({"epochs": 2})
+    cfg = config.settings_of({"recipe": "fast", "epochs": 2})
     opt, sched = build_optimizer(create("sknet_cifar_fast", widths=(8, 8, 8)), cfg, 98)  # 50,000 images / 512
     lrs = []
     for _ in range(2 * 98):
@@ -262,3 +264,35 @@ def test_a_diverged_run_is_told_to_lower_what_was_raised():
         "lower --lr or --momentum 0.99 (default 0.9)"
     assert config.to_lower(config.settings_of({"optimizer": "adamw", "wd": 2.0})) == \
         "lower --lr or --wd 2 (default 0.05)"
+
+
+def test_the_default_recipe_is_the_command_it_was_measured_as():
+    """The default command is issue 31's SK recipe: airbench93's recipe with the four flags that were timed
+    (benchmarks/history/2026-12-07-sk-recipe-zen4.md), and nothing else changed."""
+    measured = config.settings_of({"recipe": "airbench93", "batch_size": 512, "lookahead": 10, "epochs": 10,
+                                   "model_kwargs": {"attention": ["none", "sk", "sk"],
+                                                    "sk_kwargs": {"attention": "sigmoid"}}})
+    assert config.settings_of({}) == {**measured, "recipe": "airbench93_sk"}
+
+
+def test_model_kwargs_given_replace_the_recipes_and_the_first_line_says_so():
+    given = {"model_kwargs": {"sk_kwargs": {"attention": "softmax"}}}
+    cfg = config.settings_of(given)
+    assert cfg["model_kwargs"] == {"sk_kwargs": {"attention": "softmax"}}  # every block's SK unit, as typed
+    assert ('recipe airbench93_sk (the default), whose --model-kwargs {"attention": ["none", "sk", "sk"], '
+            '"sk_kwargs": {"attention": "sigmoid"}} the given ones replace;') in config.describe(cfg, given)
+    assert "replace" not in config.describe(config.settings_of({}), {})
+    fast = {"recipe": "fast", **given}  # a recipe without constructor options has none to replace
+    assert "replace" not in config.describe(config.settings_of(fast), fast)
+
+
+def test_the_recipes_lookahead_is_off_on_a_run_too_short_for_it(data_dir, tmp_path, capsys):
+    """The default command on 192 images (10 steps of 192) was refused: its Lookahead period of 10 steps is the
+    whole run.  A period the user gives is still refused (the test above); the recipe's is turned off, said."""
+    code, _, stderr = run_cli(["--data-dir", data_dir, "--out", tmp_path, "--device", "cpu", "--no-download",
+                               "--limit-train", 192, "--limit-test", 40, "--processes", 1, "--epochs", 3], capsys)
+    assert code == 0, stderr
+    assert ("the recipe's Lookahead every 10 steps is off: the run takes 3 optimizer steps, and a period of the "
+            "whole run would end it near its initial weights") in stderr
+    assert saved_config(tmp_path)["lookahead"] == 0
+    assert "lookahead" not in skengine.load(tmp_path / "checkpoint.npz")["extensions"]

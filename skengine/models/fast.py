@@ -14,7 +14,8 @@ worse at a one-epoch budget in the same time on 2 cores: benchmarks/history/2026
     head     max pool 3 -> linear (no bias) -> x logit_scale
 
     widths 64-128-128 (airbench93's): 917,528 params (916,232 trained), 71.1M multiply-adds per 32x32 image
-    (skengine.summary)
+    (skengine.summary); the default command's (``attention=("none", "sk", "sk")``, the first block plain):
+    877,432 params, 62.8M multiply-adds
 
 Convolutions start as airbench's do: PyTorch's default init, with the first C_in filters of each replaced by
 the identity (``init.dirac_``), so that at the start every block passes its input on.  BatchNorm follows

@@ -1,6 +1,7 @@
 """A training run's settings resolved: the table's defaults (``settings.py``), then the recipe (the one tuned for
 the model unless one is named), then what the user gave; the checks that span settings, run before anything is
 written; and what ``resume`` keeps of the run it continues."""
+import json
 import multiprocessing
 import os
 
@@ -163,6 +164,8 @@ def describe(cfg, given):
         what = f"recipe {recipe} ({why})"
         if cfg["model"] != tuned["model"]:
             what += f", tuned for {tuned['model']}, not {cfg['model']}"
+        if "model_kwargs" in given and "model_kwargs" in tuned:  # given options replace the recipe's, all of them
+            what += f", whose --model-kwargs {json.dumps(tuned['model_kwargs'])} the given ones replace"
         if cfg["optimizer"] != tuned["optimizer"]:
             what += f", with {cfg['optimizer']}'s own lr, wd and bias rate (the recipe's are {tuned['optimizer']}'s)"
     changed = [flag(k) for k in given if k not in WHERE and k != "recipe"]

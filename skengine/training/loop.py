@@ -50,6 +50,7 @@ from .evaluation import reduce_size
 from .extensions import EMA, Checkpoint, DivergenceGuard, LookaheadSync, Report, TestPass
 from .recipe import build_optimizer, fit_whitening
 from .report import Progress, confusion_table
+from .settings import RECIPES
 
 STEP_TOTALS = ("loss_sum", "correct", "bad", "stopping")  # what each step's all-reduce sums besides gradients
 
@@ -212,7 +213,7 @@ class FolderClaim:
 
 def train(cfg):
     """Run training as configured (a dict with some of DEFAULTS' keys; the others come from the recipe, the
-    one tuned for the model, or the fast one if no model is given, unless ``recipe`` is given or None, then
+    one tuned for the model, or the default one if no model is given, unless ``recipe`` is given or None, then
     from DEFAULTS); return the last epoch's metrics.  Every setting is checked and the data and the model are
     set up before anything is written (but the claim of --out: FolderClaim).  Raises ConfigError (a setting that
     cannot work, an --out that another run holds), Diverged (a NaN/inf or climbing loss, or weights that give NaN/inf
@@ -302,6 +303,11 @@ def _run(cfg, resume, notes, mpi, rank, claim):
             raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
                               f"{cfg['batch_size']} with at least 2 images per process")
         steps = cfg["epochs"] * len(loader)
+        # a recipe's period on a run too short for it (the default command on a few images): off, said
+        if resume is None and steps <= cfg["lookahead"] == RECIPES.get(cfg["recipe"], {}).get("lookahead"):
+            notes.append(f"the recipe's Lookahead every {cfg['lookahead']} steps is off: the run takes {steps} "
+                         f"optimizer steps, and a period of the whole run would end it near its initial weights")
+            cfg["lookahead"] = 0
         if resume is None and cfg["lookahead"] >= steps:  # a resumed run was started as it is: it goes on
             raise ConfigError(f"--lookahead {cfg['lookahead']}: the run takes {steps} optimizer steps ({cfg['epochs']} "
                               f"epoch{'s' if cfg['epochs'] != 1 else ''} of {len(loader)}), and a period of the whole "
