@@ -12,6 +12,7 @@ checkpoints and exits; a NaN/inf loss stops the run and leaves the last
 good checkpoint, and so does a loss that climbs far above its start.
 """
 import argparse
+import json
 import sys
 
 from .distributed import WorkerError, launched_rank, world_rank
@@ -22,7 +23,7 @@ from .training.errors import TrainingError
 from .training.evaluation import evaluate  # noqa: F401
 from .training.loop import StopRequested, Trainer, load_data, resolve_processes, train  # noqa: F401
 from .training.report import Progress, confusion_table, pyplot, write_curves  # noqa: F401
-from .training.settings import DEFAULTS, OPTIMIZER_DEFAULTS, RECIPES, SETTINGS, flag
+from .training.settings import DEFAULTS, OPTIMIZER_DEFAULTS, RECIPE_OF_MODEL, RECIPES, SETTINGS, flag
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,8 +52,10 @@ def _recipes_help():
     """What --help says after the options: each recipe's settings, and an optimizer's own where a recipe tuned
     for another is used (the defaults shown above are the default recipe's)."""
     def settings(d):
-        return ", ".join(f"{flag(k)} {v:.4g}" if isinstance(v, float) else f"{flag(k)} {v}" for k, v in d.items())
-    lines = [f"recipe {name} (tuned for --model {r['model']}, which takes it by default): {settings(r)}."
+        return ", ".join(f"{flag(k)} {v:.4g}" if isinstance(v, float) else
+                         f"{flag(k)} {json.dumps(v) if isinstance(v, dict) else v}" for k, v in d.items())
+    lines = [f"recipe {name} (tuned for --model {r['model']}"
+             f"{', which takes it by default' if RECIPE_OF_MODEL.get(r['model']) == name else ''}): {settings(r)}."
              for name, r in RECIPES.items()]
     plain = {k: DEFAULTS[k] for r in RECIPES.values() for k in r}
     lines.append(f"The plain settings (--recipe none, and a model without a recipe): {settings(plain)}.")

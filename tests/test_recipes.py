@@ -296,3 +296,13 @@ def test_the_recipes_lookahead_is_off_on_a_run_too_short_for_it(data_dir, tmp_pa
             "whole run would end it near its initial weights") in stderr
     assert saved_config(tmp_path)["lookahead"] == 0
     assert "lookahead" not in skengine.load(tmp_path / "checkpoint.npz")["extensions"]
+
+
+def test_help_names_the_recipe_a_model_takes_and_writes_its_options_as_json():
+    """--help said every recipe of sknet_cifar_fast was the one it takes by default, and wrote --model-kwargs as
+    a Python dict (single quotes), which --model-kwargs refuses."""
+    from skengine.train import _recipes_help
+    text = _recipes_help()
+    assert "recipe airbench93_sk (tuned for --model sknet_cifar_fast, which takes it by default):" in text
+    assert "recipe fast (tuned for --model sknet_cifar_fast):" in text
+    assert '--model-kwargs {"attention": ["none", "sk", "sk"], "sk_kwargs": {"attention": "sigmoid"}},' in text
