@@ -303,15 +303,17 @@ def _run(cfg, resume, notes, mpi, rank, claim):
             raise ConfigError(f"no training step: {len(x_train)} training images make no batch of --batch-size "
                               f"{cfg['batch_size']} with at least 2 images per process")
         steps = cfg["epochs"] * len(loader)
-        # a recipe's period on a run too short for it (the default command on a few images): off, said
-        if resume is None and steps <= cfg["lookahead"] == RECIPES.get(cfg["recipe"], {}).get("lookahead"):
-            notes.append(f"the recipe's Lookahead every {cfg['lookahead']} steps is off: the run takes {steps} "
-                         f"optimizer steps, and a period of the whole run would end it near its initial weights")
-            cfg["lookahead"] = 0
+        whole_run = "a period of the whole run would end it near its initial weights"
         if resume is None and cfg["lookahead"] >= steps:  # a resumed run was started as it is: it goes on
-            raise ConfigError(f"--lookahead {cfg['lookahead']}: the run takes {steps} optimizer steps ({cfg['epochs']} "
-                              f"epoch{'s' if cfg['epochs'] != 1 else ''} of {len(loader)}), and a period of the whole "
-                              f"run would end it near its initial weights: give fewer than {steps} (or 0: off)")
+            # the recipe's period on a run too short for it (the default command on a few images): off, said
+            if cfg["lookahead"] == RECIPES.get(cfg["recipe"], {}).get("lookahead"):
+                notes.append(f"the recipe's Lookahead every {cfg['lookahead']} steps is off: the run takes {steps} "
+                             f"optimizer steps, and {whole_run}")
+                cfg["lookahead"] = 0
+            else:
+                raise ConfigError(f"--lookahead {cfg['lookahead']}: the run takes {steps} optimizer steps "
+                                  f"({cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''} of {len(loader)}), and "
+                                  f"{whole_run}: give fewer than {steps} (or 0: off)")
         given = f"--model {cfg['model']} --model-kwargs {json.dumps(cfg['model_kwargs'], default=str)}"
         try:
             model = create(cfg["model"], num_classes=len(names), **cfg["model_kwargs"]).to(device)
