@@ -9,7 +9,8 @@ Every finished run is appended to OUT/results.jsonl (written whole to a temporar
 it by skengine.serialization.atomic_write: a kill never leaves half a line).  A restarted runner skips the
 runs already there and continues an interrupted one from its checkpoint, so a grid that does not fit one
 sitting goes on later; the table (ablation.md), ablation.csv and ablation.png are made from results.jsonl
-alone.  A run is the same run when its variant, seed and every trainer setting that decides its numbers are
+alone.  Each run is tested once, after its last epoch (the trainer's --test-every 0: no weight changes).
+A run is the same run when its variant, seed and every trainer setting that decides its numbers are
 the same: change the budget and the runner trains anew, beside the old results, and reports each budget apart.
 
 Grids (``--grid``; the first variant of each is the one the others are compared with):
@@ -222,7 +223,8 @@ def settings(args, overrides, seed):
     variant's network options change the recipe's one key at a time (under airbench93_sk, ``softmax`` is its
     network with softmax gates, its first block still plain)."""
     cfg = {"recipe": args.recipe, "seed": seed, "data_dir": args.data_dir, "device": args.device,
-           "processes": args.processes, "download": False}
+           "processes": args.processes, "download": False,
+           "test_every": 0}  # tested after the last epoch only: its numbers are the ones compared, and the same
     for key in ("model", "epochs", "warmup", "whiten_bias_epochs", "batch_size", "lr", "limit_train",
                 "train_per_class", "limit_test"):
         value = getattr(args, key)

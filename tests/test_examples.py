@@ -464,6 +464,10 @@ def test_no_tta_runs_are_another_budget_and_record_their_machine(tmp_path, monke
     ablate.main(argv + ["--no-tta"])
     ablate.main(argv)
     assert (seen[0]["tta"], seen[0]["tta_translate"]) == (False, False) and "tta" not in seen[1]
+    # tested after the last epoch only, and that is no part of a run's identity: earlier records keep their keys
+    assert seen[0]["test_every"] == 0
+    plain = {k: v for k, v in seen[0].items() if k not in ("test_every", "out", "overwrite")}
+    assert ablate.run_key("softmax", 0, plain, (1, 2)) == ablate.run_key("softmax", 0, seen[0], (1, 2))
     first, second = ablate.read_results(str(tmp_path))
     assert first["config"]["tta"] is False and second["config"]["tta"] is True and first["key"] != second["key"]
     assert first["train_s"] == 60.0 and first["test_acc_tta"] is None

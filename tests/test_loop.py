@@ -204,6 +204,22 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
     assert float(history[1]["test_acc_tta"]) == pytest.approx(flipped["acc"])
 
 
+@pytest.mark.parametrize("every,epochs,tested", [(0, 2, [2]), (2, 3, [2, 3])])
+def test_test_every_tests_those_epochs_and_the_last_and_changes_no_weight(data_dir, tmp_path, straight, capsys,
+                                                                           every, epochs, tested):
+    trained(cfg(data_dir, tmp_path, epochs=epochs, test_every=every))
+    with open(tmp_path / "metrics.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [int(h["epoch"]) for h in history if h["test_acc"] != ""] == tested
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1:")]
+    assert len(lines) == 1 and "test" not in lines[0] and " img/s" in lines[0]
+    assert (tmp_path / "best.npz").exists()
+    if epochs == 2:  # the same two epochs as the straight run's, tested after each: the same weights
+        got = weights(tmp_path)
+        for k in straight:
+            np.testing.assert_array_equal(got[k], straight[k], err_msg=k)
+
+
 def test_missing_data_without_download_says_where_to_put_it(tmp_path):
     with pytest.raises(ConfigError, match="cifar-10-batches-py"):
         trained(cfg(str(tmp_path / "nothing"), tmp_path / "out", epochs=1))

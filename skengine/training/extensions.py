@@ -113,16 +113,20 @@ class EMA(Extension):
 
 
 class TestPass(Extension):
-    """The test pass after every epoch (sharded over the ranks), with the EMA's weights if there are; the last
-    epoch's with TTA (flip, and 1-pixel translations with ``translate``), keeping the plain numbers too.  Weights
-    that the epoch's last steps made NaN or inf (the guard sees a step's loss, taken before its update) stop the
-    run as the guard does."""
+    """The test pass after every ``every`` epochs and after the last (0: the last only; sharded over the ranks),
+    with the EMA's weights if there are; the last epoch's with TTA (flip, and 1-pixel translations with
+    ``translate``), keeping the plain numbers too.  Weights that the epoch's last steps made NaN or inf (the
+    guard sees a step's loss, taken before its update) stop the run as the guard does."""
 
-    def __init__(self, loader, num_classes, tta, translate, ema=None):
+    def __init__(self, loader, num_classes, tta, translate, ema=None, every=1):
         self.loader, self.num_classes, self.tta, self.translate, self.ema = loader, num_classes, tta, translate, ema
+        self.every = every
 
     def __call__(self, trainer):
-        tta = self.tta and trainer.epoch == trainer.cfg["epochs"]
+        last = trainer.epoch == trainer.cfg["epochs"]
+        if not last and not (self.every and trainer.epoch % self.every == 0):
+            return  # the row's test numbers stay None
+        tta = self.tta and last
         test = trainer.last_test = self.run(trainer.model, trainer.group, tta)
         if test is None:
             raise Diverged(f"diverged at epoch {trainer.epoch} step {trainer.loader.batch} (the test pass's logits "
@@ -169,12 +173,12 @@ class Report(Extension):
 
     def __call__(self, trainer):
         row, test = trainer.row, trainer.last_test
-        tta = row["test_acc_tta"] is not None
         views = "flip + translate" if trainer.cfg["tta_translate"] else "flip"
+        tested = "" if row["test_acc"] is None else (
+            f"test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%"
+            + (f", with {views} TTA {100 * test['acc']:.2f}%" if row["test_acc_tta"] is not None else "") + " | ")
         print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-              f"test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%"
-              + (f", with {views} TTA {100 * test['acc']:.2f}%" if tta else "")
-              + f" | {row['epoch_time']:.1f} s, {row['images_per_s']:.0f} img/s", file=sys.stderr)
+              f"{tested}{row['epoch_time']:.1f} s, {row['images_per_s']:.0f} img/s", file=sys.stderr)
         write_metrics(os.path.join(trainer.out, "metrics.csv"), trainer.history)
         write_curves(trainer.history, os.path.join(trainer.out, "curves.png"))
 
@@ -190,7 +194,7 @@ class Checkpoint(Extension):
 
     def __call__(self, trainer):
         row, cfg = trainer.row, trainer.cfg
-        if row["test_acc"] > self.best_acc:
+        if row["test_acc"] is not None and row["test_acc"] > self.best_acc:
             self.best_acc = row["test_acc"]
             with self.ema.swap(trainer.model) if self.ema else contextlib.nullcontext():
                 save({"config": cfg, "model": trainer.model.state_dict(), "epoch": row["epoch"],

@@ -414,7 +414,7 @@ def extensions_for(cfg, model, total_steps, test_loader, num_classes):
     return [DivergenceGuard(cfg["diverge"]),
             *([LookaheadSync(model, cfg["lookahead"], total_steps)] if cfg["lookahead"] else []),
             *([ema] if ema else []),
-            TestPass(test_loader, num_classes, cfg["tta"], cfg["tta_translate"], ema),
+            TestPass(test_loader, num_classes, cfg["tta"], cfg["tta_translate"], ema, cfg["test_every"]),
             Report(),
             Checkpoint(ema)]
 

@@ -68,12 +68,13 @@ def write_curves(history, path):
     if plt is None:
         return
     epochs = [h["epoch"] for h in history]
+    tested = [h for h in history if h["test_acc"] is not None]  # --test-every leaves some epochs untested
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
+    a.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], "o-", label="test")
     a.set(xlabel="epoch", ylabel="loss", title="loss")
     b.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
-    b.plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
+    b.plot([h["epoch"] for h in tested], [100 * h["test_acc"] for h in tested], "o-", label="test")
     b.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (a, b):
         ax.grid(alpha=0.3)
