@@ -25,7 +25,8 @@ Grids (``--grid``; the first variant of each is the one the others are compared 
 
 The table gives each variant's test accuracy, mean +- standard deviation over the seeds, and its
 difference to the first variant with a 95% confidence interval twice: Welch's t, and a bootstrap of
-the two means (10,000 resamples) as a check (both skengine.stats'); then parameters, multiply-adds and
+the two means (10,000 resamples) as a check (both skengine.stats'); with TTA, the same for the accuracy with
+TTA; then parameters, multiply-adds and
 training images/s (each run records the CPU or GPU it ran on).  ``--gates N`` adds gates.md and gates.csv:
 examples/sk_attention.py's analysis of every finished run's final network (rebuilt by skengine.training's
 load_run) on the first N test images (kept in the run's folder), per variant and SK layer the mean over the
@@ -382,27 +383,38 @@ def summarise(records):
         grid = json.loads(bkey)["grid"]
         reference = next(iter(GRIDS[grid]))
         base = [100 * r["test_acc"] for r in _finished(variants.get(reference, []))]
+        base_tta = _tta(_finished(variants.get(reference, [])))
         for name in (v for v in GRIDS[grid] if v in variants):
             runs = sorted(variants[name], key=lambda r: r["seed"])
             good = _finished(runs)
             accs = [100 * r["test_acc"] for r in good]
-            tta = [100 * r["test_acc_tta"] for r in good if r.get("test_acc_tta") is not None]
+            tta = _tta(good)
             row = {"budget_no": number, "budget": bkey, "grid": grid, "variant": name, "reference": reference,
                    "runs": len(accs), "failed": len(runs) - len(good), "seeds": [r["seed"] for r in good],
                    "acc_mean": float(np.mean(accs)) if accs else None,
                    "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None, "accs": accs,
-                   "tta_mean": float(np.mean(tta)) if tta and len(tta) == len(accs) else None,
+                   "tta_mean": float(np.mean(tta)) if tta else None,
+                   "tta_std": float(np.std(tta, ddof=1)) if len(tta) > 1 else None, "tta_accs": tta,
                    "params": runs[0]["params"], "macs": runs[0]["macs"],
                    "images_per_s": float(np.mean([r["images_per_s"] for r in good])) if good else None,
                    "machines": sorted({r.get("machine", "?") for r in good}),
-                   "diff": None, "welch": None, "bootstrap": None}
-            if name != reference and len(accs) > 1 and len(base) > 1:
-                diff, half, _ = welch_ci(base, accs)
-                row.update(diff=diff, welch=(diff - half, diff + half))
-                if min(len(base), len(accs)) >= BOOTSTRAP_MIN:  # fewer: too few distinct resamples to mean much
-                    row["bootstrap"] = bootstrap_ci(base, accs)
+                   "diff": None, "welch": None, "bootstrap": None,
+                   "tta_diff": None, "tta_welch": None, "tta_bootstrap": None}
+            if name != reference:
+                for prefix, ref, these in (("", base, accs), ("tta_", base_tta, tta)):
+                    if len(these) > 1 and len(ref) > 1:
+                        diff, half, _ = welch_ci(ref, these)
+                        row.update({f"{prefix}diff": diff, f"{prefix}welch": (diff - half, diff + half)})
+                        if min(len(ref), len(these)) >= BOOTSTRAP_MIN:  # fewer: too few distinct resamples
+                            row[f"{prefix}bootstrap"] = bootstrap_ci(ref, these)
             rows.append(row)
     return rows
+
+
+def _tta(runs):
+    """The runs' accuracies with TTA (%), or [] unless every run has one (a budget without TTA)."""
+    tta = [100 * r["test_acc_tta"] for r in runs if r.get("test_acc_tta") is not None]
+    return tta if len(tta) == len(runs) else []
 
 
 GATE_STATS = (("weight on the larger kernel", "large"), ("dynamic", "dynamic"), ("dominant", "dominant"),
@@ -548,32 +560,39 @@ def _fmt(value, spec):
 
 def write(rows, out):
     """ablation.md (the table), ablation.csv and ablation.png (with matplotlib) in ``out``; returns the table."""
-    keys = ["budget_no", "grid", "variant", "reference", "runs", "failed", "acc_mean", "acc_std", "tta_mean", "diff",
-            "welch_lo", "welch_hi", "bootstrap_lo", "bootstrap_hi", "params", "macs", "images_per_s", "seeds", "accs",
-            "budget"]
+    intervals = ("welch", "bootstrap", "tta_welch", "tta_bootstrap")
+    keys = ["budget_no", "grid", "variant", "reference", "runs", "failed", "acc_mean", "acc_std", "tta_mean",
+            "tta_std", "diff", "welch_lo", "welch_hi", "bootstrap_lo", "bootstrap_hi", "tta_diff", "tta_welch_lo",
+            "tta_welch_hi", "tta_bootstrap_lo", "tta_bootstrap_hi", "params", "macs", "images_per_s", "seeds", "accs",
+            "tta_accs", "budget"]
     with open(os.path.join(out, "ablation.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
             ci = {f"{name}_{end}": float(r[name][i]) if r[name] else None
-                  for name in ("welch", "bootstrap") for i, end in enumerate(("lo", "hi"))}
+                  for name in intervals for i, end in enumerate(("lo", "hi"))}
             w.writerow({**{k: r[k] for k in keys if k in r}, **ci, "seeds": " ".join(map(str, r["seeds"])),
-                        "accs": " ".join(f"{a:.2f}" for a in r["accs"])})
+                        "accs": " ".join(f"{a:.2f}" for a in r["accs"]),
+                        "tta_accs": " ".join(f"{a:.2f}" for a in r["tta_accs"])})
     lines = []
     for number in dict.fromkeys(r["budget_no"] for r in rows):
         these = [r for r in rows if r["budget_no"] == number]
         ref = these[0]["reference"]
         lines += [f"Budget {number}: {these[0]['budget']}", "",
-                  f"| variant | runs | test acc % (mean +- std) | with TTA | diff to {ref} | 95% CI (Welch t) | "
-                  f"95% CI (bootstrap, >= {BOOTSTRAP_MIN} runs each) | params | MACs / image | train img/s |",
-                  "| --- | ---: | --- | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+                  f"| variant | runs | test acc % (mean +- std) | diff to {ref} | 95% CI (Welch t) | "
+                  f"95% CI (bootstrap, >= {BOOTSTRAP_MIN} runs each) | with TTA | TTA: diff, 95% CI (Welch t; "
+                  f"bootstrap) | params | MACs / image | train img/s |",
+                  "| --- | ---: | --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: |"]
         for r in these:
             ci = (lambda c: f"[{c[0]:+.2f}, {c[1]:+.2f}]" if c else "")  # noqa: E731
             runs = f"{r['runs']}" + (f" ({r['failed']} failed)" if r["failed"] else "")
-            acc = _fmt(r["acc_mean"], ".2f") + (f" +- {r['acc_std']:.2f}" if r["acc_std"] is not None else "")
-            lines.append(f"| {r['variant']} | {runs} | {acc} | {_fmt(r['tta_mean'], '.2f')} | "
-                         f"{_fmt(r['diff'], '+.2f')} | {ci(r['welch'])} | {ci(r['bootstrap'])} | {r['params']:,} | "
-                         f"{r['macs'] / 1e6:.1f} M | {_fmt(r['images_per_s'], '.0f')} |")
+            acc, tta = (_fmt(r[f"{p}mean"], ".2f") + (f" +- {r[f'{p}std']:.2f}" if r[f"{p}std"] is not None else "")
+                        for p in ("acc_", "tta_"))
+            tta_diff = " ".join(x for x in (_fmt(r["tta_diff"], "+.2f"), ci(r["tta_welch"])) if x) + (
+                f"; {ci(r['tta_bootstrap'])}" if r["tta_bootstrap"] else "")
+            lines.append(f"| {r['variant']} | {runs} | {acc} | {_fmt(r['diff'], '+.2f')} | {ci(r['welch'])} | "
+                         f"{ci(r['bootstrap'])} | {tta} | {tta_diff} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+                         f"{_fmt(r['images_per_s'], '.0f')} |")
         machines = sorted({m for r in these for m in r["machines"]})
         lines += ["", f"Training img/s measured on: {'; '.join(machines)}" + (" (compare them within one machine)"
                                                                               if len(machines) > 1 else ""), ""

@@ -448,6 +448,27 @@ def test_ablation_report_keeps_budgets_apart_by_what_the_runs_were_not_by_what_w
     assert [(r["variant"], r["runs"], r["failed"]) for r in rows] == [("softmax", 2, 0), ("sigmoid", 1, 1)]
 
 
+def test_the_tta_accuracy_gets_its_own_difference_and_intervals(tmp_path):
+    """Every run's TTA accuracy one point above its plain one: the TTA difference and its intervals are the plain
+    ones (a shift of both samples changes neither); a budget where some run lacks TTA shows none."""
+    plain = {"softmax": [0.80, 0.81, 0.82, 0.80, 0.83], "sigmoid": [0.82, 0.84, 0.83, 0.85, 0.83]}
+    records = [{**fake_record(v, s, a), "test_acc_tta": a + 0.01} for v, accs in plain.items()
+               for s, a in enumerate(accs)]
+    softmax, sigmoid = ablate.summarise(records)
+    assert sigmoid["diff"] == pytest.approx(100 * (0.834 - 0.812)) == pytest.approx(sigmoid["tta_diff"])
+    assert sigmoid["tta_mean"] == pytest.approx(84.4) and softmax["tta_std"] == pytest.approx(softmax["acc_std"])
+    for name in ("welch", "bootstrap"):
+        assert sigmoid[f"tta_{name}"] == pytest.approx(sigmoid[name])
+    assert softmax["tta_diff"] is None and softmax["tta_welch"] is None
+    ablate.write([softmax, sigmoid], str(tmp_path))
+    row = next(line for line in (tmp_path / "ablation.md").read_text().splitlines() if line.startswith("| sigmoid"))
+    lo, hi = sigmoid["welch"]
+    blo, bhi = sigmoid["bootstrap"]
+    assert f"| 84.40 +- 1.14 | +2.20 [{lo:+.2f}, {hi:+.2f}]; [{blo:+.2f}, {bhi:+.2f}] |" in row
+    records[-1] = {**records[-1], "test_acc_tta": None}  # one run without: no TTA numbers for its variant
+    assert [r["tta_mean"] for r in ablate.summarise(records)] == [pytest.approx(82.2), None]
+
+
 def test_no_tta_runs_are_another_budget_and_record_their_machine(tmp_path, monkeypatch, capsys):
     seen = []
 
