@@ -5,7 +5,7 @@ With no arguments: the airbench93_sk recipe (airbench93's recipe on
 15 epochs, more accurate); ``--model X`` takes the recipe tuned for X, or the plain
 settings (``--recipe none``), and the first line says which; on CIFAR-10
 (downloaded into the cache if absent), on CUDA if available, else the CPU.
-Every epoch ends with a test pass, a row in ``metrics.csv`` and an atomic
+Every epoch ends with a test pass (``--test-every N``: every Nth and the last), a row in ``metrics.csv`` and an atomic
 ``checkpoint.npz`` (model, optimizer, schedule, data order and RNG state,
 so ``--resume`` continues bit for bit); Ctrl-C finishes the current step,
 checkpoints and exits; a NaN/inf loss stops the run and leaves the last

@@ -216,6 +216,17 @@ def test_resume_keeps_no_download_and_nested_numpy_settings(data_dir, tmp_path, 
     assert skengine.load(tmp_path / "checkpoint.npz")["epoch"] == 2
 
 
+def test_resume_keeps_test_every_unless_another_is_given_even_every_epoch(data_dir, tmp_path, monkeypatch):
+    """--test-every 1 given to resume a --test-every 0 run was taken for "not given" (1 was the default)."""
+    restore = interrupt_at(monkeypatch, 2)
+    trained(cfg(data_dir, tmp_path, test_every=0))
+    restore()
+    for given, kept in (({}, 0), ({"test_every": 1}, 1), ({"test_every": 2}, 2)):
+        assert config.resolve({"resume": str(tmp_path), **given})[0]["test_every"] == kept, given
+    trained({"resume": str(tmp_path), "test_every": 1})
+    assert [h["test_acc"] is not None for h in skengine.load(tmp_path / "checkpoint.npz")["history"]] == [True, True]
+
+
 def test_a_fast_checkpoint_from_before_the_full_input_sk_paths_still_resumes_and_evaluates(data_dir, tmp_path,
                                                                                             monkeypatch):
     """Until 2026-12-02 sknet_cifar_fast's SK paths took half the channels each, and its checkpoints' configs

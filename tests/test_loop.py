@@ -204,6 +204,18 @@ def test_flip_tta_runs_on_the_last_epoch_only_and_keeps_the_plain_numbers(data_d
     assert float(history[1]["test_acc_tta"]) == pytest.approx(flipped["acc"])
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_weights_made_nan_in_an_untested_epoch_stop_the_run_before_its_checkpoint(data_dir, tmp_path, monkeypatch,
+                                                                                  processes):
+    """With --test-every 0 no test pass saw epoch 1's NaN weights: they were checkpointed as the last good ones, and
+    --resume failed on them at once."""
+    restore = nan_weights_at(monkeypatch, 5)  # 5 steps an epoch: epoch 1's last
+    with pytest.raises(Diverged, match=r"at epoch 1 step 5 \(the weights are not finite after this step\)"):
+        trained(cfg(data_dir, tmp_path, epochs=3, test_every=0, processes=processes))
+    restore()
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
 @pytest.mark.parametrize("every,epochs,tested", [(0, 2, [2]), (2, 3, [2, 3])])
 def test_test_every_tests_those_epochs_and_the_last_and_changes_no_weight(data_dir, tmp_path, straight, capsys,
                                                                            every, epochs, tested):

@@ -235,7 +235,8 @@ def resolve(given):
     ignores).
 
     A resumed run keeps its own settings except where it runs (WHERE); it writes where its checkpoint
-    lives unless ``out`` is given; its data folder, process count and --download stay unless given (KEPT).
+    lives unless ``out`` is given; its data folder, process count, --download and --test-every stay unless given
+    (KEPT).
     """
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
@@ -261,8 +262,8 @@ def resolve(given):
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing or not isinstance(state["config"], dict):
         raise ConfigError(f"--resume {path}: a damaged checkpoint (missing {', '.join(missing) or 'its config'})")
-    # of where it ran, the data folder, the process count and --download stay the run's own (KEPT); the device
-    # is chosen anew (auto), and --overwrite never comes from a saved run
+    # of where it ran, the data folder, the process count, --download and --test-every stay the run's own (KEPT);
+    # the device is chosen anew (auto), and --overwrite never comes from a saved run
     saved = {**DEFAULTS, "processes": 1,
              **{k: v for k, v in upgrade(state["config"]).items()
                 if k in DEFAULTS and (k not in WHERE or k in KEPT)}}

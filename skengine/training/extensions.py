@@ -113,27 +113,33 @@ class EMA(Extension):
 
 
 class TestPass(Extension):
-    """The test pass after every ``every`` epochs and after the last (0: the last only; sharded over the ranks),
-    with the EMA's weights if there are; the last epoch's with TTA (flip, and 1-pixel translations with
-    ``translate``), keeping the plain numbers too.  Weights that the epoch's last steps made NaN or inf (the
-    guard sees a step's loss, taken before its update) stop the run as the guard does."""
+    """The test pass after every ``every`` epochs and after the last (0: the last only; None: every epoch;
+    sharded over the ranks), with the EMA's weights if there are; the last epoch's with TTA (flip, and 1-pixel
+    translations with ``translate``), keeping the plain numbers too.  Weights that the epoch's last steps made NaN
+    or inf (the guard sees a step's loss, taken before its update) stop the run as the guard does, before the
+    checkpoint: in an epoch left untested, the weights and buffers are checked instead."""
 
-    def __init__(self, loader, num_classes, tta, translate, ema=None, every=1):
+    def __init__(self, loader, num_classes, tta, translate, ema=None, every=None):
         self.loader, self.num_classes, self.tta, self.translate, self.ema = loader, num_classes, tta, translate, ema
-        self.every = every
+        self.every = 1 if every is None else every
 
     def __call__(self, trainer):
         last = trainer.epoch == trainer.cfg["epochs"]
-        if not last and not (self.every and trainer.epoch % self.every == 0):
-            return  # the row's test numbers stay None
+        if not last and not (self.every and trainer.epoch % self.every == 0):  # the row's test numbers stay None
+            if not _finite(trainer.model, trainer.group):
+                self._diverged(trainer, "the weights are not finite after this step")
+            return
         tta = self.tta and last
         test = trainer.last_test = self.run(trainer.model, trainer.group, tta)
         if test is None:
-            raise Diverged(f"diverged at epoch {trainer.epoch} step {trainer.loader.batch} (the test pass's logits "
-                           f"are not finite after this step): {to_lower(trainer.cfg)}; {trainer.kept()}",
-                           trainer.rank != 0)
+            self._diverged(trainer, "the test pass's logits are not finite after this step")
         plain = {"loss": test["plain_loss"], "acc": test["plain_acc"]} if tta else test
         trainer.row.update(test_loss=plain["loss"], test_acc=plain["acc"], test_acc_tta=test["acc"] if tta else None)
+
+    @staticmethod
+    def _diverged(trainer, why):
+        raise Diverged(f"diverged at epoch {trainer.epoch} step {trainer.loader.batch} ({why}): "
+                       f"{to_lower(trainer.cfg)}; {trainer.kept()}", trainer.rank != 0)
 
     def run(self, model, group, tta):
         """evaluate's result, or None where the logits were not finite on some rank."""
@@ -146,6 +152,13 @@ class TestPass(Extension):
                               all_reduce=group.all_reduce if group else None, num_classes=self.num_classes)
         bad = group.all_reduce([watched.bad])[0] > 0 if group else watched.bad
         return None if bad else result
+
+
+def _finite(model, group):
+    """Whether every parameter and buffer of ``model`` is finite on every rank."""
+    bad = not all(bool(get_array_module(t.data).isfinite(t.data).all())
+                  for t in (*model.parameters(), *model.buffers()) if t is not None)
+    return not (group.all_reduce([bad])[0] > 0 if group else bad)
 
 
 class FiniteLogits:

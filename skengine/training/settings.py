@@ -220,8 +220,9 @@ SETTINGS = (
     Setting("train_per_class", None, "train on the first N images of each class only (a fixed class-balanced "
             "subset, in the files' order)", integer(1, optional=True), type=int),
     Setting("limit_test", None, "test on the first N images only", integer(1, optional=True), type=int),
-    Setting("test_every", 1, "test after every N epochs, and always after the last (0: after the last only); a "
-            "test pass changes no weight: the run trains the same", integer(0), type=int, where=True, kept=True),
+    Setting("test_every", None, "test after every N epochs, and always after the last (0: after the last only; "
+            "unset: every epoch); a test pass changes no weight, so the run trains the same (best.npz is the best "
+            "of the epochs tested)", integer(0, optional=True), type=int, where=True, kept=True),
     Setting("device", "auto", "auto: CUDA where CuPy finds a GPU, else the CPU", one_of(("auto", "cpu", "cuda")),
             choices=("auto", "cpu", "cuda"), where=True),
     Setting("processes", "auto", "data-parallel processes, each training on its shard of every batch (auto: on "
