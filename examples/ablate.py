@@ -382,8 +382,8 @@ def summarise(records):
     for number, (bkey, variants) in enumerate(_groups(records).items(), 1):
         grid = json.loads(bkey)["grid"]
         reference = next(iter(GRIDS[grid]))
-        base = [100 * r["test_acc"] for r in _finished(variants.get(reference, []))]
-        base_tta = _tta(_finished(variants.get(reference, [])))
+        ref_runs = _finished(variants.get(reference, []))
+        base, base_tta = [100 * r["test_acc"] for r in ref_runs], _tta(ref_runs)
         for name in (v for v in GRIDS[grid] if v in variants):
             runs = sorted(variants[name], key=lambda r: r["seed"])
             good = _finished(runs)
