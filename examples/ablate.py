@@ -417,8 +417,9 @@ def _tta(runs):
     return tta if len(tta) == len(runs) else []
 
 
-GATE_STATS = (("weight on the larger kernel", "large"), ("dynamic", "dynamic"), ("dominant", "dominant"),
-              ("saturated", "saturated"), ("corr(path 1, path 2)", "corr"), ("size effect", "size_effect"))
+GATE_STATS = (("weight on the smallest kernel", "small"), ("weight on the largest kernel", "large"),
+              ("dynamic", "dynamic"), ("dominant", "dominant"), ("saturated", "saturated"),
+              ("corr(path 1, path 2)", "corr"), ("size effect", "size_effect"))
 
 
 def run_folder(out, key):
@@ -427,7 +428,8 @@ def run_folder(out, key):
 
 def gate_statistics(out, record, images, limit):
     """sk_attention's analysis of one finished run's final network on ``images`` (its first ``limit`` test
-    images), per SK layer: the mean weight on the last path (the largest kernel), the gate statistics, and
+    images), per SK layer: the mean weight on the first path (the smallest kernel) and on the last (the
+    largest; with two paths, each path: sigmoid gates need not sum to 1), the gate statistics, and
     the size effect (the shift of that weight from s=1 to s=2 by enlargement minus the shift by blur alone).
     Kept in the run's folder (attention_LIMIT.json): a second report reads it instead of computing it again
     (unless it is not what this writes: then it is made again).
@@ -452,8 +454,8 @@ def gate_statistics(out, record, images, limit):
         for layer in result["layers"]:
             big, blurred = (np.asarray(result[k][layer])[:, -1] for k in ("by_scale", "by_blur"))
             g = result["gates"][layer]
-            stats[layer] = {"large": g["mean"][-1], "dynamic": g["dynamic"], "dominant": g["dominant"],
-                            "saturated": g["saturated"], "corr": g["corr"],
+            stats[layer] = {"small": g["mean"][0], "large": g["mean"][-1], "dynamic": g["dynamic"],
+                            "dominant": g["dominant"], "saturated": g["saturated"], "corr": g["corr"],
                             "size_effect": float((big[-1] - big[0]) - (blurred[-1] - blurred[0]))}
         if not _gate_table(stats):  # finite weights whose network computes NaN or inf: nothing to keep
             raise ValueError("its gate statistics hold NaN or inf")

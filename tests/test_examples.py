@@ -386,19 +386,24 @@ def test_ablation_runner_killed_mid_grid_continues_to_the_same_table(tmp_path, d
     images, _ = skengine.data.load_cifar(data_dir, "cifar10", train=False)
     first = {r["layer"]: r for r in table if (r["budget_no"], r["variant"]) == (1, "softmax")}
     assert set(first) and {r["seeds"] for r in table} == {2, 1}
-    large = {layer: [] for layer in first}
+    path = {(v, layer, m): [] for v in ("softmax", "sigmoid") for layer in first for m in (0, -1)}
     for record in ablate.read_results(str(out))[:4]:
         model = load_run(os.path.join(ablate.run_folder(str(out), record["key"]), "checkpoint.npz")).model
         gates = sk_attention.attention_per_image(model, images[:20], *skengine.data.CIFAR_MEAN_STD["cifar10"])
-        if record["variant"] == "softmax":
-            for layer, a in gates.items():
-                large[layer].append(a[:, -1].mean())
-    for layer, row in first.items():
-        assert row["large"] == pytest.approx(np.mean(large[layer]), abs=1e-6)
-        assert row["large_ci"] == pytest.approx(t_quantile(0.975, 1) * np.std(large[layer], ddof=1)
-                                                / np.sqrt(2), abs=1e-6)
-        assert row["corr"] == pytest.approx(-1.0) and row["dominant"] <= 1  # two paths under a softmax
-    assert all(r["corr"] > -0.999 for r in table if r["variant"] == "sigmoid")
+        for layer, a in gates.items():
+            for m in (0, -1):
+                path[record["variant"], layer, m].append(a[:, m].mean())
+    for row in (r for r in table if r["budget_no"] == 1):
+        for m, k in ((0, "small"), (-1, "large")):
+            w = path[row["variant"], row["layer"], m]
+            assert row[k] == pytest.approx(np.mean(w), abs=1e-6)
+            assert row[f"{k}_ci"] == pytest.approx(t_quantile(0.975, 1) * np.std(w, ddof=1) / np.sqrt(2), abs=1e-6)
+    for row in first.values():
+        assert row["small"] + row["large"] == pytest.approx(1.0)  # two paths under a softmax
+        assert row["corr"] == pytest.approx(-1.0) and row["dominant"] <= 1
+    sig = [r for r in table if r["variant"] == "sigmoid"]
+    assert all(r["corr"] > -0.999 for r in sig)
+    assert any(abs(r["small"] + r["large"] - 1) > 5e-3 for r in sig)  # independent gates need not sum to 1
     monkeypatch.setattr(sk_attention, "analyse", lambda *a: pytest.fail("a kept analysis was made again"))
     again = ablate.main(["--out", str(out), "--report", "--data-dir", data_dir, "--gates", "20"])
     assert [r["accs"] for r in again] == [r["accs"] for r in other]
